@@ -1,0 +1,44 @@
+# One command to set up and start the demo (`make demo`), one to set up and run the tests (`make test`).
+PY := .venv/bin/python
+DATA ?= ../shared/data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+JAYCHOU_CELLS := rnn-scratch rnn gru lstm
+VARIANTS := $(JAYCHOU_CELLS:%=models/jaychou-%) models/timemachine-lstm
+TRAIN_FLAGS ?=
+export GRADIO_ANALYTICS_ENABLED = False
+
+.PHONY: setup browser models demo test bench clean
+setup: .venv/.installed
+
+.venv/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q torch==2.13.0  # the CPU wheel first: an unpinned torch pulls a CUDA build
+	.venv/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+browser:  # Debian's Chromium (with CJK fonts) for the browser tests
+	@command -v chromium >/dev/null && fc-list | grep -qi "noto.*cjk" || \
+	  (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update -q && \
+	   DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium fonts-noto-cjk)
+
+models: setup $(VARIANTS:%=%/model.safetensors)
+
+models/jaychou-%/model.safetensors:
+	$(PY) -m training --corpus $(DATA)/jaychou_lyrics.txt --cell $* --out models/jaychou-$* $(TRAIN_FLAGS)
+
+models/timemachine-%/model.safetensors:
+	$(PY) -m training --corpus $(DATA)/timemachine.txt --cell $* --out models/timemachine-$* $(TRAIN_FLAGS)
+
+demo: models
+	$(PY) app.py
+
+test: setup browser
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m bench.training_speed
+	$(PY) -m bench.decoding_speed
+
+clean:
+	rm -rf models checkpoints test-output

@@ -1,0 +1,32 @@
+"""The one place that says which variants the app offers: repo ids or local folders, each with a readable name.
+
+Sources, first match wins: the CHARRNN_MODELS environment variable (comma-separated), else the file named
+by CHARRNN_MODELS_FILE (default: models.txt at the project root, one source per line, # comments).
+"""
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LIST = ROOT / "models.txt"
+CORPUS_NAMES = {"jaychou": "Jay Chou lyrics", "timemachine": "The Time Machine"}
+CELL_NAMES = {"rnn-scratch": "RNN (from scratch)", "rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+
+
+def model_sources() -> list[str]:
+    listed = os.environ.get("CHARRNN_MODELS")
+    if listed is not None:
+        return [s.strip() for s in listed.split(",") if s.strip()]
+    path = Path(os.environ.get("CHARRNN_MODELS_FILE", DEFAULT_LIST))
+    if not path.is_file():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line]
+
+
+def display_name(source: str) -> str:
+    """'models/jaychou-lstm' or 'user/charrnn-jaychou-lstm' -> 'Jay Chou lyrics · LSTM'."""
+    stem = source.rstrip("/").split("/")[-1].removeprefix("charrnn-")
+    corpus, _, cell = stem.partition("-")
+    if corpus in CORPUS_NAMES and cell in CELL_NAMES:
+        return f"{CORPUS_NAMES[corpus]} · {CELL_NAMES[cell]}"
+    return stem

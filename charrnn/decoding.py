@@ -1,0 +1,129 @@
+"""Decoding: prime the state with the prefix in one pass, then one cheap step per new character.
+
+The step runs on the model's raw weights (a hand-written step is several times faster than calling
+nn.LSTM once per character), with the embedding already multiplied into the first layer's input
+weights, and the temperature folded into the output layer.
+"""
+import math
+from collections.abc import Iterator
+
+import torch
+
+from .cells import layer_weights
+
+MAX_TOP_K = 1_000_000
+
+
+def check_options(length: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if not isinstance(length, int) or length < 0:
+        raise ValueError(f"length must be a whole number >= 0, got {length!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and 0 <= temperature <= 100):
+        raise ValueError(f"temperature must be a number from 0 (greedy) to 100, got {temperature!r}")
+    if top_k is not None and not (isinstance(top_k, int) and 0 < top_k <= MAX_TOP_K):
+        raise ValueError(f"top_k must be a positive whole number or None, got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
+class Stepper:
+    """One recurrence step for a batch of sequences, on weights taken from a model in eval mode."""
+
+    def __init__(self, model, temperature: float):
+        self.cell = model.cell
+        layers = layer_weights(model.rnn)
+        self.layers = []
+        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers):
+            if self.cell != "gru":  # b_hh only ever adds to b_ih outside the GRU's reset gate
+                b_ih, b_hh = b_ih + b_hh, None
+            self.layers.append((w_ih.t() if k else None, b_ih, w_hh.t(), b_hh))
+        w_ih0, b_ih0 = layers[0][0], self.layers[0][1]
+        inputs = torch.eye(len(model.vocab), device=model.device) if model.one_hot else model.embed.weight
+        self.input_table = torch.addmm(b_ih0, inputs, w_ih0.t())  # [V, G*H]: row v is token v's input term
+        scale = 1.0 / temperature if temperature > 0 else 1.0
+        self.head_w = model.head.weight.t() * scale
+        self.head_b = model.head.bias * scale
+        self.head_b[model.vocab.unk_id] = -math.inf  # never emit <unk>
+
+    def split_state(self, state) -> list:
+        if self.cell == "lstm":
+            return [(h, c) for h, c in zip(state[0], state[1])]
+        return list(state)
+
+    def logits(self, top: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.head_b, top, self.head_w)
+
+    def step(self, ids: torch.Tensor, state: list) -> torch.Tensor:
+        """Advance every sequence by the tokens ids [B]; update state in place; return logits [B, V]."""
+        x = None
+        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(self.layers):
+            gi = self.input_table[ids] if k == 0 else torch.addmm(b_ih, x, w_ih)
+            if self.cell == "lstm":
+                h, c = state[k]
+                i, f, g, o = torch.addmm(gi, h, w_hh).chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                x = torch.sigmoid(o) * torch.tanh(c)
+                state[k] = (x, c)
+            elif self.cell == "gru":
+                h = state[k]
+                gh = torch.addmm(b_hh, h, w_hh)
+                r, z = torch.sigmoid(gi[:, : 2 * h.shape[1]] + gh[:, : 2 * h.shape[1]]).chunk(2, 1)
+                n = torch.tanh(gi[:, 2 * h.shape[1]:] + r * gh[:, 2 * h.shape[1]:])
+                x = state[k] = torch.lerp(n, h, z)
+            else:
+                x = state[k] = torch.tanh(torch.addmm(gi, state[k], w_hh))
+        return self.logits(x)
+
+
+def pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> torch.Tensor:
+    """Choose the next id for each row of logits [B, V] (already divided by the temperature)."""
+    if temperature == 0:
+        return logits.argmax(1)
+    ids = None
+    if top_k or top_p:
+        logits, ids = logits.topk(min(top_k or logits.shape[1], logits.shape[1]), 1)
+        if top_p:
+            probs = logits.softmax(1)
+            drop = probs.cumsum(1) - probs >= top_p  # the most likely character always stays
+            logits = logits.masked_fill(drop, -math.inf)
+    cdf = logits.softmax(1).cumsum_(1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    choice = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[1] - 1).squeeze(1)
+    return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
+
+
+def prime(model, stepper: Stepper, prefixes: list[str]):
+    """Run each prefix through the model once: the state after it and the logits for the next character."""
+    tops, states = [], []
+    start = "\n" if "\n" in model.vocab else " "  # an empty prefix starts where a line starts
+    for prefix in prefixes:
+        ids = model.vocab.encode(prefix or start)
+        out, state = model.features(torch.tensor([ids], device=model.device))
+        tops.append(out[:, -1])
+        states.append(state)
+    if model.cell == "lstm":
+        state = tuple(torch.cat([s[i] for s in states], 1) for i in range(2))
+    else:
+        state = torch.cat(states, 1)
+    return stepper.logits(torch.cat(tops)), stepper.split_state(state)
+
+
+@torch.inference_mode()
+def decode(model, prefixes: list[str], length: int, temperature: float = 1.0, top_k=None, top_p=None,
+           seed: int | None = None) -> Iterator[list[int]]:
+    """Yield, length times, the next id of every sequence (the ids of one column of the batch)."""
+    check_options(length, temperature, top_k, top_p)
+    if length == 0:
+        return
+    model.eval()
+    generator = torch.Generator(model.device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    stepper = Stepper(model, temperature)
+    logits, state = prime(model, stepper, prefixes)
+    for t in range(length):
+        ids = pick(logits, temperature, top_k, top_p, generator)
+        yield ids.tolist()
+        if t + 1 < length:
+            logits = stepper.step(ids, state)

@@ -1,0 +1,89 @@
+"""Safe loading: files from a local folder or the Hub cache, weights only through safetensors, clear errors."""
+import os
+
+import safetensors.torch
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .cells import CELLS
+
+WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE
+CONFIG_NAME = constants.CONFIG_NAME
+REQUIRED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
+
+
+class ModelFileError(ValueError):
+    """A model folder or Hub repo that cannot be loaded: the message says what is wrong."""
+
+
+def looks_local(model_id: str) -> bool:
+    """A path the user meant as a folder here, not a Hub repo id (models/x is a folder when models/ exists)."""
+    first = model_id.split("/")[0]
+    return model_id.startswith(("/", ".", "~")) or os.path.isdir(model_id) or (first != model_id and os.path.isdir(first))
+
+
+def check_source(model_id: str, **_) -> None:
+    if not looks_local(model_id):
+        return
+    if not os.path.isdir(model_id):
+        raise ModelFileError(f"no model folder at {model_id}")
+    missing = [name for name in REQUIRED_FILES if not os.path.isfile(os.path.join(model_id, name))]
+    if missing:
+        raise ModelFileError(f"{model_id} is not a complete model folder: {', '.join(missing)} missing")
+
+
+def fetch(model_id: str, filename: str, **hub_kwargs) -> str:
+    """The local path of filename, from the folder model_id or downloaded through the Hub cache."""
+    if os.path.isdir(model_id):
+        return os.path.join(model_id, filename)
+    try:
+        return hf_hub_download(model_id, filename, **hub_kwargs)
+    except HFValidationError as e:
+        raise ModelFileError(f"{model_id!r} is neither a model folder nor a valid Hub repo id ({e})") from None
+    except RepositoryNotFoundError:
+        raise ModelFileError(f"no model repo {model_id!r} on the Hub at {constants.ENDPOINT} "
+                             "(or it is private and no token gives access)") from None
+    except RevisionNotFoundError:
+        raise ModelFileError(f"{model_id!r} has no revision {hub_kwargs.get('revision')!r}") from None
+    except LocalEntryNotFoundError:
+        raise ModelFileError(f"{filename} of {model_id!r} is not in the local cache and the Hub cannot be "
+                             "reached (offline?)") from None
+    except EntryNotFoundError:
+        raise ModelFileError(f"{model_id!r} has no {filename}: it is not a complete charrnn model") from None
+    except HfHubHTTPError as e:
+        raise ModelFileError(f"downloading {filename} of {model_id!r} failed: {e}") from None
+
+
+def checked_config(model_id: str, config: dict) -> dict:
+    if "vocab" not in config:
+        raise ModelFileError(f"{model_id}: {CONFIG_NAME} is missing or has no 'vocab'")
+    if config.get("cell", "lstm") not in CELLS:
+        raise ModelFileError(f"{model_id}: unknown cell {config['cell']!r} in {CONFIG_NAME} (known: {', '.join(CELLS)})")
+    for key in ("embed_size", "hidden_size", "num_layers"):
+        if key in config and not (isinstance(config[key], int) and config[key] > 0):
+            raise ModelFileError(f"{model_id}: {key} in {CONFIG_NAME} must be a positive integer, got {config[key]!r}")
+    return config
+
+
+def load_weights(model, path: str, device="cpu") -> None:
+    """Load path into model, strictly: every tensor present, none extra, every shape as config.json says."""
+    try:
+        state = safetensors.torch.load_file(path, device=str(device))
+    except Exception as e:  # safetensors raises its own error types, OSError and others for a damaged file
+        raise ModelFileError(f"{path} is not a readable safetensors file: {e}") from None
+    expected = model.state_dict()
+    problems = [f"missing weight {k}" for k in expected if k not in state]
+    problems += [f"unexpected weight {k}" for k in state if k not in expected]
+    problems += [f"{k} has shape {tuple(state[k].shape)}, config.json implies {tuple(v.shape)}"
+                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if problems:
+        raise ModelFileError(f"{path} does not match its config.json (vocabulary of {len(model.vocab)}, "
+                             f"cell {model.cell}): " + "; ".join(problems))
+    model.to(device).load_state_dict(state, strict=True)

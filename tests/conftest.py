@@ -1,0 +1,37 @@
+"""Shared fixtures: small real corpora cut from ../shared/data and tiny models really trained on them."""
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from training.train import DATA_DIR, TrainConfig, train  # noqa: E402
+
+
+def cut(name: str, chars: int) -> str:
+    return (DATA_DIR / name).read_text(encoding="utf-8")[:chars]
+
+
+@pytest.fixture(scope="session")
+def lyrics_file(tmp_path_factory) -> Path:
+    """The first 6,000 characters of the Jay Chou corpus (read at test time, never committed)."""
+    path = tmp_path_factory.mktemp("corpus") / "lyrics.txt"
+    path.write_text(cut("jaychou_lyrics.txt", 6000), encoding="utf-8")
+    return path
+
+
+def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
+    settings = dict(corpus=str(corpus), out=str(out), cell="lstm", embed_size=16, hidden_size=32, epochs=2,
+                    batch_size=16, num_steps=16, checkpoint=str(out.parent / f"{out.name}.pt"), progress=False,
+                    sample_length=10)
+    return TrainConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, lyrics_file) -> Path:
+    """A Hub-ready folder of a small LSTM trained for two epochs on lyrics_file."""
+    out = tmp_path_factory.mktemp("models") / "jaychou-lstm"
+    train(tiny_config(lyrics_file, out))
+    return out

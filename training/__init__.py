@@ -1,0 +1,1 @@
+"""Training charrnn models: corpus -> vocabulary -> batches -> model -> checkpoints -> Hub-ready folder."""

@@ -1,0 +1,76 @@
+"""python -m training --corpus FILE --cell lstm --out models/NAME: train one variant, export it Hub-ready."""
+import argparse
+import dataclasses
+import sys
+
+from charrnn import CELLS
+
+from .data import SAMPLERS, CorpusError
+from .train import TrainConfig, train
+
+HELP = {
+    "corpus": "UTF-8 text file to learn from",
+    "out": "folder for the trained model (model.safetensors, config.json, metrics.json, README.md)",
+    "cell": "recurrent cell",
+    "embed_size": "size of the character embedding",
+    "hidden_size": "size of the recurrent state",
+    "num_layers": "stacked recurrent layers",
+    "dropout": "dropout on embedding, between layers and before the output layer",
+    "one_hot": "one-hot input instead of an embedding (the classic tutorial setup)",
+    "min_count": "characters seen fewer times in the training text become <unk>",
+    "newlines": "keep line breaks, or turn them into spaces",
+    "val_fraction": "share of the text, taken from its end, held out for validation",
+    "sampler": "random: independent subsequences; sequential: streams read in order, state carried",
+    "batch_size": "subsequences per batch",
+    "num_steps": "characters per subsequence (truncated backpropagation length)",
+    "optimizer": "adam (AdamW) or sgd",
+    "lr": "learning rate",
+    "weight_decay": "decoupled weight decay",
+    "clip": "largest global gradient norm (all parameters together)",
+    "ema": "decay of the exponential moving average of weights that is evaluated and exported",
+    "epochs": "most passes over the training text",
+    "patience": "stop after this many epochs without a better validation perplexity",
+    "max_minutes": "stop before an epoch that would end past this many minutes",
+    "seed": "random seed: the same seed on the CPU gives the same model",
+    "device": "auto (CUDA when present), cpu or cuda",
+    "checkpoint": "checkpoint file (default: checkpoints/<out folder name>.pt)",
+    "resume": "continue from the checkpoint of a stopped run",
+    "progress": "show progress bars and per-epoch lines",
+    "sample_prefixes": "prefixes to sample from while training (those the vocabulary knows)",
+    "sample_length": "characters per sample",
+}
+CHOICES = {"cell": CELLS, "sampler": tuple(SAMPLERS), "optimizer": ("adam", "sgd"), "newlines": ("keep", "space"),
+           "device": ("auto", "cpu", "cuda")}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP[f.name])
+        elif isinstance(default, list):
+            p.add_argument(flag, nargs="+", default=default, help=HELP[f.name])
+        else:
+            kind = float if f.name in ("max_minutes",) else type(default) if default is not None else str
+            p.add_argument(flag, type=kind, default=default, choices=CHOICES.get(f.name), help=HELP[f.name])
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        train(TrainConfig(**vars(args)))
+    except (CorpusError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nstopped; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The training loop: batches -> loss -> clipped update -> averaged weights -> fair validation -> best kept."""
+import copy
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from charrnn import CharRNN, Vocab
+from charrnn.evaluate import fair_nll, fair_perplexity
+
+from . import checkpoint
+from .baselines import unigram_bigram_perplexity
+from .data import SAMPLERS, num_batches, read_corpus, split
+
+DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+DEFAULT_CORPUS = str(DATA_DIR / "jaychou_lyrics.txt")
+METRICS_NAME = "metrics.json"
+# Settings a resumed run may change; any other difference means a different run.
+RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress"}
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = DEFAULT_CORPUS
+    out: str = "models/charrnn"
+    cell: str = "lstm"
+    embed_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.3
+    one_hot: bool = False
+    min_count: int = 2
+    newlines: str = "keep"
+    val_fraction: float = 0.1
+    sampler: str = "random"
+    batch_size: int = 64
+    num_steps: int = 64
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    ema: float = 0.99
+    epochs: int = 40
+    patience: int = 4
+    max_minutes: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    checkpoint: str | None = None
+    resume: bool = False
+    progress: bool = True
+    sample_prefixes: list[str] = field(default_factory=lambda: ["分开", "我想", "The "])
+    sample_length: int = 40
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint or Path("checkpoints") / f"{Path(self.out).name}.pt")
+
+
+def pick_device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be adam or sgd, got {cfg.optimizer!r}")
+
+
+def detach(state):
+    if state is None:
+        return None
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def run_epoch(model, averaged, optimizer, ids, cfg, epoch, device) -> tuple[float, int]:
+    """One pass over the training ids; returns the mean training loss and the characters seen."""
+    model.train()
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    batches = SAMPLERS[cfg.sampler](ids, cfg.batch_size, cfg.num_steps, generator)
+    total = num_batches(len(ids), cfg.batch_size, cfg.num_steps)
+    bar = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
+    loss_sum, count, state = 0.0, 0, None
+    for x, y in bar:
+        x, y = x.to(device), y.to(device)
+        logits, state = model(x, state if cfg.sampler == "sequential" else None)
+        state = detach(state)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimizer.step()
+        averaged.update_parameters(model)
+        loss_sum += loss.item() * y.numel()
+        count += y.numel()
+        bar.set_postfix(ppl=f"{math.exp(loss_sum / count):.1f}")
+    return loss_sum / max(count, 1), count
+
+
+def samples(model, cfg: TrainConfig) -> dict[str, str]:
+    prefixes = [p for p in cfg.sample_prefixes if not model.vocab.unknown(p)] or [""]
+    return {p: model.generate(p, cfg.sample_length, temperature=0.8, seed=cfg.seed) for p in prefixes}
+
+
+def check_resumable(saved: dict, cfg: TrainConfig) -> None:
+    now = dataclasses.asdict(cfg)
+    changed = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if changed:
+        raise ValueError(f"cannot resume {cfg.checkpoint_path}: it was made with other settings ({', '.join(changed)})")
+
+
+def export(model: CharRNN, out: Path, metrics: dict) -> None:
+    """Write the Hub-ready folder next to its final place, then swap it in, so a failure leaves the old one."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    (tmp / METRICS_NAME).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train one variant and export its best weights to cfg.out; returns the metrics written beside them."""
+    device = pick_device(cfg.device)
+    text = read_corpus(cfg.corpus)
+    train_text, val_text = split(text, cfg.val_fraction)
+    vocab = Vocab.build(train_text, cfg.min_count, cfg.newlines)
+    ids = torch.tensor(vocab.encode(train_text))
+    torch.manual_seed(cfg.seed)
+    model = CharRNN(vocab.to_dict(), cell=cfg.cell, embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
+                    num_layers=cfg.num_layers, dropout=cfg.dropout, one_hot=cfg.one_hot).to(device)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+    optimizer = make_optimizer(cfg, model.parameters())
+    run = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "train_seconds": 0.0, "chars": 0,
+           "history": []}
+    best_state = copy.deepcopy(averaged.module.state_dict())
+
+    path = cfg.checkpoint_path
+    if cfg.resume and path.exists():
+        saved = checkpoint.load(path)
+        check_resumable(saved["config"], cfg)
+        model.load_state_dict(saved["model"])
+        averaged.load_state_dict(saved["averaged"])
+        optimizer.load_state_dict(saved["optimizer"])
+        best_state, run = saved["best"], saved["run"]
+        torch.set_rng_state(saved["rng"])
+        tqdm.write(f"resumed {path} after epoch {run['epoch']}")
+
+    for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
+        if run["epoch"] - run["best_epoch"] >= cfg.patience:
+            break
+        if cfg.max_minutes is not None and run["seconds"] + epoch_seconds(run) > 60 * cfg.max_minutes:
+            break
+        started = time.perf_counter()
+        loss, chars = run_epoch(model, averaged, optimizer, ids, cfg, epoch, device)
+        trained = time.perf_counter() - started
+        val_ppl = fair_perplexity(averaged.module, val_text)
+        if val_ppl < run["best_val"]:
+            run["best_val"], run["best_epoch"] = val_ppl, epoch
+            best_state = copy.deepcopy(averaged.module.state_dict())
+        run["epoch"], run["chars"] = epoch, run["chars"] + chars
+        run["train_seconds"] += trained
+        run["seconds"] += time.perf_counter() - started
+        run["history"].append({"epoch": epoch, "train_ppl": math.exp(loss), "val_ppl": val_ppl,
+                               "seconds": round(run["seconds"], 2)})
+        if cfg.progress:
+            tqdm.write(f"epoch {epoch:3d}  train ppl {math.exp(loss):8.2f}  val ppl {val_ppl:8.2f}"
+                       f"{'  *best' if run['best_epoch'] == epoch else ''}  {run['seconds']:6.1f}s")
+        checkpoint.save(path, {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
+                               "averaged": averaged.state_dict(), "optimizer": optimizer.state_dict(),
+                               "best": best_state, "run": run, "rng": torch.get_rng_state()})
+
+    model.load_state_dict(best_state)
+    metrics = final_metrics(model, cfg, run, train_text, val_text, text)
+    export(model, Path(cfg.out), metrics)
+    if cfg.progress:
+        tqdm.write(f"best val ppl {run['best_val']:.2f} (epoch {run['best_epoch']}); saved to {cfg.out}")
+    return metrics
+
+
+def epoch_seconds(run: dict) -> float:
+    """The last epoch's length: a run with a time budget does not start an epoch it cannot finish."""
+    history = run["history"]
+    return history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0) if history else 0.0
+
+
+def final_metrics(model, cfg, run, train_text, val_text, text) -> dict:
+    unigram, bigram = unigram_bigram_perplexity(train_text, val_text)
+    train_nll, train_count = fair_nll(model, train_text, streams=16)
+    return {
+        "corpus": Path(cfg.corpus).name,
+        "corpus_chars": len(text), "train_chars": len(train_text), "val_chars": len(val_text),
+        "val_fraction": cfg.val_fraction,
+        "vocab_size": len(model.vocab), "params": model.num_parameters(),
+        "train_ppl": math.exp(train_nll / train_count),
+        "val_ppl": run["best_val"],
+        "unigram_ppl": unigram, "bigram_ppl": bigram,
+        "best_epoch": run["best_epoch"], "epochs": run["epoch"],
+        "train_seconds": round(run["seconds"], 2),
+        "chars_per_second": round(run["chars"] / max(run["train_seconds"], 1e-9)),
+        "history": run["history"],
+        "samples": samples(model, cfg),
+        "device": str(next(model.parameters()).device), "torch": torch.__version__,
+        "train_config": dataclasses.asdict(cfg),
+    }
