@@ -40,6 +40,7 @@ class Stepper:
         inputs = torch.eye(len(model.vocab), device=model.device) if model.one_hot else model.embed.weight
         self.input_table = torch.addmm(b_ih0, inputs, w_ih0.t())  # [V, G*H]: row v is token v's input term
         scale = 1.0 / temperature if temperature > 0 else 1.0
+        self.proj_w = model.proj.weight.t() if model.proj else None
         self.head_w = model.head.weight.t() * scale
         self.head_b = model.head.bias * scale
         self.head_b[model.vocab.unk_id] = -math.inf  # never emit <unk>
@@ -49,8 +50,8 @@ class Stepper:
             return [(h, c) for h, c in zip(state[0], state[1])]
         return list(state)
 
-    def logits(self, top: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.head_b, top, self.head_w)
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.head_b, features, self.head_w)
 
     def step(self, ids: torch.Tensor, state: list) -> torch.Tensor:
         """Advance every sequence by the tokens ids [B]; update state in place; return logits [B, V]."""
@@ -71,11 +72,15 @@ class Stepper:
                 x = state[k] = torch.lerp(n, h, z)
             else:
                 x = state[k] = torch.tanh(torch.addmm(gi, state[k], w_hh))
-        return self.logits(x)
+        return self.logits(x if self.proj_w is None else x @ self.proj_w)
 
 
-def pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> torch.Tensor:
-    """Choose the next id for each row of logits [B, V] (already divided by the temperature)."""
+def pick(logits: torch.Tensor, temperature: float, top_k, top_p, uniform: torch.Tensor) -> torch.Tensor:
+    """Choose the next id for each row of logits [B, V] (already divided by the temperature).
+
+    uniform [B, 1] holds one random number per row: inverse-CDF sampling needs no more (multinomial
+    and Gumbel noise draw V random numbers per row and are several times slower on a CPU).
+    """
     if temperature == 0:
         return logits.argmax(1)
     ids = None
@@ -86,8 +91,8 @@ def pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> t
             drop = probs.cumsum(1) - probs >= top_p  # the most likely character always stays
             logits = logits.masked_fill(drop, -math.inf)
     cdf = logits.softmax(1).cumsum_(1)
-    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
-    choice = torch.searchsorted(cdf, u).clamp_(max=cdf.shape[1] - 1).squeeze(1)
+    # right=True never lands on a zero-probability id; clamp guards u * total rounding up to total.
+    choice = torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).clamp_(max=cdf.shape[1] - 1).squeeze(1)
     return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
 
 
@@ -122,8 +127,9 @@ def decode(model, prefixes: list[str], length: int, temperature: float = 1.0, to
         generator.manual_seed(seed)
     stepper = Stepper(model, temperature)
     logits, state = prime(model, stepper, prefixes)
+    uniforms = torch.rand(length, len(prefixes), 1, generator=generator, device=model.device)
     for t in range(length):
-        ids = pick(logits, temperature, top_k, top_p, generator)
+        ids = pick(logits, temperature, top_k, top_p, uniforms[t])
         yield ids.tolist()
         if t + 1 < length:
             logits = stepper.step(ids, state)

@@ -1,4 +1,6 @@
 """Safe loading: files from a local folder or the Hub cache, weights only through safetensors, clear errors."""
+import inspect
+import json
 import os
 
 import safetensors.torch
@@ -61,15 +63,22 @@ def fetch(model_id: str, filename: str, **hub_kwargs) -> str:
         raise ModelFileError(f"downloading {filename} of {model_id!r} failed: {e}") from None
 
 
-def checked_config(model_id: str, config: dict) -> dict:
-    if "vocab" not in config:
-        raise ModelFileError(f"{model_id}: {CONFIG_NAME} is missing or has no 'vocab'")
+def read_config(source: str, path: str, model_class) -> dict:
+    """The constructor arguments saved in config.json, checked before any weight is read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{source}: {CONFIG_NAME} is not readable JSON ({e})") from None
+    if not isinstance(config, dict) or "vocab" not in config:
+        raise ModelFileError(f"{source}: {CONFIG_NAME} has no 'vocab'")
     if config.get("cell", "lstm") not in CELLS:
-        raise ModelFileError(f"{model_id}: unknown cell {config['cell']!r} in {CONFIG_NAME} (known: {', '.join(CELLS)})")
+        raise ModelFileError(f"{source}: unknown cell {config['cell']!r} in {CONFIG_NAME} (known: {', '.join(CELLS)})")
     for key in ("embed_size", "hidden_size", "num_layers"):
         if key in config and not (isinstance(config[key], int) and config[key] > 0):
-            raise ModelFileError(f"{model_id}: {key} in {CONFIG_NAME} must be a positive integer, got {config[key]!r}")
-    return config
+            raise ModelFileError(f"{source}: {key} in {CONFIG_NAME} must be a positive integer, got {config[key]!r}")
+    accepted = inspect.signature(model_class.__init__).parameters
+    return {k: v for k, v in config.items() if k in accepted and k != "self"}
 
 
 def load_weights(model, path: str, device="cpu") -> None:

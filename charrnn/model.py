@@ -28,6 +28,7 @@ class CharRNN(
         num_layers: int = 1,
         dropout: float = 0.0,
         one_hot: bool = False,
+        head_size: int = 0,
     ):
         super().__init__()
         self.vocab = Vocab.from_dict(vocab)
@@ -36,13 +37,16 @@ class CharRNN(
         self.embed = None if one_hot else nn.Embedding(vocab_size, embed_size)
         self.rnn = make_cell(cell, vocab_size if one_hot else embed_size, hidden_size, num_layers, dropout)
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, vocab_size)
+        # An optional bottleneck before the output layer: fewer weights to overfit, and a cheaper decoding step.
+        self.proj = nn.Linear(hidden_size, head_size, bias=False) if head_size else None
+        self.head = nn.Linear(head_size or hidden_size, vocab_size)
 
     def features(self, ids: torch.Tensor, state=None):
-        """The top layer's outputs [B, T, H] and the final state, before the output layer."""
+        """What the output layer reads [B, T, head_size or H], and the final state."""
         x = F.one_hot(ids, len(self.vocab)).float() if self.one_hot else self.embed(ids)
         out, state = self.rnn(self.drop(x), state)
-        return self.drop(out), state
+        out = self.drop(out)
+        return (self.proj(out) if self.proj else out), state
 
     def forward(self, ids: torch.Tensor, state=None):
         """ids: LongTensor [B, T] -> logits [B, T, V] and the state to carry on with."""
@@ -74,19 +78,18 @@ class CharRNN(
         return [self.vocab.decode(row) for row in zip(*columns)] if columns else [""] * len(prefixes)
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
-                         map_location: str = "cpu", strict: bool = True, **model_kwargs):
-        """Strict, safetensors-only loading with errors that name the problem (never a pickle)."""
-        if not strict:
-            raise ValueError("CharRNN loads strictly: every weight must be present and match config.json")
-        weights = loading.fetch(model_id, loading.WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
-                                force_download=force_download, local_files_only=local_files_only, token=token)
-        model = cls(**loading.checked_config(model_id, model_kwargs))
+    def from_pretrained(cls, source: str, *, revision: str | None = None, cache_dir=None, force_download: bool = False,
+                        local_files_only: bool = False, token=None, map_location="cpu") -> "CharRNN":
+        """A local folder or a Hub repo id, loaded strictly and through safetensors only (never a pickle).
+
+        Downloads go through huggingface_hub's cache (revision, cache_dir, local_files_only, HF_HUB_OFFLINE).
+        """
+        source = str(source)
+        loading.check_source(source)
+        hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
+                   local_files_only=local_files_only, token=token)
+        config = loading.read_config(source, loading.fetch(source, loading.CONFIG_NAME, **hub), cls)
+        weights = loading.fetch(source, loading.WEIGHTS_NAME, **hub)
+        model = cls(**config)
         loading.load_weights(model, weights, map_location)
         return model.eval()
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "CharRNN":
-        """A local folder or a Hub repo id (revision=, cache_dir=, local_files_only=, token= as in huggingface_hub)."""
-        loading.check_source(str(pretrained_model_name_or_path), **kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)

@@ -17,6 +17,7 @@ HELP = {
     "num_layers": "stacked recurrent layers",
     "dropout": "dropout on embedding, between layers and before the output layer",
     "one_hot": "one-hot input instead of an embedding (the classic tutorial setup)",
+    "head_size": "bottleneck before the output layer (0: none); smaller decodes faster and overfits less",
     "min_count": "characters seen fewer times in the training text become <unk>",
     "newlines": "keep line breaks, or turn them into spaces",
     "val_fraction": "share of the text, taken from its end, held out for validation",

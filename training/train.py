@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from charrnn import CharRNN, Vocab
@@ -38,6 +38,7 @@ class TrainConfig:
     num_layers: int = 1
     dropout: float = 0.3
     one_hot: bool = False
+    head_size: int = 64
     min_count: int = 2
     newlines: str = "keep"
     val_fraction: float = 0.1
@@ -67,6 +68,14 @@ class TrainConfig:
 
 def pick_device(name: str) -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def ema(decay: float):
+    """Exponential moving average of the weights, with a warm-up so early epochs are not dominated by the init."""
+    def average(avg_param, param, num_averaged):
+        d = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        return avg_param * d + param * (1 - d)
+    return average
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -138,8 +147,9 @@ def train(cfg: TrainConfig) -> dict:
     ids = torch.tensor(vocab.encode(train_text))
     torch.manual_seed(cfg.seed)
     model = CharRNN(vocab.to_dict(), cell=cfg.cell, embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
-                    num_layers=cfg.num_layers, dropout=cfg.dropout, one_hot=cfg.one_hot).to(device)
-    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+                    num_layers=cfg.num_layers, dropout=cfg.dropout, one_hot=cfg.one_hot,
+                    head_size=cfg.head_size).to(device)
+    averaged = AveragedModel(model, avg_fn=ema(cfg.ema), use_buffers=True)
     optimizer = make_optimizer(cfg, model.parameters())
     run = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "train_seconds": 0.0, "chars": 0,
            "history": []}

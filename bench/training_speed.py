@@ -1,0 +1,67 @@
+"""Training speed at the same model size (nn.RNN, 256 hidden): the classic tutorial setup against our defaults.
+
+python -m bench.training_speed   (one warm-up epoch, then timed epochs of the Jay Chou training text)
+"""
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
+
+from charrnn import CharRNN, Vocab
+from training.data import random_batches
+from training.train import TrainConfig, ema, make_optimizer, run_epoch
+
+from .common import table, train_text
+
+EPOCHS = 2
+
+
+def tutorial_epoch(model, optimizer, ids, epoch) -> int:
+    """The tutorial's loop: one-hot input, batch 32, 35 steps, Adam, gradient clipping at norm 1."""
+    chars = 0
+    for x, y in random_batches(ids, 32, 35, torch.Generator().manual_seed(epoch)):
+        logits, _ = model(x)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        chars += y.numel()
+    return chars
+
+
+def timed(run_one_epoch) -> float:
+    run_one_epoch(0)  # warm-up
+    start, chars = time.perf_counter(), 0
+    for epoch in range(1, EPOCHS + 1):
+        chars += run_one_epoch(epoch)
+    return chars / (time.perf_counter() - start)
+
+
+def main() -> None:
+    text = train_text()
+    tutorial_vocab = Vocab.build(text, min_count=1)
+    tutorial = CharRNN(tutorial_vocab.to_dict(), cell="rnn", hidden_size=256, one_hot=True).train()
+    tutorial_opt = torch.optim.Adam(tutorial.parameters(), lr=1e-3)
+    tutorial_ids = torch.tensor(tutorial_vocab.encode(text))
+    baseline = timed(lambda e: tutorial_epoch(tutorial, tutorial_opt, tutorial_ids, e))
+
+    cfg = TrainConfig(cell="rnn", progress=False)
+    vocab = Vocab.build(text, cfg.min_count, cfg.newlines)
+    model = CharRNN(vocab.to_dict(), cell="rnn", embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
+                    dropout=cfg.dropout, head_size=cfg.head_size)
+    averaged = AveragedModel(model, avg_fn=ema(cfg.ema), use_buffers=True)
+    optimizer, ids = make_optimizer(cfg, model.parameters()), torch.tensor(vocab.encode(text))
+    ours = timed(lambda e: run_epoch(model, averaged, optimizer, ids, cfg, e, torch.device("cpu"))[1])
+
+    table("Training speed, nn.RNN with 256 hidden units, Jay Chou training text",
+          ["setup", "input", "batch x steps", "output layer", "chars/s", "vs tutorial"],
+          [["classic tutorial", f"one-hot {len(tutorial_vocab)}", "32 x 35", f"256 -> {len(tutorial_vocab)}",
+            round(baseline), 1.0],
+           ["charrnn defaults (with clipping, EMA)", f"embedding {cfg.embed_size}", f"{cfg.batch_size} x {cfg.num_steps}",
+            f"256 -> {cfg.head_size} -> {len(vocab)}", round(ours), ours / baseline]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from training.data import CorpusError, num_batches, random_batches, read_corpus, sequential_batches, split
+
+IDS = torch.arange(1000)
+
+
+def test_random_batches_shapes_targets_and_no_overlap():
+    batches = list(random_batches(IDS, 4, 10, torch.Generator().manual_seed(0)))
+    assert len(batches) == num_batches(len(IDS), 4, 10) or len(batches) == num_batches(len(IDS), 4, 10) - 1
+    starts = []
+    for x, y in batches:
+        assert x.shape == y.shape == (4, 10)
+        assert torch.equal(y, x + 1)  # the target is the next character
+        assert torch.equal(x[:, 1:], x[:, :-1] + 1)  # each row is a contiguous piece of the text
+        starts += x[:, 0].tolist()
+    assert len(set(starts)) == len(starts) and starts != sorted(starts)  # distinct pieces, shuffled
+
+
+def test_sequential_batches_continue_each_row():
+    batches = list(sequential_batches(IDS, 4, 10, torch.Generator().manual_seed(0)))
+    assert len(batches) >= 20
+    for (x0, _), (x1, y1) in zip(batches, batches[1:]):
+        assert x1.shape == (4, 10) and torch.equal(y1, x1 + 1)
+        assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # row b goes on where row b of the last batch stopped
+
+
+def test_samplers_depend_on_the_seed_only():
+    a = [x for x, _ in random_batches(IDS, 4, 10, torch.Generator().manual_seed(1))]
+    b = [x for x, _ in random_batches(IDS, 4, 10, torch.Generator().manual_seed(1))]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+
+
+def test_split_keeps_a_contiguous_tail():
+    train, val = split("abcdefghij", 0.2)
+    assert (train, val) == ("abcdefgh", "ij")
+    with pytest.raises(ValueError):
+        split("abc", 1.5)
+
+
+def test_corpus_errors_are_clear(tmp_path):
+    with pytest.raises(CorpusError, match="corpus not found"):
+        read_corpus(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(CorpusError, match="is empty"):
+        read_corpus(tmp_path / "empty.txt")
+    (tmp_path / "gbk.txt").write_bytes("分开".encode("gbk"))
+    with pytest.raises(CorpusError, match="not UTF-8"):
+        read_corpus(tmp_path / "gbk.txt")

@@ -1,0 +1,102 @@
+import math
+
+import pytest
+import torch
+
+from charrnn import CELLS, CharRNN
+from charrnn.decoding import Stepper, prime
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return CharRNN.from_pretrained(tiny_model_dir)
+
+
+def test_seed_makes_generation_repeatable_and_stream_equals_generate(model):
+    text = model.generate("分开", 40, temperature=1.0, seed=7)
+    assert len(text) == 40
+    assert model.generate("分开", 40, temperature=1.0, seed=7) == text
+    assert "".join(model.stream("分开", 40, temperature=1.0, seed=7)) == text
+    assert model.generate("分开", 40, temperature=1.0, seed=8) != text
+
+
+def test_greedy_follows_the_full_forward_pass(model):
+    """Temperature 0 must pick the argmax of what re-running the whole text would give (<unk> excluded)."""
+    prefix = "分开"
+    text = model.generate(prefix, 15, temperature=0)
+    ids = model.vocab.encode(prefix + text)
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids]))
+    logits[..., model.vocab.unk_id] = -math.inf
+    expected = logits[0, len(prefix) - 1:-1].argmax(-1).tolist()
+    assert ids[len(prefix):] == expected
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_one_step_decoding_matches_the_model_for_every_cell(cell, lyrics_file):
+    from training.train import DATA_DIR  # noqa: F401 (the fixture already needs the data)
+    from charrnn import Vocab
+    vocab = Vocab.build(lyrics_file.read_text(encoding="utf-8"))
+    torch.manual_seed(0)
+    model = CharRNN(vocab.to_dict(), cell=cell, embed_size=8, hidden_size=16, num_layers=2, head_size=6).eval()
+    ids = torch.tensor([vocab.encode("分开不分开我")])
+    with torch.no_grad():
+        logits, _ = model(ids)
+        stepper = Stepper(model, temperature=1.0)
+        _, state = prime(model, stepper, ["分开不分开"])
+        step_logits = stepper.step(ids[:, -1], state)
+    expected = logits[0, -1].clone()
+    expected[vocab.unk_id] = -math.inf
+    torch.testing.assert_close(step_logits[0], expected)
+
+
+def allowed_sets(model, prefix, text, temperature, top_k=None, top_p=None):
+    """For each generated character, the ids that top-k / top-p allowed at that step (after the temperature)."""
+    ids = model.vocab.encode(prefix + text)
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids]))
+    sets = []
+    for row in logits[0, len(prefix) - 1:-1]:
+        row[model.vocab.unk_id] = -math.inf
+        probs, order = (row / temperature).softmax(-1).sort(descending=True)
+        keep = len(order) if top_k is None else top_k
+        if top_p is not None:
+            keep = min(keep, int((probs.cumsum(0) - probs < top_p).sum()))
+        sets.append(set(order[:keep].tolist()))
+    return ids[len(prefix):], sets
+
+
+@pytest.mark.parametrize("options", [{"top_k": 3}, {"top_p": 0.5}, {"top_k": 5, "top_p": 0.8}])
+def test_top_k_and_top_p_never_emit_excluded_characters(model, options):
+    for seed in range(5):
+        text = model.generate("我", 30, temperature=1.5, seed=seed, **options)
+        emitted, allowed = allowed_sets(model, "我", text, 1.5, **options)
+        assert all(i in s for i, s in zip(emitted, allowed))
+    assert model.generate("我", 30, top_k=1, seed=1) == model.generate("我", 30, temperature=0)
+
+
+def test_a_batch_decodes_several_sequences_at_once(model):
+    prefixes = ["分开", "我想", "", "分"]
+    greedy = model.generate_batch(prefixes, 20, temperature=0)
+    assert greedy == [model.generate(p, 20, temperature=0) for p in prefixes]
+    sampled = model.generate_batch(prefixes * 8, 20, seed=3)
+    assert len(sampled) == 32 and all(len(s) == 20 for s in sampled)
+    assert len(set(sampled)) > 1
+
+
+def test_prefix_edge_cases_are_handled(model):
+    assert len(model.generate("", 10, seed=1)) == 10
+    assert len(model.generate("😀\x00 zzz 分开", 10, seed=1)) == 10  # all outside the vocabulary but 分开
+    assert model.generate("分开", 0) == ""
+    assert "\ufffd" not in model.generate("分开", 200, temperature=2.0, seed=1)  # <unk> is never emitted
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"length": -1}, "length"), ({"length": 2.5}, "length"),
+    ({"temperature": -0.1}, "temperature"), ({"temperature": math.nan}, "temperature"),
+    ({"temperature": 1e9}, "temperature"), ({"top_k": 0}, "top_k"),
+    ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"),
+])
+def test_bad_options_are_refused_clearly(model, options, message):
+    with pytest.raises(ValueError, match=message):
+        model.generate("分开", **{"length": 5, **options})
