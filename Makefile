@@ -7,7 +7,7 @@ VARIANTS := $(JAYCHOU_CELLS:%=models/jaychou-%) models/timemachine-lstm
 TRAIN_FLAGS ?=
 export GRADIO_ANALYTICS_ENABLED = False
 
-.PHONY: setup browser models demo test bench clean
+.PHONY: setup browser models demo test bench publish clean
 setup: .venv/.installed
 
 .venv/.installed: requirements.txt requirements-dev.txt
@@ -26,9 +26,19 @@ models: setup $(VARIANTS:%=%/model.safetensors)
 
 models/jaychou-%/model.safetensors:
 	$(PY) -m training --corpus $(DATA)/jaychou_lyrics.txt --cell $* --out models/jaychou-$* $(TRAIN_FLAGS)
+	$(PY) -m hub_card card --model models/jaychou-$*
 
 models/timemachine-%/model.safetensors:
 	$(PY) -m training --corpus $(DATA)/timemachine.txt --cell $* --out models/timemachine-$* $(TRAIN_FLAGS)
+	$(PY) -m hub_card card --model models/timemachine-$*
+
+comma := ,
+empty :=
+space := $(empty) $(empty)
+publish: models  # make publish HF_USER=you: every variant as a model repo, then the Space
+	@test -n "$(HF_USER)" || (echo "set HF_USER=your-hub-name" && exit 2)
+	for v in $(VARIANTS:models/%=%); do $(PY) -m hub_card push --model models/$$v --repo-id $(HF_USER)/charrnn-$$v || exit 1; done
+	$(PY) -m hub_card space --repo-id $(HF_USER)/charrnn-lyrics --models $(subst $(space),$(comma),$(VARIANTS:models/%=$(HF_USER)/charrnn-%))
 
 demo: models
 	$(PY) app.py

@@ -31,7 +31,7 @@ CONCURRENT = 16
 DEADLINE = 60.0
 # gradio_client opens a new httpx connection per request, and each builds an SSL context (about 30 ms of CPU) even
 # for http://; sharing one keeps the client's cost, on the same 2 cores, out of the server's latency.
-HTTPX = {"verify": ssl.create_default_context()}
+SSL_CONTEXT = ssl.create_default_context()
 
 
 def find_or_train_model(workdir: Path) -> Path:
@@ -65,7 +65,7 @@ def wait_for(app: subprocess.Popen, url: str, log: Path, deadline: float = 120.0
     end = time.monotonic() + deadline
     while True:
         try:
-            return Client(url, verbose=False, httpx_kwargs=HTTPX)
+            return Client(url, verbose=False, ssl_verify=SSL_CONTEXT)
         except Exception:
             if app.poll() is not None or time.monotonic() > end:
                 raise RuntimeError(f"the app did not start:\n{log.read_text()}") from None
@@ -114,7 +114,7 @@ def main() -> None:
         try:
             client = wait_for(app, url, log)
             variant = display_name(str(model))
-            clients = [client] + [Client(url, verbose=False, httpx_kwargs=HTTPX) for _ in range(CONCURRENT - 1)]
+            clients = [client] + [Client(url, verbose=False, ssl_verify=SSL_CONTEXT) for _ in range(CONCURRENT - 1)]
             for c in clients:  # each client's first request also opens its event stream
                 timed_requests([c], variant)
             sequential = [timed_requests([client], variant)[0] for _ in range(SEQUENTIAL)]

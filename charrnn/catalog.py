@@ -1,7 +1,8 @@
-"""The one place that says which variants the app offers: repo ids or local folders, each with a readable name.
+"""The one place that says which variants the app offers: Hub repo ids or local folders, each with a readable name.
 
 Sources, first match wins: the CHARRNN_MODELS environment variable (comma-separated), else the file named
 by CHARRNN_MODELS_FILE (default: models.txt at the project root, one source per line, # comments).
+A folder named in a models file is found relative to that file, so the app works from any directory.
 """
 import os
 from pathlib import Path
@@ -15,18 +16,31 @@ CELL_NAMES = {"rnn-scratch": "RNN (from scratch)", "rnn": "RNN", "gru": "GRU", "
 def model_sources() -> list[str]:
     listed = os.environ.get("CHARRNN_MODELS")
     if listed is not None:
-        return [s.strip() for s in listed.split(",") if s.strip()]
+        return unique(s.strip() for s in listed.split(","))
     path = Path(os.environ.get("CHARRNN_MODELS_FILE", DEFAULT_LIST))
     if not path.is_file():
         return []
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line]
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return unique(str(path.parent / line) if (path.parent / line).is_dir() else line for line in lines if line)
 
 
-def display_name(source: str) -> str:
+def unique(sources) -> list[str]:
+    return list(dict.fromkeys(s for s in sources if s))
+
+
+def base_name(source: str) -> str:
     """'models/jaychou-lstm' or 'user/charrnn-jaychou-lstm' -> 'Jay Chou lyrics · LSTM'."""
     stem = source.rstrip("/").split("/")[-1].removeprefix("charrnn-")
     corpus, _, cell = stem.partition("-")
     if corpus in CORPUS_NAMES and cell in CELL_NAMES:
         return f"{CORPUS_NAMES[corpus]} · {CELL_NAMES[cell]}"
     return stem
+
+
+def display_name(source: str, sources: list[str] | None = None) -> str:
+    """The readable name of source, with the source itself added where another in the list shares the name."""
+    sources = model_sources() if sources is None else sources
+    name = base_name(source)
+    if sum(base_name(s) == name for s in sources) > 1:
+        return f"{name} ({source.rstrip('/')})"
+    return name

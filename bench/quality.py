@@ -1,0 +1,33 @@
+"""Held-out quality of every trained variant beside the count baselines on the same split.
+
+python -m bench.quality [models]   (reads the metrics.json that training wrote into each model folder)
+"""
+import json
+import sys
+from pathlib import Path
+
+from .common import table
+
+
+def main(folder: str = "models") -> None:
+    found = sorted(Path(folder).glob("*/metrics.json"))
+    if not found:
+        sys.exit(f"no trained models under {folder}/: run `make models` first")
+    rows, baselines = [], {}
+    for path in found:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        cfg = m["train_config"]
+        baselines[m["corpus"]] = (m["unigram_ppl"], m["bigram_ppl"])
+        rows.append([path.parent.name, cfg["cell"], f"{m['params']:,}", f"{m['best_epoch']}/{m['epochs']}",
+                     m["train_seconds"], m["train_ppl"], m["val_ppl"], m["val_ppl"] / m["bigram_ppl"],
+                     m["val_ppl"] / m["unigram_ppl"]])
+    for corpus, (unigram, bigram) in baselines.items():
+        rows.append([f"unigram baseline ({corpus})", "", "", "", "", "", unigram, unigram / bigram, 1.0])
+        rows.append([f"bigram baseline ({corpus})", "", "", "", "", "", bigram, 1.0, bigram / unigram])
+    table("Fair held-out perplexity (last 10% of each corpus; lower is better)",
+          ["variant", "cell", "params", "best/epochs", "train s", "train ppl", "held-out ppl", "vs bigram",
+           "vs unigram"], rows)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

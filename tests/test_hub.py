@@ -1,0 +1,283 @@
+"""The Hub round trip over real HTTP: the folder `push` uploads, served by a local Hub (olah), loaded back by repo id
+in fresh processes, then offline from the cache, and by the app; bad folders and repos; the Space's files."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from hub_server import LocalHub, free_port
+from huggingface_hub import SpaceCard
+from packaging.specifiers import SpecifierSet
+
+from charrnn import CharRNN, ModelFileError
+from charrnn.catalog import base_name, display_name, model_sources
+from hub_card.__main__ import main
+from hub_card.push import MODEL_FILES, model_commit
+from hub_card.space import build_space
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO_ID = "org/charrnn-jaychou-lstm"
+# Loads a repo in a fresh process (HF_ENDPOINT is read when huggingface_hub is imported) and saves what it got.
+LOAD = """
+import json, sys
+import safetensors.torch
+from charrnn import CharRNN, ModelFileError
+model = CharRNN.from_pretrained(sys.argv[1], revision="main")
+safetensors.torch.save_file(model.state_dict(), sys.argv[2] + ".safetensors")
+try:
+    CharRNN.from_pretrained("org/no-such-model", revision="main")
+    missing = None
+except ModelFileError as e:
+    missing = str(e)
+json.dump({"vocab": model.vocab.to_dict(), "missing": missing}, open(sys.argv[2] + ".json", "w"))
+"""
+
+
+def hub_env(endpoint: str, hf_home: Path, offline: bool = False) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN")}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(hf_home), PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False")
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    server = LocalHub(tmp_path_factory.mktemp("hub")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pushed(hub, tiny_model_dir, tmp_path_factory) -> Path:
+    """The exact files `push` would upload for REPO_ID, committed as branch main of that repo on the local Hub."""
+    folder = tmp_path_factory.mktemp("push") / "jaychou-lstm"
+    shutil.copytree(tiny_model_dir, folder)
+    commit = model_commit(folder, REPO_ID)
+    hub.add_model(REPO_ID, commit.folder, commit.files)
+    return folder
+
+
+def load_in_subprocess(env: dict, out: Path) -> tuple[dict, dict]:
+    done = subprocess.run([sys.executable, "-c", LOAD, REPO_ID, str(out)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return safetensors.torch.load_file(f"{out}.safetensors"), json.loads(Path(f"{out}.json").read_text())
+
+
+def assert_same_model(state: dict, vocab: dict, model: CharRNN) -> None:
+    assert state.keys() == model.state_dict().keys()
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(state[key], tensor), key
+    assert vocab == model.vocab.to_dict()
+
+
+def test_a_pushed_model_downloads_over_http_then_loads_offline_from_the_cache(hub, pushed, tmp_path):
+    local = CharRNN.from_pretrained(pushed)
+    hf_home = tmp_path / "hf_home"
+    state, got = load_in_subprocess(hub_env(hub.endpoint, hf_home), tmp_path / "online")
+    assert_same_model(state, got["vocab"], local)
+    assert "no model repo 'org/no-such-model'" in got["missing"]
+    assert list((hf_home / "hub").glob("models--org--charrnn-jaychou-lstm/snapshots/*/model.safetensors"))
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: only the cache can answer
+    state, got = load_in_subprocess(hub_env(dead, hf_home, offline=True), tmp_path / "offline")
+    assert_same_model(state, got["vocab"], local)
+    assert "not in the local cache" in got["missing"]
+
+
+def test_the_hub_serves_exactly_the_pushed_files(hub, pushed):
+    repo = hub.mirrors / "models" / REPO_ID
+    assert sorted(p.name for p in repo.iterdir() if p.name != ".git") == sorted(MODEL_FILES)
+    for name in MODEL_FILES:
+        assert (repo / name).read_bytes() == (pushed / name).read_bytes()
+
+
+def test_push_dry_run_lists_the_files_and_the_commit(pushed, capsys):
+    assert main(["push", "--model", str(pushed), "--repo-id", REPO_ID, "--revision", "v1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"model repo: {REPO_ID}" in out and "revision: v1" in out and "commit message: Upload jaychou-lstm" in out
+    listed = [line.split()[0] for line in out.split("files (5):\n")[1].splitlines()]
+    assert listed == list(MODEL_FILES)
+    assert 'from_pretrained("org/charrnn-jaychou-lstm")' in (pushed / "README.md").read_text(encoding="utf-8")
+
+
+def test_push_without_a_token_says_so(pushed, tmp_path):
+    env = hub_env("http://127.0.0.1:9", tmp_path / "empty_home")  # no HF_TOKEN, no stored login
+    done = subprocess.run([sys.executable, "-m", "hub_card", "push", "--model", str(pushed), "--repo-id", REPO_ID],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2
+    assert "no Hugging Face token" in done.stderr and "HF_TOKEN" in done.stderr
+
+
+@pytest.mark.parametrize("repo_id", ["not a repo", "a/b/c", "org/bad--name", "just-a-name"])
+def test_push_refuses_an_invalid_repo_id(pushed, repo_id, capsys):
+    assert main(["push", "--model", str(pushed), "--repo-id", repo_id, "--dry-run"]) == 2
+    assert "not a valid Hub repo id" in capsys.readouterr().err
+
+
+def broken_copy(folder: Path, dest: Path) -> Path:
+    shutil.copytree(folder, dest)
+    return dest
+
+
+def test_push_refuses_a_folder_without_weights(tiny_model_dir, tmp_path, capsys):
+    folder = broken_copy(tiny_model_dir, tmp_path / "m")
+    (folder / "model.safetensors").unlink()
+    assert main(["push", "--model", str(folder), "--repo-id", REPO_ID, "--dry-run"]) == 2
+    assert "model.safetensors missing" in capsys.readouterr().err
+
+
+def test_a_missing_weights_file_is_named(tiny_model_dir, tmp_path):
+    folder = broken_copy(tiny_model_dir, tmp_path / "m")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelFileError, match="model.safetensors missing"):
+        CharRNN.from_pretrained(folder)
+
+
+def test_a_truncated_weights_file_is_named(tiny_model_dir, tmp_path):
+    folder = broken_copy(tiny_model_dir, tmp_path / "m")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
+        CharRNN.from_pretrained(folder)
+
+
+def edit_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, **changes}), encoding="utf-8")
+
+
+def test_a_config_whose_sizes_do_not_match_the_weights_is_named(tiny_model_dir, tmp_path):
+    folder = broken_copy(tiny_model_dir, tmp_path / "m")
+    edit_config(folder, hidden_size=48)
+    with pytest.raises(ModelFileError, match=r"does not match its config.json.*rnn.weight_hh_l0 has shape"):
+        CharRNN.from_pretrained(folder)
+
+
+def test_a_vocabulary_of_the_wrong_size_is_named(tiny_model_dir, tmp_path):
+    folder = broken_copy(tiny_model_dir, tmp_path / "m")
+    vocab = json.loads((folder / "config.json").read_text(encoding="utf-8"))["vocab"]
+    edit_config(folder, vocab={**vocab, "chars": vocab["chars"][:-1]})
+    with pytest.raises(ModelFileError, match=rf"vocabulary of {len(vocab['chars'])}.*embed.weight has shape"):
+        CharRNN.from_pretrained(folder)
+
+
+def space_files() -> list[str]:
+    package = sorted(f"charrnn/{p.name}" for p in (ROOT / "charrnn").glob("*.py"))
+    return sorted(["README.md", "app.py", "models.txt", "requirements.txt", *package])
+
+
+def test_space_dry_run_lists_only_the_app_files(capsys):
+    if not (ROOT / "app.py").is_file():
+        pytest.skip("app.py is not written yet")
+    models = f"{REPO_ID},org/charrnn-timemachine-lstm"
+    assert main(["space", "--repo-id", "org/charrnn-lyrics", "--models", models, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "space repo: org/charrnn-lyrics" in out and "revision: main" in out
+    listed = [line.split()[0] for line in out.split(f"files ({len(space_files())}):\n")[1].splitlines()]
+    assert listed == space_files()
+
+
+def test_the_space_readme_models_and_requirements(tmp_path):
+    if not (ROOT / "app.py").is_file():
+        pytest.skip("app.py is not written yet")
+    models = [REPO_ID, "org/charrnn-timemachine-lstm"]
+    assert build_space(tmp_path, models) == space_files()
+    data = SpaceCard.load(tmp_path / "README.md").data
+    assert (data.sdk, data.sdk_version, data.app_file) == ("gradio", version("gradio"), "app.py")
+    assert data.python_version == "3.10" and data.models == models
+    assert data.suggested_hardware and data.emoji and data.colorFrom and data.title
+    assert 0 < len(data.short_description) <= 60
+    assert (tmp_path / "models.txt").read_text().split() == models
+    requirements = (tmp_path / "requirements.txt").read_text()
+    [torch_line] = [line for line in requirements.splitlines() if line.startswith("torch")]
+    zerogpu = SpecifierSet(torch_line.split("#")[0].removeprefix("torch").strip())
+    assert all(v in zerogpu for v in ("2.8.0", "2.11.0")) and not any(v in zerogpu for v in ("2.7.1", "2.12.0"))
+
+
+def test_space_refuses_local_folders(tiny_model_dir, capsys):
+    assert main(["space", "--repo-id", "org/s", "--models", str(tiny_model_dir), "--dry-run"]) == 2
+    assert "is a local folder" in capsys.readouterr().err
+
+
+def test_catalog_reads_the_list_and_names_each_source_once(tiny_model_dir, tmp_path, monkeypatch):
+    listing = tmp_path / "models.txt"
+    (tmp_path / "models").mkdir()
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "jaychou-lstm")
+    listing.write_text(f"# comment\nmodels/jaychou-lstm\n{REPO_ID}  # the same variant on the Hub\n{REPO_ID}\n")
+    monkeypatch.delenv("CHARRNN_MODELS", raising=False)
+    monkeypatch.setenv("CHARRNN_MODELS_FILE", str(listing))
+    monkeypatch.chdir(ROOT.parent)  # a folder in the list is found relative to the list, not the working directory
+    sources = model_sources()
+    assert sources == [str(tmp_path / "models" / "jaychou-lstm"), REPO_ID]
+    assert base_name(sources[0]) == base_name(REPO_ID) == "Jay Chou lyrics · LSTM"
+    names = [display_name(s) for s in sources]
+    assert len(set(names)) == 2 and all(n.startswith("Jay Chou lyrics · LSTM (") for n in names)
+    monkeypatch.setenv("CHARRNN_MODELS", f" {REPO_ID} ,, org/charrnn-timemachine-gru ")
+    assert [display_name(s) for s in model_sources()] == ["Jay Chou lyrics · LSTM", "The Time Machine · GRU"]
+
+
+@pytest.mark.skipif(not os.environ.get("HF_TOKEN"), reason="needs HF_TOKEN with write access (uploads to the real Hub)")
+def test_a_real_push_round_trip(pushed, tmp_path):
+    script = """
+import sys, uuid, torch
+from huggingface_hub import HfApi
+from charrnn import CharRNN
+from hub_card.push import model_commit
+api = HfApi()
+repo_id = f"{api.whoami()['name']}/charrnn-test-{uuid.uuid4().hex[:8]}"
+try:
+    model_commit(sys.argv[1], repo_id, private=True).upload(api.token)
+    remote, local = CharRNN.from_pretrained(repo_id), CharRNN.from_pretrained(sys.argv[1])
+    assert all(torch.equal(a, b) for a, b in zip(remote.state_dict().values(), local.state_dict().values()))
+finally:
+    api.delete_repo(repo_id, missing_ok=True)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf_home"))
+    done = subprocess.run([sys.executable, "-c", script, str(pushed)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the app exited"
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"the app did not answer at {url} within {seconds} s")
+
+
+def test_the_app_offers_and_runs_a_model_from_the_hub(hub, pushed, tmp_path):
+    if not (ROOT / "app.py").is_file():
+        pytest.skip("app.py is not written yet")
+    from gradio_client import Client
+
+    port = free_port()
+    env = hub_env(hub.endpoint, tmp_path / "hf_home")
+    env.update(CHARRNN_MODELS=REPO_ID, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    log = (tmp_path / "app.log").open("wb")
+    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", app)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        name = display_name(REPO_ID, [REPO_ID])
+        text = client.predict(name, "分开", 30, 0.0, 0, 1.0, 0, api_name="/generate")
+        assert text == CharRNN.from_pretrained(pushed).generate("分开", 30, temperature=0.0)
+    finally:
+        app.terminate()
+        app.wait(20)
+    assert "loaded" in (tmp_path / "app.log").read_text(errors="replace")
