@@ -6,7 +6,7 @@ import torch
 
 from charrnn import CharRNN, Vocab
 from training.data import read_corpus, split
-from training.train import DATA_DIR, TrainConfig
+from training.train import DATA_DIR, TrainConfig, build_model
 
 JAYCHOU = DATA_DIR / "jaychou_lyrics.txt"
 
@@ -22,8 +22,7 @@ def default_model(cell: str = "rnn") -> CharRNN:
         return CharRNN.from_pretrained(folder)
     cfg = TrainConfig(cell=cell)
     vocab = Vocab.build(train_text(), cfg.min_count, cfg.newlines)
-    return CharRNN(vocab.to_dict(), cell=cell, embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
-                   num_layers=cfg.num_layers, head_size=cfg.head_size).eval()
+    return build_model(cfg, vocab, torch.tensor(vocab.encode(train_text()))).eval()
 
 
 def best_time(fn, repeats: int = 5) -> float:

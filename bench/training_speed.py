@@ -10,7 +10,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from charrnn import CharRNN, Vocab
 from training.data import random_batches
-from training.train import TrainConfig, ema, make_optimizer, run_epoch
+from training.train import TrainConfig, build_model, ema, make_optimizer, run_epoch
 
 from .common import table, train_text
 
@@ -49,10 +49,10 @@ def main() -> None:
 
     cfg = TrainConfig(cell="rnn", progress=False)
     vocab = Vocab.build(text, cfg.min_count, cfg.newlines)
-    model = CharRNN(vocab.to_dict(), cell="rnn", embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
-                    dropout=cfg.dropout, head_size=cfg.head_size)
+    ids = torch.tensor(vocab.encode(text))
+    model = build_model(cfg, vocab, ids)
     averaged = AveragedModel(model, avg_fn=ema(cfg.ema), use_buffers=True)
-    optimizer, ids = make_optimizer(cfg, model.parameters()), torch.tensor(vocab.encode(text))
+    optimizer = make_optimizer(cfg, model.parameters())
     ours = timed(lambda e: run_epoch(model, averaged, optimizer, ids, cfg, e, torch.device("cpu"))[1])
 
     table("Training speed, nn.RNN with 256 hidden units, Jay Chou training text",

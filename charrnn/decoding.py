@@ -26,11 +26,16 @@ def check_options(length: int, temperature: float, top_k: int | None, top_p: flo
 
 
 class Stepper:
-    """One recurrence step for a batch of sequences, on weights taken from a model in eval mode."""
+    """One recurrence step for a batch of sequences, on detached copies of a model's weights.
 
+    Nothing here records gradients, so the step needs no grad-mode context: gradio may resume the
+    generator on another thread, where a `with torch.inference_mode()` would no longer hold.
+    """
+
+    @torch.no_grad()
     def __init__(self, model, temperature: float):
-        self.cell = model.cell
-        layers = layer_weights(model.rnn)
+        self.cell, self.temperature = model.cell, temperature
+        layers = [[w.detach() for w in layer] for layer in layer_weights(model.rnn)]
         self.layers = []
         for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers):
             if self.cell != "gru":  # b_hh only ever adds to b_ih outside the GRU's reset gate
@@ -39,10 +44,12 @@ class Stepper:
         w_ih0, b_ih0 = layers[0][0], self.layers[0][1]
         inputs = torch.eye(len(model.vocab), device=model.device) if model.one_hot else model.embed.weight
         self.input_table = torch.addmm(b_ih0, inputs, w_ih0.t())  # [V, G*H]: row v is token v's input term
-        scale = 1.0 / temperature if temperature > 0 else 1.0
-        self.proj_w = model.proj.weight.t() if model.proj else None
-        self.head_w = model.head.weight.t() * scale
-        self.head_b = model.head.bias * scale
+        # A model trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
+        self.prior = model.prior * model.smoothing if model.smoothing else None
+        scale = 1.0 / temperature if temperature > 0 and self.prior is None else 1.0  # else applied to probs
+        self.proj_w = model.proj.weight.detach().t() if model.proj else None
+        self.head_w = model.head.weight.detach().t() * scale
+        self.head_b = model.head.bias.detach() * scale
         self.head_b[model.vocab.unk_id] = -math.inf  # never emit <unk>
 
     def split_state(self, state) -> list:
@@ -50,14 +57,22 @@ class Stepper:
             return [(h, c) for h, c in zip(state[0], state[1])]
         return list(state)
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.head_b, features, self.head_w)
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """Next-character scores [B, V]: probabilities (not normalised) when sampling, anything ordered when greedy."""
+        logits = torch.addmm(self.head_b, features, self.head_w)
+        if self.prior is None:
+            return logits if self.temperature == 0 else logits.softmax(1)
+        probs = logits.softmax(1).sub_(self.prior)
+        if self.temperature == 0:
+            return probs
+        probs.clamp_(min=0)
+        return probs if self.temperature == 1 else probs.pow_(1 / self.temperature)
 
     def step(self, ids: torch.Tensor, state: list) -> torch.Tensor:
-        """Advance every sequence by the tokens ids [B]; update state in place; return logits [B, V]."""
+        """Advance every sequence by the tokens ids [B]; update state in place; return the next scores."""
         x = None
         for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(self.layers):
-            gi = self.input_table[ids] if k == 0 else torch.addmm(b_ih, x, w_ih)
+            gi = torch.embedding(self.input_table, ids) if k == 0 else torch.addmm(b_ih, x, w_ih)
             if self.cell == "lstm":
                 h, c = state[k]
                 i, f, g, o = torch.addmm(gi, h, w_hh).chunk(4, 1)
@@ -71,33 +86,33 @@ class Stepper:
                 n = torch.tanh(gi[:, 2 * h.shape[1]:] + r * gh[:, 2 * h.shape[1]:])
                 x = state[k] = torch.lerp(n, h, z)
             else:
-                x = state[k] = torch.tanh(torch.addmm(gi, state[k], w_hh))
-        return self.logits(x if self.proj_w is None else x @ self.proj_w)
+                x = state[k] = torch.addmm(gi, state[k], w_hh).tanh_()
+        return self.scores(x if self.proj_w is None else torch.mm(x, self.proj_w))
 
 
-def pick(logits: torch.Tensor, temperature: float, top_k, top_p, uniform: torch.Tensor) -> torch.Tensor:
-    """Choose the next id for each row of logits [B, V] (already divided by the temperature).
+def pick(scores: torch.Tensor, temperature: float, top_k, top_p, uniform: torch.Tensor) -> torch.Tensor:
+    """Choose the next id for each row of scores [B, V] (see Stepper.scores).
 
     uniform [B, 1] holds one random number per row: inverse-CDF sampling needs no more (multinomial
     and Gumbel noise draw V random numbers per row and are several times slower on a CPU).
     """
     if temperature == 0:
-        return logits.argmax(1)
+        return scores.argmax(1)
     ids = None
     if top_k or top_p:
-        logits, ids = logits.topk(min(top_k or logits.shape[1], logits.shape[1]), 1)
+        scores, ids = scores.topk(min(top_k or scores.shape[1], scores.shape[1]), 1)
         if top_p:
-            probs = logits.softmax(1)
-            drop = probs.cumsum(1) - probs >= top_p  # the most likely character always stays
-            logits = logits.masked_fill(drop, -math.inf)
-    cdf = logits.softmax(1).cumsum_(1)
+            probs = scores / scores.sum(1, keepdim=True)
+            scores = scores.masked_fill(probs.cumsum(1) - probs >= top_p, 0)  # the likeliest always stays
+    cdf = scores.cumsum(1)
     # right=True never lands on a zero-probability id; clamp guards u * total rounding up to total.
     choice = torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).clamp_(max=cdf.shape[1] - 1).squeeze(1)
     return choice if ids is None else ids.gather(1, choice[:, None]).squeeze(1)
 
 
+@torch.no_grad()
 def prime(model, stepper: Stepper, prefixes: list[str]):
-    """Run each prefix through the model once: the state after it and the logits for the next character."""
+    """Run each prefix through the model once: the state after it and the scores of the next character."""
     tops, states = [], []
     start = "\n" if "\n" in model.vocab else " "  # an empty prefix starts where a line starts
     for prefix in prefixes:
@@ -109,10 +124,9 @@ def prime(model, stepper: Stepper, prefixes: list[str]):
         state = tuple(torch.cat([s[i] for s in states], 1) for i in range(2))
     else:
         state = torch.cat(states, 1)
-    return stepper.logits(torch.cat(tops)), stepper.split_state(state)
+    return stepper.scores(torch.cat(tops)), stepper.split_state(state)
 
 
-@torch.inference_mode()
 def decode(model, prefixes: list[str], length: int, temperature: float = 1.0, top_k=None, top_p=None,
            seed: int | None = None) -> Iterator[list[int]]:
     """Yield, length times, the next id of every sequence (the ids of one column of the batch)."""
@@ -126,10 +140,10 @@ def decode(model, prefixes: list[str], length: int, temperature: float = 1.0, to
     else:
         generator.manual_seed(seed)
     stepper = Stepper(model, temperature)
-    logits, state = prime(model, stepper, prefixes)
+    scores, state = prime(model, stepper, prefixes)
     uniforms = torch.rand(length, len(prefixes), 1, generator=generator, device=model.device)
     for t in range(length):
-        ids = pick(logits, temperature, top_k, top_p, uniforms[t])
+        ids = pick(scores, temperature, top_k, top_p, uniforms[t])
         yield ids.tolist()
         if t + 1 < length:
-            logits = stepper.step(ids, state)
+            scores = stepper.step(ids, state)

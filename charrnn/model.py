@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+from torch.func import functional_call
 
 from . import decoding, loading
 from .cells import make_cell
@@ -29,10 +30,14 @@ class CharRNN(
         dropout: float = 0.0,
         one_hot: bool = False,
         head_size: int = 0,
+        embed_dropout: float = 0.0,
+        weight_drop: float = 0.0,
+        smoothing: float = 0.0,
     ):
         super().__init__()
         self.vocab = Vocab.from_dict(vocab)
         self.cell, self.one_hot = cell, one_hot
+        self.embed_dropout, self.weight_drop, self.smoothing = embed_dropout, weight_drop, smoothing
         vocab_size = len(self.vocab)
         self.embed = None if one_hot else nn.Embedding(vocab_size, embed_size)
         self.rnn = make_cell(cell, vocab_size if one_hot else embed_size, hidden_size, num_layers, dropout)
@@ -40,13 +45,31 @@ class CharRNN(
         # An optional bottleneck before the output layer: fewer weights to overfit, and a cheaper decoding step.
         self.proj = nn.Linear(hidden_size, head_size, bias=False) if head_size else None
         self.head = nn.Linear(head_size or hidden_size, vocab_size)
+        # The distribution label smoothing spread `smoothing` of each target over; decoding removes it again.
+        self.register_buffer("prior", torch.full((vocab_size,), 1 / vocab_size))
 
     def features(self, ids: torch.Tensor, state=None):
         """What the output layer reads [B, T, head_size or H], and the final state."""
-        x = F.one_hot(ids, len(self.vocab)).float() if self.one_hot else self.embed(ids)
-        out, state = self.rnn(self.drop(x), state)
+        x = self.drop(self.inputs(ids))
+        if self.training and self.weight_drop:
+            out, state = functional_call(self.rnn, self.dropped_recurrent_weights(), (x, state))
+        else:
+            out, state = self.rnn(x, state)
         out = self.drop(out)
         return (self.proj(out) if self.proj else out), state
+
+    def inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.one_hot:
+            return F.one_hot(ids, len(self.vocab)).float()
+        if self.training and self.embed_dropout:  # drop whole characters, the same everywhere in the batch
+            keep = torch.empty_like(self.embed.weight[:, :1]).bernoulli_(1 - self.embed_dropout)
+            return F.embedding(ids, self.embed.weight * keep / (1 - self.embed_dropout))
+        return self.embed(ids)
+
+    def dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
+        """DropConnect on the hidden-to-hidden weights (as in AWD-LSTM): the strongest regulariser here."""
+        return {name: F.dropout(w, self.weight_drop) if name.split(".")[-1].startswith(("weight_hh", "W_hh")) else w
+                for name, w in self.rnn.named_parameters()}
 
     def forward(self, ids: torch.Tensor, state=None):
         """ids: LongTensor [B, T] -> logits [B, T, V] and the state to carry on with."""

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from training.data import CorpusError, num_batches, random_batches, read_corpus, sequential_batches, split
+from training.data import (CorpusError, num_batches, random_batches, rare_to_unk, read_corpus, sequential_batches,
+                           split)
 
 IDS = torch.arange(1000)
 
@@ -48,3 +49,12 @@ def test_corpus_errors_are_clear(tmp_path):
     (tmp_path / "gbk.txt").write_bytes("分开".encode("gbk"))
     with pytest.raises(CorpusError, match="not UTF-8"):
         read_corpus(tmp_path / "gbk.txt")
+
+
+def test_rare_characters_become_unk_more_often_than_common_ones():
+    ids = torch.tensor([1] * 1000 + [2] * 10 + [3] * 1000)
+    out = rare_to_unk(ids, 1.0, 0, torch.Generator().manual_seed(0))
+    assert out.shape == ids.shape and set(out.tolist()) <= {0, 1, 2, 3}
+    rare, common = (out[1000:1010] == 0).float().mean(), (out[:1000] == 0).float().mean()
+    assert rare > 0 and common < 0.01 and rare > 5 * common
+    assert torch.equal(rare_to_unk(ids, 0.0, 0, torch.Generator()), ids)

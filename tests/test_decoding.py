@@ -12,6 +12,20 @@ def model(tiny_model_dir):
     return CharRNN.from_pretrained(tiny_model_dir)
 
 
+def next_char_probs(model, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """What decoding should sample from, given the full forward pass's logits [..., V]:
+    <unk> never, the smoothing prior taken back out, then the temperature."""
+    logits = logits.clone()
+    logits[..., model.vocab.unk_id] = -math.inf
+    probs = (logits.softmax(-1) - model.smoothing * model.prior).clamp(min=0)
+    return probs ** (1 / temperature)
+
+
+def test_models_are_trained_with_a_unigram_prior_to_take_out(model):
+    assert model.smoothing == 0.5 and model.prior.sum().item() == pytest.approx(1.0)
+    assert model.prior.max() > 5 / len(model.vocab)  # the training unigram, not a uniform vector
+
+
 def test_seed_makes_generation_repeatable_and_stream_equals_generate(model):
     text = model.generate("分开", 40, temperature=1.0, seed=7)
     assert len(text) == 40
@@ -27,8 +41,7 @@ def test_greedy_follows_the_full_forward_pass(model):
     ids = model.vocab.encode(prefix + text)
     with torch.no_grad():
         logits, _ = model(torch.tensor([ids]))
-    logits[..., model.vocab.unk_id] = -math.inf
-    expected = logits[0, len(prefix) - 1:-1].argmax(-1).tolist()
+    expected = next_char_probs(model, logits[0, len(prefix) - 1:-1]).argmax(-1).tolist()
     assert ids[len(prefix):] == expected
 
 
@@ -38,16 +51,15 @@ def test_one_step_decoding_matches_the_model_for_every_cell(cell, lyrics_file):
     from charrnn import Vocab
     vocab = Vocab.build(lyrics_file.read_text(encoding="utf-8"))
     torch.manual_seed(0)
-    model = CharRNN(vocab.to_dict(), cell=cell, embed_size=8, hidden_size=16, num_layers=2, head_size=6).eval()
+    model = CharRNN(vocab.to_dict(), cell=cell, embed_size=8, hidden_size=16, num_layers=2, head_size=6,
+                    smoothing=0.1).eval()
     ids = torch.tensor([vocab.encode("分开不分开我")])
     with torch.no_grad():
         logits, _ = model(ids)
         stepper = Stepper(model, temperature=1.0)
         _, state = prime(model, stepper, ["分开不分开"])
-        step_logits = stepper.step(ids[:, -1], state)
-    expected = logits[0, -1].clone()
-    expected[vocab.unk_id] = -math.inf
-    torch.testing.assert_close(step_logits[0], expected)
+        step_probs = stepper.step(ids[:, -1], state)
+    torch.testing.assert_close(step_probs[0], next_char_probs(model, logits[0, -1]))
 
 
 def allowed_sets(model, prefix, text, temperature, top_k=None, top_p=None):
@@ -56,10 +68,9 @@ def allowed_sets(model, prefix, text, temperature, top_k=None, top_p=None):
     with torch.no_grad():
         logits, _ = model(torch.tensor([ids]))
     sets = []
-    for row in logits[0, len(prefix) - 1:-1]:
-        row[model.vocab.unk_id] = -math.inf
-        probs, order = (row / temperature).softmax(-1).sort(descending=True)
-        keep = len(order) if top_k is None else top_k
+    for row in next_char_probs(model, logits[0, len(prefix) - 1:-1], temperature):
+        probs, order = (row / row.sum()).sort(descending=True)
+        keep = min(top_k or len(order), int((probs > 0).sum()))
         if top_p is not None:
             keep = min(keep, int((probs.cumsum(0) - probs < top_p).sum()))
         sets.append(set(order[:keep].tolist()))

@@ -14,7 +14,7 @@ from conftest import tiny_config
 from charrnn.evaluate import fair_perplexity
 from training.data import split
 from training.baselines import unigram_bigram_perplexity
-from training.train import train
+from training.train import smoothed_loss, train
 
 
 def test_trained_folder_is_hub_ready_with_metrics(tiny_model_dir, lyrics_file):
@@ -97,3 +97,15 @@ def test_resume_refuses_a_checkpoint_of_other_settings(lyrics_file, tmp_path):
 def test_time_budget_stops_training(lyrics_file, tmp_path):
     metrics = train(tiny_config(lyrics_file, tmp_path / "m", epochs=50, patience=50, max_minutes=0.001))
     assert metrics["epochs"] == 1 and math.isfinite(metrics["val_ppl"])
+
+
+def test_smoothing_pulls_the_optimum_toward_the_unigram():
+    prior = torch.tensor([0.7, 0.2, 0.1])
+    target = torch.tensor([2])
+    plain, _ = smoothed_loss(torch.zeros(1, 3), target, 0.0, prior)
+    assert plain.item() == pytest.approx(math.log(3))
+    best = torch.log(0.6 * torch.tensor([0.0, 0.0, 1.0]) + 0.4 * prior)[None].requires_grad_()
+    loss, hard = smoothed_loss(best, target, 0.4, prior)
+    loss.backward()
+    assert best.grad.abs().max() < 1e-6  # (1 - e) one-hot + e * prior is where the smoothed loss is lowest
+    assert hard.item() == pytest.approx(-math.log(0.6 + 0.4 * 0.1))

@@ -56,3 +56,16 @@ SAMPLERS = {"random": random_batches, "sequential": sequential_batches}
 def num_batches(ids_len: int, batch_size: int, num_steps: int) -> int:
     """How many batches either sampler yields in an epoch at most (for the progress bar)."""
     return max(0, (ids_len - num_steps - 1) // (batch_size * num_steps))
+
+
+def rare_to_unk(ids: torch.Tensor, unk_dropout: float, unk_id: int, generator: torch.Generator) -> torch.Tensor:
+    """Replace each character by <unk> with probability a / (a + its count): rare ones often, common ones seldom.
+
+    Held-out text keeps meeting characters never seen in training; this teaches the model how often
+    (word dropout, as in Kiperwasser & Goldberg 2016, at the character level).
+    """
+    if not unk_dropout:
+        return ids
+    counts = torch.bincount(ids).float()
+    chance = unk_dropout / (unk_dropout + counts[ids])
+    return ids.masked_fill(torch.rand(len(ids), generator=generator) < chance, unk_id)
