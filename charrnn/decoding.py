@@ -90,14 +90,12 @@ class Stepper:
         return self.scores(x if self.proj_w is None else torch.mm(x, self.proj_w))
 
 
-def pick(scores: torch.Tensor, temperature: float, top_k, top_p, uniform: torch.Tensor) -> torch.Tensor:
-    """Choose the next id for each row of scores [B, V] (see Stepper.scores).
+def sample(scores: torch.Tensor, top_k, top_p, uniform: torch.Tensor) -> torch.Tensor:
+    """Draw the next id for each row of scores [B, V] (unnormalised probabilities, see Stepper.scores).
 
     uniform [B, 1] holds one random number per row: inverse-CDF sampling needs no more (multinomial
     and Gumbel noise draw V random numbers per row and are several times slower on a CPU).
     """
-    if temperature == 0:
-        return scores.argmax(1)
     ids = None
     if top_k or top_p:
         scores, ids = scores.topk(min(top_k or scores.shape[1], scores.shape[1]), 1)
@@ -141,9 +139,12 @@ def decode(model, prefixes: list[str], length: int, temperature: float = 1.0, to
         generator.manual_seed(seed)
     stepper = Stepper(model, temperature)
     scores, state = prime(model, stepper, prefixes)
-    uniforms = torch.rand(length, len(prefixes), 1, generator=generator, device=model.device)
-    for t in range(length):
-        ids = pick(scores, temperature, top_k, top_p, uniforms[t])
+    if temperature == 0:
+        uniforms = [None] * length
+    else:
+        uniforms = torch.rand(length, len(prefixes), 1, generator=generator, device=model.device).unbind(0)
+    for t, uniform in enumerate(uniforms):
+        ids = scores.argmax(1) if uniform is None else sample(scores, top_k, top_p, uniform)
         yield ids.tolist()
         if t + 1 < length:
             scores = stepper.step(ids, state)

@@ -86,8 +86,9 @@ class CharRNN(
     def stream(self, prefix: str, length: int, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
         """The continuation of prefix, one character at a time."""
+        itos = self.vocab.itos
         for ids in decoding.decode(self, [prefix], length, temperature, top_k, top_p, seed):
-            yield self.vocab.itos[ids[0]]
+            yield itos[ids[0]]
 
     def generate(self, prefix: str, length: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None) -> str:
