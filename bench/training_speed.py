@@ -51,7 +51,7 @@ def main() -> None:
     vocab = Vocab.build(text, cfg.min_count, cfg.newlines)
     ids = torch.tensor(vocab.encode(text))
     model = build_model(cfg, vocab, ids)
-    averaged = AveragedModel(model, avg_fn=ema(cfg.ema), use_buffers=True)
+    averaged = AveragedModel(model, multi_avg_fn=ema(cfg.ema), use_buffers=True)
     optimizer = make_optimizer(cfg, model.parameters())
     ours = timed(lambda e: run_epoch(model, averaged, optimizer, ids, cfg, e, torch.device("cpu"))[1])
 
