@@ -7,6 +7,13 @@ from torch import nn
 CELLS = ("rnn-scratch", "rnn", "gru", "lstm")
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with its mask drawn by uniform_: F.dropout's bernoulli_ was 15% of a CPU training step."""
+    if not training or not p:
+        return x
+    return x * (torch.rand_like(x) >= p).to(x.dtype).div_(1 - p)
+
+
 class ScratchRNNLayer(nn.Module):
     """One layer of h_t = tanh(x_t W_xh + h_{t-1} W_hh + b_h), written out by hand."""
 
@@ -34,7 +41,7 @@ class ScratchRNN(nn.Module):
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
         self.layers = nn.ModuleList(ScratchRNNLayer(n, hidden_size) for n in sizes)
         self.hidden_size, self.num_layers = hidden_size, num_layers
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
         if state is None:
@@ -42,7 +49,7 @@ class ScratchRNN(nn.Module):
         finals = []
         for i, layer in enumerate(self.layers):
             if i:
-                x = self.dropout(x)
+                x = dropout(x, self.dropout, self.training)
             x, h = layer(x, state[i])
             finals.append(h)
         return x, torch.stack(finals)

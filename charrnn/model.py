@@ -8,7 +8,7 @@ from torch import nn
 from torch.func import functional_call
 
 from . import decoding, loading
-from .cells import make_cell
+from .cells import dropout, make_cell
 from .vocab import Vocab
 
 
@@ -41,7 +41,7 @@ class CharRNN(
         vocab_size = len(self.vocab)
         self.embed = None if one_hot else nn.Embedding(vocab_size, embed_size)
         self.rnn = make_cell(cell, vocab_size if one_hot else embed_size, hidden_size, num_layers, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.dropout = dropout
         # An optional bottleneck before the output layer: fewer weights to overfit, and a cheaper decoding step.
         self.proj = nn.Linear(hidden_size, head_size, bias=False) if head_size else None
         self.head = nn.Linear(head_size or hidden_size, vocab_size)
@@ -50,25 +50,25 @@ class CharRNN(
 
     def features(self, ids: torch.Tensor, state=None):
         """What the output layer reads [B, T, head_size or H], and the final state."""
-        x = self.drop(self.inputs(ids))
+        x = dropout(self.inputs(ids), self.dropout, self.training)
         if self.training and self.weight_drop:
             out, state = functional_call(self.rnn, self.dropped_recurrent_weights(), (x, state))
         else:
             out, state = self.rnn(x, state)
-        out = self.drop(out)
+        out = dropout(out, self.dropout, self.training)
         return (self.proj(out) if self.proj else out), state
 
     def inputs(self, ids: torch.Tensor) -> torch.Tensor:
         if self.one_hot:
             return F.one_hot(ids, len(self.vocab)).float()
         if self.training and self.embed_dropout:  # drop whole characters, the same everywhere in the batch
-            keep = torch.empty_like(self.embed.weight[:, :1]).bernoulli_(1 - self.embed_dropout)
-            return F.embedding(ids, self.embed.weight * keep / (1 - self.embed_dropout))
+            keep = dropout(torch.ones_like(self.embed.weight[:, :1]), self.embed_dropout, True)
+            return F.embedding(ids, self.embed.weight * keep)
         return self.embed(ids)
 
     def dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
         """DropConnect on the hidden-to-hidden weights (as in AWD-LSTM): the strongest regulariser here."""
-        return {name: F.dropout(w, self.weight_drop) if name.split(".")[-1].startswith(("weight_hh", "W_hh")) else w
+        return {name: dropout(w, self.weight_drop, True) if name.split(".")[-1].startswith(("weight_hh", "W_hh")) else w
                 for name, w in self.rnn.named_parameters()}
 
     def forward(self, ids: torch.Tensor, state=None):
