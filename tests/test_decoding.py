@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from charrnn import CELLS, CharRNN
+from charrnn import CELLS, CharRNN, Vocab
 from charrnn.decoding import Stepper, prime
 
 
@@ -47,8 +47,6 @@ def test_greedy_follows_the_full_forward_pass(model):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_one_step_decoding_matches_the_model_for_every_cell(cell, lyrics_file):
-    from training.train import DATA_DIR  # noqa: F401 (the fixture already needs the data)
-    from charrnn import Vocab
     vocab = Vocab.build(lyrics_file.read_text(encoding="utf-8"))
     torch.manual_seed(0)
     model = CharRNN(vocab.to_dict(), cell=cell, embed_size=8, hidden_size=16, num_layers=2, head_size=6,

@@ -6,7 +6,7 @@ from charrnn.evaluate import OOV_PENALTY
 
 
 def unigram_bigram_perplexity(train: str, val: str) -> tuple[float, float]:
-    """Perplexity of val[1:] under an add-one-for-unknown unigram and an interpolated bigram.
+    """Perplexity of val[1:] under a unigram and an interpolated bigram, both counted on train.
 
     Every training character is in the baselines' vocabulary; the rest share one <unk> slot whose
     probability is the Witten-Bell estimate of meeting a new character, and which pays OOV_PENALTY.
