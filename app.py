@@ -18,7 +18,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from charrnn import CharRNN, ModelFileError  # noqa: E402
-from charrnn.catalog import display_name, model_sources  # noqa: E402
+from charrnn.catalog import CELL_NAMES, display_name, model_sources  # noqa: E402
 from charrnn.loading import fetch  # noqa: E402
 
 log = logging.getLogger("charrnn.app")
@@ -29,7 +29,6 @@ MAX_PREFIX = 2000  # longer prefixes keep only their end: the state forgets far-
 UPDATE_EVERY = 0.04  # seconds between streamed updates (the first character goes out at once)
 CONCURRENCY = 16 if DEVICE.type == "cuda" else 8  # measured: a burst of 16 all get text within 0.5 s on 2 cores
 QUEUE_SIZE = 64
-CELL_NAMES = {"rnn-scratch": "plain RNN (hand-written cell)", "rnn": "plain RNN", "gru": "GRU", "lstm": "LSTM"}
 EXAMPLES = {
     "Jay Chou lyrics": ["分开", "不分开", "我想要", "天青色等烟雨", "窗外的麻雀", "说了再见"],
     "The Time Machine": ["The Time Traveller", "It was ", "the machine "],

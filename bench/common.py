@@ -20,9 +20,9 @@ def default_model(cell: str = "rnn") -> CharRNN:
     folder = Path("models") / f"jaychou-{cell}"
     if (folder / "model.safetensors").exists():
         return CharRNN.from_pretrained(folder)
-    cfg = TrainConfig(cell=cell)
-    vocab = Vocab.build(train_text(), cfg.min_count, cfg.newlines)
-    return build_model(cfg, vocab, torch.tensor(vocab.encode(train_text()))).eval()
+    cfg, text = TrainConfig(cell=cell), train_text()
+    vocab = Vocab.build(text, cfg.min_count, cfg.newlines)
+    return build_model(cfg, vocab, torch.tensor(vocab.encode(text))).eval()
 
 
 def best_time(fn, repeats: int = 5) -> float:

@@ -67,7 +67,7 @@ class CharRNN(
         return self.embed(ids)
 
     def dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
-        """DropConnect on the hidden-to-hidden weights (as in AWD-LSTM): the strongest regulariser here."""
+        """DropConnect on the hidden-to-hidden weights, as in AWD-LSTM."""
         return {name: dropout(w, self.weight_drop, True) if name.split(".")[-1].startswith(("weight_hh", "W_hh")) else w
                 for name, w in self.rnn.named_parameters()}
 
