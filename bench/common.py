@@ -25,14 +25,19 @@ def default_model(cell: str = "rnn") -> CharRNN:
     return build_model(cfg, vocab, torch.tensor(vocab.encode(text))).eval()
 
 
-def best_time(fn, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def best_rates(setups: dict, rounds: int) -> dict:
+    """The best work per second of each setup (each call returns the work it did, in characters), the
+    setups taking turns for `rounds` rounds so that a busy moment of the machine hits all alike; one
+    warm-up call each first. Calls get the round number."""
+    for run in setups.values():
+        run(0)
+    best = dict.fromkeys(setups, 0.0)
+    for round_ in range(1, rounds + 1):
+        for name, run in setups.items():
+            start = time.perf_counter()
+            work = run(round_)
+            best[name] = max(best[name], work / (time.perf_counter() - start))
+    return best
 
 
 def table(title: str, header: list[str], rows: list[list]) -> None:

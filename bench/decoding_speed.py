@@ -1,15 +1,17 @@
 """Decoding speed: our one-step decoder against the classic tutorial's predict, and batch against single stream.
 
 python -m bench.decoding_speed   (uses models/jaychou-rnn when trained; speed does not depend on the weights)
+Every setup runs once per round, taking turns for ROUNDS rounds; each keeps its best round.
 """
 import torch
 import torch.nn.functional as F
 
 from charrnn import CharRNN
 
-from .common import best_time, default_model, table
+from .common import best_rates, default_model, table
 
-LENGTH, BATCH, PREFIX = 500, 64, "分开"
+LENGTH, BATCH, PREFIX, ROUNDS = 500, 64, "分开", 8
+MODES = {"greedy": 0.0, "sampling T=1": 1.0, "sampling T=0.8 (the app's default)": 0.8}
 
 
 def tutorial_model(vocab) -> CharRNN:
@@ -29,26 +31,25 @@ def tutorial_predict(model: CharRNN, prefix: str, length: int) -> str:
     return model.vocab.decode(outputs[len(ids):])
 
 
-def per_char(fn, chars: int, repeats: int = 5) -> float:
-    return best_time(fn, repeats) / chars
-
-
 def main() -> None:
     model = default_model("rnn")
     baseline = tutorial_model(model.vocab)
-    tutorial = per_char(lambda: tutorial_predict(baseline, PREFIX, LENGTH), LENGTH, 3)
-    rows = [["tutorial net, tutorial predict (greedy)", 1, tutorial * 1e3, 1 / tutorial, 1.0]]
-    ours = per_char(lambda: baseline.generate(PREFIX, LENGTH, temperature=0), LENGTH)
-    rows.append(["tutorial net, charrnn decoder (greedy)", 1, ours * 1e3, 1 / ours, tutorial / ours])
-    for name, temperature in (("greedy", 0.0), ("sampling T=1", 1.0)):
-        single = per_char(lambda: model.generate(PREFIX, LENGTH, temperature=temperature, seed=0), LENGTH)
-        rows.append([f"jaychou-rnn, charrnn decoder ({name})", 1, single * 1e3, 1 / single, tutorial / single])
-        batch = per_char(lambda: model.generate_batch([PREFIX] * BATCH, LENGTH, temperature=temperature, seed=0),
-                         LENGTH * BATCH, 3)
-        rows.append([f"jaychou-rnn, batch ({name}): {single / batch:.1f}x single stream", BATCH, batch * 1e3,
-                     1 / batch, tutorial / batch])
-    table(f"Decoding {LENGTH} characters; jaychou-rnn = {model.cell}, hidden {model.rnn.hidden_size}, "
-          f"head {model.proj.out_features if model.proj else 0}, vocabulary {len(model.vocab)}",
+    setups = {("tutorial net, tutorial predict (greedy)", 1): lambda r: len(tutorial_predict(baseline, PREFIX, LENGTH)),
+              ("tutorial net, charrnn decoder (greedy)", 1): lambda r: len(baseline.generate(PREFIX, LENGTH, 0.0))}
+    for name, t in MODES.items():
+        setups[name, 1] = lambda r, t=t: len(model.generate(PREFIX, LENGTH, t, seed=r))
+        setups[name, BATCH] = lambda r, t=t: sum(map(len, model.generate_batch([PREFIX] * BATCH, LENGTH, t, seed=r)))
+    rates = best_rates(setups, ROUNDS)
+
+    tutorial = rates["tutorial net, tutorial predict (greedy)", 1]
+    rows = []
+    for (name, streams), rate in rates.items():
+        label = "tutorial" in name and name or f"jaychou-rnn, {name}"
+        if streams > 1:
+            label = f"  batch: {rate / rates[name, 1]:.1f}x one stream"
+        rows.append([label, streams, 1e3 / rate, round(rate), rate / tutorial])
+    table(f"Decoding {LENGTH} characters, best of {ROUNDS} rounds; jaychou-rnn = {model.cell}, hidden "
+          f"{model.rnn.hidden_size}, head {model.proj.out_features if model.proj else 0}, vocabulary {len(model.vocab)}",
           ["decoder", "streams", "ms/char", "chars/s", "speed vs tutorial"], rows)
 
 

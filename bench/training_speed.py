@@ -2,8 +2,6 @@
 
 python -m bench.training_speed   (a warm-up epoch each, then the best of 4 alternating epochs of the Jay Chou text)
 """
-import time
-
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
@@ -12,7 +10,7 @@ from charrnn import CharRNN, Vocab
 from training.data import random_batches
 from training.train import TrainConfig, build_model, ema, make_optimizer, run_epoch
 
-from .common import table, train_text
+from .common import best_rates, table, train_text
 
 ROUNDS = 4
 
@@ -31,20 +29,6 @@ def tutorial_epoch(model, optimizer, ids, epoch) -> int:
     return chars
 
 
-def best_rates(setups: dict) -> dict:
-    """Chars/s of each setup's fastest epoch, the setups taking turns so that a busy moment of the
-    machine hits both alike (one warm-up epoch each first)."""
-    for run_one_epoch in setups.values():
-        run_one_epoch(0)
-    best = dict.fromkeys(setups, 0.0)
-    for epoch in range(1, ROUNDS + 1):
-        for name, run_one_epoch in setups.items():
-            start = time.perf_counter()
-            chars = run_one_epoch(epoch)
-            best[name] = max(best[name], chars / (time.perf_counter() - start))
-    return best
-
-
 def main() -> None:
     text = train_text()
     tutorial_vocab = Vocab.build(text, min_count=1)
@@ -59,7 +43,8 @@ def main() -> None:
     averaged = AveragedModel(model, multi_avg_fn=ema(cfg.ema), use_buffers=True)
     optimizer = make_optimizer(cfg, model.parameters())
     rates = best_rates({"tutorial": lambda e: tutorial_epoch(tutorial, tutorial_opt, tutorial_ids, e),
-                        "ours": lambda e: run_epoch(model, averaged, optimizer, ids, cfg, e, torch.device("cpu"))[1]})
+                        "ours": lambda e: run_epoch(model, averaged, optimizer, ids, cfg, e, torch.device("cpu"))[1]},
+                       ROUNDS)
     baseline, ours = rates["tutorial"], rates["ours"]
 
     table("Training speed, nn.RNN with 256 hidden units, Jay Chou training text",
