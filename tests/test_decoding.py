@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,7 +47,8 @@ def test_greedy_follows_the_full_forward_pass(model):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_one_step_decoding_matches_the_model_for_every_cell(cell, lyrics_file):
+@pytest.mark.parametrize("batch_size", [1, 3], ids=["one stream: numpy", "batch: torch"])
+def test_one_step_decoding_matches_the_model_for_every_cell(cell, batch_size, lyrics_file):
     vocab = Vocab.build(lyrics_file.read_text(encoding="utf-8"))
     torch.manual_seed(0)
     model = CharRNN(vocab.to_dict(), cell=cell, embed_size=8, hidden_size=16, num_layers=2, head_size=6,
@@ -54,10 +56,14 @@ def test_one_step_decoding_matches_the_model_for_every_cell(cell, lyrics_file):
     ids = torch.tensor([vocab.encode("分开不分开我")])
     with torch.no_grad():
         logits, _ = model(ids)
-        stepper = Stepper(model, temperature=1.0)
-        _, state = prime(model, stepper, ["分开不分开"])
-        step_probs = stepper.step(ids[:, -1], state)
-    torch.testing.assert_close(step_probs[0], next_char_probs(model, logits[0, -1]))
+    stepper = Stepper(model, temperature=1.0, batch_size=batch_size)
+    _, state = prime(model, stepper, ["分开不分开"] * batch_size)
+    step_probs = stepper.step(stepper.array(ids[:, -1].repeat(batch_size)), state)
+    assert isinstance(step_probs, np.ndarray if batch_size == 1 else torch.Tensor)
+    step_probs = torch.as_tensor(step_probs)
+    expected = next_char_probs(model, logits[0, -1])
+    for row in step_probs:
+        torch.testing.assert_close(row, expected)
 
 
 def allowed_sets(model, prefix, text, temperature, top_k=None, top_p=None):
@@ -78,10 +84,19 @@ def allowed_sets(model, prefix, text, temperature, top_k=None, top_p=None):
 @pytest.mark.parametrize("options", [{"top_k": 3}, {"top_p": 0.5}, {"top_k": 5, "top_p": 0.8}])
 def test_top_k_and_top_p_never_emit_excluded_characters(model, options):
     for seed in range(5):
-        text = model.generate("我", 30, temperature=1.5, seed=seed, **options)
-        emitted, allowed = allowed_sets(model, "我", text, 1.5, **options)
-        assert all(i in s for i, s in zip(emitted, allowed))
+        one = model.generate("我", 30, temperature=1.5, seed=seed, **options)  # numpy steps a single stream
+        batch = model.generate_batch(["我", "我"], 30, temperature=1.5, seed=seed, **options)  # torch a batch
+        for text in [one, *batch]:
+            emitted, allowed = allowed_sets(model, "我", text, 1.5, **options)
+            assert all(i in s for i, s in zip(emitted, allowed))
     assert model.generate("我", 30, top_k=1, seed=1) == model.generate("我", 30, temperature=0)
+
+
+def test_a_very_low_temperature_samples_like_greedy(model):
+    """p ** (1 / 0.001) rounds every probability to zero unless decoding rescales first."""
+    for prefixes in (["分开"], ["分开", "我想"]):  # numpy for one stream, torch for a batch
+        assert model.generate_batch(prefixes, 30, temperature=0.001, seed=1) == \
+            model.generate_batch(prefixes, 30, temperature=0)
 
 
 def test_a_batch_decodes_several_sequences_at_once(model):
