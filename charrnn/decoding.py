@@ -27,6 +27,12 @@ def check_options(length: int, temperature: float, top_k: int | None, top_p: flo
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
 
 
+def columns(x, n: int) -> list:
+    """x [B, n * H] as n views [B, H]: torch's chunk and numpy's split, spelled once."""
+    size = x.shape[1] // n
+    return [x[:, j * size:(j + 1) * size] for j in range(n)]
+
+
 class Stepper:
     """One recurrence step for a batch of sequences, and the choice of the next characters.
 
@@ -89,17 +95,15 @@ class Stepper:
             gi = self.ops.rows(self.input_table, ids) if k == 0 else affine(x, w_ih, b_ih)
             if self.cell == "lstm":
                 h, c = state[k]
-                gates = affine(h, w_hh, gi)
-                i, f, g, o = (gates[:, j * h.shape[1]:(j + 1) * h.shape[1]] for j in range(4))
+                i, f, g, o = columns(affine(h, w_hh, gi), 4)
                 c = sigmoid(f) * c + sigmoid(i) * tanh(g)
                 x = sigmoid(o) * tanh(c)
                 state[k] = (x, c)
             elif self.cell == "gru":
-                h, size = state[k], 2 * state[k].shape[1]
-                gh = affine(h, w_hh, b_hh)
-                rz = sigmoid(gi[:, :size] + gh[:, :size])
-                r, z = rz[:, : size // 2], rz[:, size // 2:]
-                n = tanh(gi[:, size:] + r * gh[:, size:])
+                h = state[k]
+                (gi_r, gi_z, gi_n), (gh_r, gh_z, gh_n) = columns(gi, 3), columns(affine(h, w_hh, b_hh), 3)
+                r, z = sigmoid(gi_r + gh_r), sigmoid(gi_z + gh_z)
+                n = tanh(gi_n + r * gh_n)
                 x = state[k] = n + z * (h - n)
             else:
                 x = state[k] = tanh(affine(state[k], w_hh, gi))
