@@ -83,8 +83,8 @@ def load_variants(sources: list[str], device: torch.device) -> dict[str, Variant
         except Exception as e:  # a bad folder or repo must not take the other variants down with it
             log.warning("skipping model %s: %s", source, e)
             continue
-        name = display_name(source)
-        variants[name if name not in variants else f"{name} ({source})"] = Variant(source, model, read_metrics(source))
+        name = display_name(source, sources)  # names the source too where two would read alike
+        variants[name] = Variant(source, model, read_metrics(source))
         log.info("loaded %s from %s on %s", name, source, device)
     return variants
 

@@ -44,9 +44,10 @@ def main() -> None:
     tutorial = rates["tutorial net, tutorial predict (greedy)", 1]
     rows = []
     for (name, streams), rate in rates.items():
-        label = "tutorial" in name and name or f"jaychou-rnn, {name}"
         if streams > 1:
             label = f"  batch: {rate / rates[name, 1]:.1f}x one stream"
+        else:
+            label = name if name.startswith("tutorial") else f"jaychou-rnn, {name}"
         rows.append([label, streams, 1e3 / rate, round(rate), rate / tutorial])
     table(f"Decoding {LENGTH} characters, best of {ROUNDS} rounds; jaychou-rnn = {model.cell}, hidden "
           f"{model.rnn.hidden_size}, head {model.proj.out_features if model.proj else 0}, vocabulary {len(model.vocab)}",
