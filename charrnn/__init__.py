@@ -1,7 +1,8 @@
 """charrnn: character-level RNN language models (from-scratch RNN, RNN, GRU, LSTM) for lyrics and prose."""
 from .cells import CELLS
+from .form import Candidate, Options, Step
 from .loading import ModelFileError
 from .model import CharRNN
 from .vocab import Vocab
 
-__all__ = ["CELLS", "CharRNN", "ModelFileError", "Vocab"]
+__all__ = ["CELLS", "Candidate", "CharRNN", "ModelFileError", "Options", "Step", "Vocab"]

@@ -19,6 +19,13 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely characters")
     gen.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of characters whose probability reaches p")
     gen.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
+    gen.add_argument("--lines", type=int, default=None, help="stop after this many lines (--length stays the most characters)")
+    gen.add_argument("--acrostic", default=None, help="one line per character, each beginning with it (藏头)")
+    gen.add_argument("--rhyme", default=None, help="'auto' (the prefix's last line, else the first line written), "
+                     "a rhyme group such as 江阳 (or one of its characters), or an English word")
+    gen.add_argument("--repetition-penalty", type=float, default=1.0, help="CTRL's penalty on characters already used (1 = off)")
+    gen.add_argument("--no-repeat-ngram", type=int, default=0, help="no sequence of this many characters twice (0 = off)")
+    gen.add_argument("--candidates", type=int, default=1, help="write this many (up to 16) together, print them best first")
     gen.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
     ev = commands.add_parser("eval", help="fair perplexity of a text file", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ev.add_argument("--model", required=True, help="a model folder or a Hub repo id")
@@ -27,18 +34,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def generate(model: CharRNN, args) -> None:
+    unknown = model.vocab.unknown(args.prefix)
+    if unknown:
+        print(f"note: not in the vocabulary, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
+    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, lines=args.lines,
+                   acrostic=args.acrostic, rhyme=args.rhyme, repetition_penalty=args.repetition_penalty,
+                   no_repeat_ngram=args.no_repeat_ngram)
+    if args.candidates > 1:
+        for rank, c in enumerate(model.candidates(args.prefix, args.candidates, args.length, **options), 1):
+            print(f"#{rank}  mean log-probability {c.mean_logprob:.3f}  perplexity {c.perplexity:.1f}")
+            print(args.prefix + c.text, end="\n\n")
+        return
+    chars = model.stream(args.prefix, args.length, **options)  # bad options fail here, before any output
+    print(args.prefix, end="", flush=True)
+    for char in chars:
+        print(char, end="", flush=True)
+    print()
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         model = CharRNN.from_pretrained(args.model, revision=args.revision)
         if args.command == "generate":
-            unknown = model.vocab.unknown(args.prefix)
-            if unknown:
-                print(f"note: not in the vocabulary, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
-            print(args.prefix, end="", flush=True)
-            for char in model.stream(args.prefix, args.length, args.temperature, args.top_k, args.top_p, args.seed):
-                print(char, end="", flush=True)
-            print()
+            generate(model, args)
         else:
             from training.data import read_corpus  # the same clear errors as training for a bad text file
             print(f"perplexity {fair_perplexity(model, read_corpus(args.text)):.2f}")

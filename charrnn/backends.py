@@ -17,15 +17,30 @@ def torch_argmax(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(x.numpy().argmax(1)) if x.device.type == "cpu" else x.argmax(1)
 
 
-def torch_inverse_cdf(cdf: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per row, the first id whose cumulative mass exceeds x [B, 1], so never one of zero probability
-    (clamped in case rounding put x at the total)."""
-    return torch.searchsorted(cdf, x, right=True).clamp_(max=cdf.shape[1] - 1).squeeze(1)
+def torch_sample(weights: torch.Tensor, uniforms: list[float], greedy: list[bool]) -> list[int]:
+    """Per row, the argmax (greedy rows) or the first id whose cumulative weight exceeds u * total: inverse-CDF
+    sampling needs one uniform number a row (multinomial and Gumbel noise draw V, several times slower)."""
+    if all(greedy):
+        return torch_argmax(weights).tolist()
+    cdf = weights.cumsum(1)
+    x = torch.tensor(uniforms, dtype=cdf.dtype, device=cdf.device)[:, None] * cdf[:, -1:]
+    ids = torch.searchsorted(cdf, x, right=True).clamp_(max=cdf.shape[1] - 1).squeeze(1).tolist()
+    if any(greedy):
+        top = torch_argmax(weights).tolist()
+        ids = [t if g else i for i, t, g in zip(ids, top, greedy)]
+    return ids
 
 
-def numpy_inverse_cdf(cdf: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The same, by counting (numpy's searchsorted takes one row at a time)."""
-    return (cdf[:, :-1] <= x).sum(1)
+def numpy_sample(weights: np.ndarray, uniforms: list[float], greedy: list[bool]) -> list[int]:
+    """The same, counting instead of searching (numpy's searchsorted takes one row at a time)."""
+    if all(greedy):
+        return weights.argmax(1).tolist()
+    cdf = weights.cumsum(1)
+    ids = (cdf[:, :-1] <= np.array(uniforms)[:, None] * cdf[:, -1:]).sum(1).tolist()
+    if any(greedy):
+        top = weights.argmax(1).tolist()
+        ids = [t if g else i for i, t, g in zip(ids, top, greedy)]
+    return ids
 
 
 def numpy_softmax(x: np.ndarray) -> np.ndarray:
@@ -38,31 +53,50 @@ def numpy_topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(x, ids, 1), ids
 
 
+def top_filter(ops, weights, top_k: int | None, top_p: float | None):
+    """weights with all but the top-k ids zeroed, then all but the smallest set whose mass reaches top-p
+    (the likeliest always stays)."""
+    values, ids = ops.topk(weights, min(top_k or weights.shape[1], weights.shape[1]))
+    if top_p:
+        probs = values / values.sum(1, keepdims=True)
+        values = values * (probs.cumsum(1) - probs < top_p)
+    return ops.scatter(ops.xp.zeros_like(weights), ids, values)
+
+
+def numpy_scatter(into: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    np.put_along_axis(into, ids, values, 1)
+    return into
+
+
 TORCH = SimpleNamespace(
     xp=torch,
     array=lambda tensor: tensor,
+    asarray=lambda values, device: torch.tensor(values, device=device),
+    copy=torch.clone,
     rows=torch.embedding,  # half the time of table[ids] at [64, 256]
     affine=lambda x, w, b: torch.addmm(b, x, w),
     sigmoid=torch.sigmoid,
     softmax=lambda x: x.softmax(1),
-    argmax=torch_argmax,
-    inverse_cdf=torch_inverse_cdf,
+    sample=torch_sample,
     topk=lambda x, k: x.topk(k, 1),
-    gather=lambda x, ids: x.gather(1, ids),
+    scatter=lambda into, ids, values: into.scatter_(1, ids, values),
 )
 
 NUMPY = SimpleNamespace(
     xp=np,
     array=lambda tensor: np.ascontiguousarray(tensor.numpy()),  # row-major [in, out] is OpenBLAS's fastest
+    asarray=lambda values, device: np.asarray(values),
+    copy=np.copy,
     rows=lambda table, ids: table[ids],
     affine=lambda x, w, b: x @ w + b,
     sigmoid=lambda x: 0.5 + 0.5 * np.tanh(0.5 * x),
     softmax=numpy_softmax,
-    argmax=lambda x: x.argmax(1),
-    inverse_cdf=numpy_inverse_cdf,
+    sample=numpy_sample,
     topk=numpy_topk,
-    gather=lambda x, ids: np.take_along_axis(x, ids, 1),
+    scatter=numpy_scatter,
 )
+TORCH.top_filter = lambda w, k, p: top_filter(TORCH, w, k, p)
+NUMPY.top_filter = lambda w, k, p: top_filter(NUMPY, w, k, p)
 
 
 def for_decoding(device: torch.device, batch_size: int) -> SimpleNamespace:

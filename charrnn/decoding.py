@@ -3,28 +3,20 @@
 The step runs on the model's raw weights (a hand-written step is several times faster than calling
 nn.LSTM once per character), with the embedding already multiplied into the first layer's input
 weights. It is written once for numpy arrays (a single stream on a CPU) and torch tensors (batches,
-GPUs): see backends.py.
+GPUs): see backends.py. Every sequence of a batch keeps its own options, random stream and form
+(form.py), so a batch may mix them and a seeded sequence writes the same text alone or batched.
 """
 import math
+from collections import deque
 from collections.abc import Iterator
 
 import torch
 
 from . import backends
 from .cells import layer_weights
+from .form import REWIND_STEPS, Candidate, Options, Sequence, Step
 
-MAX_TOP_K = 1_000_000
-
-
-def check_options(length: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not isinstance(length, int) or length < 0:
-        raise ValueError(f"length must be a whole number >= 0, got {length!r}")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and 0 <= temperature <= 100):
-        raise ValueError(f"temperature must be a number from 0 (greedy) to 100, got {temperature!r}")
-    if top_k is not None and not (isinstance(top_k, int) and 0 < top_k <= MAX_TOP_K):
-        raise ValueError(f"top_k must be a positive whole number or None, got {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+UNIFORMS_PER_DRAW = 256
 
 
 def columns(x, n: int) -> list:
@@ -34,7 +26,7 @@ def columns(x, n: int) -> list:
 
 
 class Stepper:
-    """One recurrence step for a batch of sequences, and the choice of the next characters.
+    """One recurrence step for a batch of sequences, and the model's next-character distributions.
 
     It works on plain copies of the model's weights: numpy arrays for a single stream on a CPU, torch
     tensors otherwise (see backends.py). Nothing records gradients, so no grad-mode context is needed:
@@ -43,10 +35,9 @@ class Stepper:
     """
 
     @torch.no_grad()
-    def __init__(self, model, temperature: float, top_k: int | None = None, top_p: float | None = None,
-                 batch_size: int = 1):
+    def __init__(self, model, batch_size: int = 1):
         self.ops = backends.for_decoding(model.device, batch_size)
-        self.cell, self.temperature, self.top_k, self.top_p = model.cell, temperature, top_k, top_p
+        self.cell, self.unk = model.cell, model.vocab.unk_id
         layers = [[w.detach() for w in layer] for layer in layer_weights(model.rnn)]
         if self.cell != "gru":  # b_hh only ever adds to b_ih outside the GRU's reset gate
             layers = [(w_ih, b_ih + b_hh, w_hh, None) for w_ih, b_ih, w_hh, b_hh in layers]
@@ -57,11 +48,8 @@ class Stepper:
                        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers)]
         # A model trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
         self.prior = self.array(model.prior * model.smoothing) if model.smoothing else None
-        scale = 1.0 / temperature if temperature > 0 and self.prior is None else 1.0  # else applied to probs
         self.proj_w = self.array(model.proj.weight.detach().t()) if model.proj else None
-        head_b = model.head.bias.detach() * scale
-        head_b[model.vocab.unk_id] = -math.inf  # never emit <unk>
-        self.head_w, self.head_b = self.array(model.head.weight.detach().t() * scale), self.array(head_b)
+        self.head_w, self.head_b = self.array(model.head.weight.detach().t()), self.array(model.head.bias.detach())
 
     def array(self, tensor: torch.Tensor | None):
         return None if tensor is None else self.ops.array(tensor)
@@ -72,23 +60,19 @@ class Stepper:
             return [(self.array(h), self.array(c)) for h, c in zip(state[0], state[1])]
         return [self.array(h) for h in state]
 
-    def scores(self, features):
-        """Next-character scores [B, V]: probabilities (not normalised) when sampling, anything ordered when greedy."""
+    def distributions(self, features):
+        """(logits, p) [B, V]: the model's scores and its next-character distribution (what scoring uses)."""
         logits = self.ops.affine(features, self.head_w, self.head_b)
-        if self.prior is None:
-            return logits if self.temperature == 0 else self.ops.softmax(logits)
-        probs = self.ops.softmax(logits)
-        probs -= self.prior
-        if self.temperature == 0:
-            return probs
-        probs = probs.clip(0, None)
-        if self.temperature == 1:
-            return probs
-        # Divide by the largest first: a low temperature would otherwise round every probability to 0.
-        return (probs / self.ops.xp.amax(probs, axis=1, keepdims=True)) ** (1 / self.temperature)
+        return logits, self.ops.softmax(logits)
+
+    def weights(self, p):
+        """What decoding draws from: the smoothing prior taken back out of p, clipped at 0, <unk> never."""
+        q = p - self.prior if self.prior is not None else self.ops.copy(p)
+        q[:, self.unk] = 0
+        return self.ops.xp.clip(q, 0, None, out=q)
 
     def step(self, ids, state: list):
-        """Advance every sequence by the tokens ids [B]; update state in place; return the next scores."""
+        """Advance every sequence by the tokens ids [B]; update state in place; return the next (logits, p)."""
         affine, sigmoid, tanh = self.ops.affine, self.ops.sigmoid, self.ops.xp.tanh
         x = None
         for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(self.layers):
@@ -107,31 +91,13 @@ class Stepper:
                 x = state[k] = n + z * (h - n)
             else:
                 x = state[k] = tanh(affine(state[k], w_hh, gi))
-        return self.scores(x if self.proj_w is None else x @ self.proj_w)
-
-    def choose(self, scores, uniform):
-        """The next id [B] of each sequence: the argmax when greedy, else drawn with one uniform number per row.
-
-        Inverse-CDF sampling needs no more than that one number (multinomial and Gumbel noise draw V per row,
-        several times slower on a CPU).
-        """
-        if self.temperature == 0:
-            return self.ops.argmax(scores)
-        ids = None
-        if self.top_k or self.top_p:
-            scores, ids = self.ops.topk(scores, min(self.top_k or scores.shape[1], scores.shape[1]))
-            if self.top_p:
-                probs = scores / scores.sum(1, keepdims=True)
-                scores = scores * (probs.cumsum(1) - probs < self.top_p)  # the likeliest always stays
-        cdf = scores.cumsum(1)
-        choice = self.ops.inverse_cdf(cdf, uniform * cdf[:, -1:])
-        return choice if ids is None else self.ops.gather(ids, choice[:, None])[:, 0]
+        return self.distributions(x if self.proj_w is None else x @ self.proj_w)
 
 
 @torch.no_grad()
 def prime(model, stepper: Stepper, prefixes: list[str]):
-    """Run the prefixes through the model, those of one length together: the state after each and the
-    scores of its next character, in the order given."""
+    """Run the prefixes through the model, those of one length together: the next-character (logits, p)
+    after each and the state, in the order given."""
     start = "\n" if "\n" in model.vocab else " "  # an empty prefix starts where a line starts
     encoded = [model.vocab.encode(prefix or start) for prefix in prefixes]
     groups = {}
@@ -147,26 +113,162 @@ def prime(model, stepper: Stepper, prefixes: list[str]):
         state = tuple(torch.cat([s[i] for s in states], 1)[:, order] for i in range(2))
     else:
         state = torch.cat(states, 1)[:, order]
-    return stepper.scores(stepper.array(torch.cat(tops)[order])), stepper.split_state(state)
+    return stepper.distributions(stepper.array(torch.cat(tops)[order])), stepper.split_state(state)
 
 
-def decode(model, prefixes: list[str], length: int, temperature: float = 1.0, top_k=None, top_p=None,
-           seed: int | None = None) -> Iterator[list[int]]:
-    """Yield, length times, the next id of every sequence (the ids of one column of the batch)."""
-    check_options(length, temperature, top_k, top_p)
-    if length == 0:
-        return
-    model.eval()
-    generator = torch.Generator(model.device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    stepper = Stepper(model, temperature, top_k, top_p, batch_size=len(prefixes))
-    uniforms = stepper.array(torch.rand(length, len(prefixes), 1, generator=generator, device=model.device))
-    scores, state = prime(model, stepper, prefixes)
-    for t in range(length):
-        ids = stepper.choose(scores, uniforms[t])
-        yield ids.tolist()
-        if t + 1 < length:
-            scores = stepper.step(ids, state)
+class Uniforms:
+    """One sequence's own stream of uniform numbers: the same seed, the same draws, whatever the batch."""
+
+    def __init__(self, seed: int | None):
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.buffer, self.used = [], 0
+
+    def next(self) -> float:
+        if self.used == len(self.buffer):
+            self.buffer = torch.rand(UNIFORMS_PER_DRAW, generator=self.generator, dtype=torch.float64).tolist()
+            self.used = 0
+        self.used += 1
+        return self.buffer[self.used - 1]
+
+
+def obey(weights, allowed: list[int] | None, banned: list[int]) -> bool:
+    """Zero weights [V] outside the allowed ids (None: all) and at the banned ones; whether any weight is left."""
+    if allowed is not None:
+        kept = weights[allowed]
+        weights[:] = 0
+        weights[allowed] = kept
+    if banned:
+        weights[banned] = 0
+    return float((weights[allowed] if allowed is not None else weights).sum()) > 0
+
+
+class Batch:
+    """Sequences decoded together: each step, every unfinished one gets a character, chosen its own way."""
+
+    def __init__(self, model, prefixes: list[str], length: int, options: list[Options], details: bool = False,
+                 scored: bool = False):
+        """scored: keep each sequence's log-probability under the model (candidates are ranked by it)."""
+        self.model, self.prefixes, self.details, self.scored = model, prefixes, details, scored
+        self.sequences = [Sequence(model, p, length, o, details) for p, o in zip(prefixes, options, strict=True)]
+        self.uniforms = [Uniforms(o.seed) for o in options]
+        self.stepper = Stepper(model, batch_size=len(prefixes))
+        self.ops, self.device, self.itos = self.stepper.ops, model.device, model.vocab.itos
+        self.greedy = [o.temperature == 0 for o in options]
+        exponents = [1 / o.temperature if o.temperature not in (0, 1) else 1.0 for o in options]
+        self.exponent = exponents[0] if len(set(exponents)) == 1 else self.array([[e] for e in exponents])
+        self.filters = {}  # (top_k, top_p) -> the rows that use it
+        for row, o in enumerate(options):
+            if o.top_k or o.top_p:
+                self.filters.setdefault((o.top_k, o.top_p), []).append(row)
+        self.penalised = [row for row, o in enumerate(options) if o.repetition_penalty != 1]
+        self.rewinds = any(o.rhyme for o in options)
+
+    def array(self, values):
+        """Plain values as an array of the stepper's kind, on the model's device."""
+        return self.ops.asarray(values, self.device)
+
+    def candidates(self) -> list[Candidate]:
+        return [s.candidate() for s in self.sequences]
+
+    @torch.no_grad()
+    def __iter__(self) -> Iterator[list[list]]:
+        """Each step, per sequence, what became final: characters, or Steps with details=True."""
+        if all(s.done for s in self.sequences):
+            return
+        self.model.eval()
+        (logits, p), state = prime(self.model, self.stepper, self.prefixes)
+        q = self.weights(logits, p)
+        history = deque(maxlen=REWIND_STEPS) if self.rewinds else None
+        for number in range(2**62):
+            if history is not None:
+                history.append((list(state), p, q))
+            ids, steps = self.choose(p, q)
+            rewinds = {}
+            for row, s in enumerate(self.sequences):
+                if not s.done:
+                    i = ids[row]
+                    logprob = math.log(max(float(p[row, i]), 1e-45)) if self.scored else 0.0
+                    back = s.take(i, logprob, steps[row], number)
+                    if back is not None:
+                        rewinds[row] = back
+            yield [s.flush() for s in self.sequences]
+            if all(s.done for s in self.sequences):
+                return
+            logits, p = self.stepper.step(self.array(ids), state)
+            q = self.weights(logits, p)
+            for row, back in rewinds.items():
+                self.restore(row, history[back - number - 1], state, p, q)
+
+    def weights(self, logits, p):
+        """The decoding weights of every row: the repetition penalty, where asked for, then the stepper's."""
+        if self.penalised:
+            p = self.ops.copy(p)
+            for row in self.penalised:
+                self.penalise(row, logits[row], p[row])
+        return self.stepper.weights(p)
+
+    def penalise(self, row: int, logits, p) -> None:
+        """CTRL's penalty as transformers applies it (a used character's logit / θ if positive, else * θ), on
+        the few used characters of p [V] alone: their probabilities are rescaled and p renormalised."""
+        used = self.sequences[row].penalised()
+        if not len(used):
+            return
+        theta, before = self.sequences[row].options.repetition_penalty, logits[used]
+        after = self.ops.xp.where(before > 0, before / theta, before * theta)
+        p[used] = p[used] * self.ops.xp.exp(after - before)
+        p /= p.sum()
+
+    def restore(self, row: int, saved, state: list, p, q) -> None:
+        """Put one sequence back where it was at an earlier step (the arrays of a step are never changed later)."""
+        saved_state, saved_p, saved_q = saved
+        for k, layer in enumerate(saved_state):
+            for now, then in zip(state[k] if isinstance(layer, tuple) else [state[k]],
+                                 layer if isinstance(layer, tuple) else [layer]):
+                now[row] = then[row]
+        p[row], q[row] = saved_p[row], saved_q[row]
+
+    def choose(self, p, q) -> tuple[list[int], list[Step | None]]:
+        """Each sequence's next id, by its own rule and options, and its Step when details are asked for."""
+        rules = [s.rule() for s in self.sequences]
+        weights = self.ruled(p, q, rules)
+        if self.exponent != 1:  # weights ** (1 / T), over the row's largest first (a low T would round all to 0)
+            xp = self.ops.xp
+            weights = (weights / xp.clip(xp.amax(weights, axis=1, keepdims=True), 1e-30, None)) ** self.exponent
+        if self.filters:
+            weights = self.ops.copy(weights)
+            for (top_k, top_p), rows in self.filters.items():
+                weights[rows] = self.ops.top_filter(weights[rows], top_k, top_p)
+        ids = self.ops.sample(weights, [u.next() for u in self.uniforms], self.greedy)
+        for row, (forced, _, _) in enumerate(rules):
+            if forced is not None:
+                ids[row] = forced
+        if not self.details:
+            return ids, [None] * len(ids)
+        return ids, [self.step_details(weights[row], ids[row], rules[row][0] is not None) for row in range(len(ids))]
+
+    def ruled(self, p, q, rules):
+        """q with what each row's rule bans zeroed, or all but what it allows. Where that leaves nothing, the
+        row falls back to the model's own distribution p under the same rule."""
+        if all(allowed is None and not banned for _, allowed, banned in rules):
+            return q
+        weights = self.ops.copy(q)
+        for row, (_, allowed, banned) in enumerate(rules):
+            if (allowed is not None or banned) and not obey(weights[row], allowed, banned):
+                weights[row] = p[row]
+                weights[row, self.stepper.unk] = 0
+                obey(weights[row], allowed, banned)
+        return weights
+
+    def step_details(self, weights, i: int, forced: bool) -> Step:
+        char = self.itos[i]
+        if forced:
+            return Step(char, 1.0)
+        total = float(weights.sum())
+        values, ids = self.ops.topk(weights[None], min(6, weights.shape[0]))
+        alternatives = tuple((self.itos[int(j)], float(v) / total)
+                             for v, j in zip(values[0].tolist(), ids[0].tolist()) if j != i and v > 0)[:5]
+        return Step(char, float(weights[i]) / total, alternatives)

@@ -1,5 +1,6 @@
 """CharRNN: embedding (or one-hot) -> recurrent cell -> linear head, saved and loaded the Hugging Face way."""
 from collections.abc import Iterator
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,7 @@ from torch.func import functional_call
 
 from . import decoding, loading
 from .cells import dropout, make_cell
+from .form import MAX_CANDIDATES, Candidate, Options, Rhymes, Step
 from .vocab import Vocab
 
 
@@ -83,23 +85,58 @@ class CharRNN(
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    @cached_property
+    def rhymes(self) -> Rhymes:
+        """The model's rhyme scheme (Chinese or English, from its vocabulary) and each rhyme's line endings."""
+        return Rhymes(self.vocab)
+
     def stream(self, prefix: str, length: int, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
-        """The continuation of prefix, one character at a time."""
-        itos = self.vocab.itos
-        for ids in decoding.decode(self, [prefix], length, temperature, top_k, top_p, seed):
-            yield itos[ids[0]]
+               top_p: float | None = None, seed: int | None = None, *, details: bool = False,
+               **form) -> Iterator[str] | Iterator[Step]:
+        """The continuation of prefix, character by character (Steps with details=True: each character's
+        probability and the five likeliest others). form: lines, acrostic, rhyme, repetition_penalty,
+        no_repeat_ngram (see generate)."""
+        batch = decoding.Batch(self, [prefix], length, [Options(temperature, top_k, top_p, seed, **form)], details)
+        return (piece for pieces in batch for piece in pieces[0])  # the options are checked before the first piece
 
     def generate(self, prefix: str, length: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None) -> str:
-        """The continuation of prefix (without the prefix itself), length characters long."""
-        return "".join(self.stream(prefix, length, temperature, top_k, top_p, seed))
+                 top_p: float | None = None, seed: int | None = None, lines: int | None = None,
+                 acrostic: str | None = None, rhyme: str | None = None, repetition_penalty: float = 1.0,
+                 no_repeat_ngram: int = 0) -> str:
+        """The continuation of prefix (without the prefix itself), at most length characters.
+
+        lines: stop after that many line breaks. acrostic: one line per character, each beginning with it
+        (on a new line). rhyme: "auto" (the prefix's last line, else the first line written), a rhyme group
+        (十三辙, e.g. "江阳", or one of its characters) or an English word. repetition_penalty: CTRL's
+        penalty on characters already used (1 = off). no_repeat_ngram: no n-gram of that size twice.
+        """
+        return "".join(self.stream(prefix, length, temperature, top_k, top_p, seed, lines=lines, acrostic=acrostic,
+                                   rhyme=rhyme, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram))
 
     def generate_batch(self, prefixes: list[str], length: int, temperature: float = 1.0, top_k: int | None = None,
-                       top_p: float | None = None, seed: int | None = None) -> list[str]:
-        """Several continuations decoded together, one per prefix."""
-        columns = list(decoding.decode(self, prefixes, length, temperature, top_k, top_p, seed))
-        return [self.vocab.decode(row) for row in zip(*columns)] if columns else [""] * len(prefixes)
+                       top_p: float | None = None, seed: int | None = None, **form) -> list[str]:
+        """Several continuations decoded together, one per prefix (sequence i seeded with seed + i)."""
+        return [c.text for c in self.decode_together(prefixes, length, temperature, top_k, top_p, seed, **form)]
+
+    def candidates(self, prefix: str, n: int, length: int, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None, seed: int | None = None, **form) -> list[Candidate]:
+        """n continuations (n <= 16) decoded together as one batch, best first by mean log-probability under
+        the model. Candidate i is seeded with seed + i, so one of them is what generate writes with that seed."""
+        if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_CANDIDATES):
+            raise ValueError(f"n must be a whole number from 1 to {MAX_CANDIDATES}, got {n!r}")
+        found = self.decode_together([prefix] * n, length, temperature, top_k, top_p, seed, scored=True, **form)
+        return sorted(found, key=lambda c: -c.mean_logprob)
+
+    def decode_together(self, prefixes: list[str], length: int, temperature: float, top_k: int | None,
+                        top_p: float | None, seed: int | None, scored: bool = False, **form) -> list[Candidate]:
+        """Decode prefixes as one batch, sequence i seeded with seed + i: each one's text (and log-probability
+        when scored)."""
+        seeds = [seed + i if isinstance(seed, int) else seed for i in range(len(prefixes))]
+        options = [Options(temperature, top_k, top_p, s, **form) for s in seeds]
+        batch = decoding.Batch(self, prefixes, length, options, scored=scored)
+        for _ in batch:
+            pass
+        return batch.candidates()
 
     @classmethod
     def from_pretrained(cls, source: str, *, revision: str | None = None, cache_dir=None, force_download: bool = False,

@@ -14,11 +14,11 @@ def model(tiny_model_dir):
 
 
 def next_char_probs(model, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """What decoding should sample from, given the full forward pass's logits [..., V]:
-    <unk> never, the smoothing prior taken back out, then the temperature."""
-    logits = logits.clone()
-    logits[..., model.vocab.unk_id] = -math.inf
+    """What decoding should sample from, given the full forward pass's logits [..., V]: the model predicts
+    (1 - e) p + e * prior, so the smoothing prior comes back out of its distribution; then <unk> never,
+    then the temperature."""
     probs = (logits.softmax(-1) - model.smoothing * model.prior).clamp(min=0)
+    probs[..., model.vocab.unk_id] = 0
     return probs ** (1 / temperature)
 
 
@@ -56,14 +56,16 @@ def test_one_step_decoding_matches_the_model_for_every_cell(cell, batch_size, ly
     ids = torch.tensor([vocab.encode("分开不分开我")])
     with torch.no_grad():
         logits, _ = model(ids)
-    stepper = Stepper(model, temperature=1.0, batch_size=batch_size)
+    stepper = Stepper(model, batch_size=batch_size)
     _, state = prime(model, stepper, ["分开不分开"] * batch_size)
-    step_probs = stepper.step(stepper.array(ids[:, -1].repeat(batch_size)), state)
+    _, model_probs = stepper.step(stepper.array(ids[:, -1].repeat(batch_size)), state)
+    step_probs = stepper.weights(model_probs)
     assert isinstance(step_probs, np.ndarray if batch_size == 1 else torch.Tensor)
     step_probs = torch.as_tensor(step_probs)
     expected = next_char_probs(model, logits[0, -1])
-    for row in step_probs:
+    for row, model_row in zip(step_probs, torch.as_tensor(model_probs)):
         torch.testing.assert_close(row, expected)
+        torch.testing.assert_close(model_row, logits[0, -1].softmax(-1))  # what scoring and candidates use
 
 
 def allowed_sets(model, prefix, text, temperature, top_k=None, top_p=None):

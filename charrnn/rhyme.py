@@ -1,0 +1,110 @@
+"""Rhyme at the end of a line: the thirteen rhyme groups of Chinese song lyrics (十三辙) from the pinyin
+finals that pypinyin gives, and for English the CMU dictionary's rhymes (pronouncing).
+
+A line's rhyme lives in its last *token*: a Chinese character, or an English word. What follows that
+token on the line (spaces, punctuation) belongs to it, so decoding can swap the whole tail at once.
+"""
+from functools import cache, cached_property
+
+import pronouncing
+from pypinyin import Style, lazy_pinyin
+
+# name -> (pinyin finals as pypinyin writes them with strict=True, a character of the group)
+GROUPS = {
+    "发花": (("a", "ia", "ua"), "花"),
+    "梭波": (("o", "e", "uo"), "波"),
+    "乜斜": (("ie", "ve"), "斜"),
+    "一七": (("i", "v", "er"), "七"),
+    "姑苏": (("u",), "苏"),
+    "怀来": (("ai", "uai"), "来"),
+    "灰堆": (("ei", "uei"), "堆"),
+    "遥条": (("ao", "iao"), "条"),
+    "油求": (("ou", "iou"), "求"),
+    "言前": (("an", "ian", "uan", "van"), "前"),
+    "人辰": (("en", "in", "uen", "vn"), "辰"),
+    "江阳": (("ang", "iang", "uang"), "阳"),
+    "中东": (("eng", "ing", "ong", "iong", "ueng"), "东"),
+}
+GROUP_OF_FINAL = {final: name for name, (finals, _) in GROUPS.items() for final in finals}
+MAX_WORD = 16  # longest English rhyme word offered
+
+
+def is_han(char: str) -> bool:
+    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
+
+
+@cache
+def chinese_group(char: str) -> str | None:
+    """The rhyme group of a Chinese character (its most common reading), None for anything else."""
+    if not is_han(char):
+        return None
+    return GROUP_OF_FINAL.get(lazy_pinyin(char, style=Style.FINALS, strict=True)[0])
+
+
+def is_letter(char: str) -> bool:
+    return char.isascii() and (char.isalpha() or char == "'")
+
+
+@cache
+def english_key(word: str) -> str | None:
+    """The rhyming part of a word's first CMU pronunciation ('time' -> 'AY1 M'), None if it has none."""
+    phones = pronouncing.phones_for_word(word.lower().strip("'"))
+    return pronouncing.rhyming_part(phones[0]) if phones else None
+
+
+class Chinese:
+    """Rhyme keys are the group names; a token is one Han character."""
+    language = "zh"
+
+    def starts_token(self, previous: str, char: str) -> bool:
+        return is_han(char)
+
+    def key(self, line: str) -> str | None:
+        """The rhyme of a line: the group of its last Han character."""
+        return next((chinese_group(c) for c in reversed(line) if is_han(c)), None)
+
+    def parse(self, rhyme: str) -> str:
+        if rhyme in GROUPS:
+            return rhyme
+        if len(rhyme) == 1 and chinese_group(rhyme):
+            return chinese_group(rhyme)
+        raise ValueError(f"rhyme must be 'auto', a rhyme group ({', '.join(GROUPS)}) or a Chinese character "
+                         f"of one, got {rhyme!r}")
+
+    def endings(self, key: str, known) -> list[str]:
+        """The tokens that end a line in this rhyme, among the characters known."""
+        return [c for c in known if chinese_group(c) == key]
+
+
+class English:
+    """Rhyme keys are CMU rhyming parts; a token is a word of ASCII letters (and apostrophes)."""
+    language = "en"
+
+    def starts_token(self, previous: str, char: str) -> bool:
+        return is_letter(char) and not is_letter(previous)
+
+    def key(self, line: str) -> str | None:
+        words = "".join(c if is_letter(c) else " " for c in line).split()
+        return english_key(words[-1]) if words else None
+
+    def parse(self, rhyme: str) -> str:
+        key = english_key(rhyme) if rhyme and all(is_letter(c) for c in rhyme) else None
+        if key is None:
+            raise ValueError(f"rhyme must be 'auto' or an English word in the CMU dictionary, got {rhyme!r}")
+        return key
+
+    @cached_property
+    def words_by_key(self) -> dict[str, list[str]]:
+        pronouncing.init_cmu()
+        return pronouncing.rhyme_lookup
+
+    def endings(self, key: str, known) -> list[str]:
+        words = dict.fromkeys(self.words_by_key.get(key, ()))
+        return [w for w in words if len(w) <= MAX_WORD and all(c in known for c in w)]
+
+
+def scheme_for(chars) -> Chinese | English:
+    """Chinese for a vocabulary of mostly Han characters, else English."""
+    han = sum(map(is_han, chars))
+    latin = sum(c.isascii() and c.isalpha() for c in chars)
+    return Chinese() if han > latin else English()
