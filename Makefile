@@ -48,9 +48,10 @@ demo: models
 test: setup browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
-bench: setup
+bench: setup models/jaychou-lstm/model.safetensors
 	$(PY) -m bench.training_speed
 	$(PY) -m bench.decoding_speed
+	$(PY) -m bench.form
 
 clean:
 	rm -rf models checkpoints test-output

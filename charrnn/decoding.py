@@ -17,6 +17,7 @@ from .cells import layer_weights
 from .form import REWIND_STEPS, Candidate, Options, Sequence, Step
 
 UNIFORMS_PER_DRAW = 256
+LOOK_AHEAD = 16  # candidates for a rhyming line end weighed by the line break after them
 
 
 def columns(x, n: int) -> list:
@@ -186,7 +187,7 @@ class Batch:
         for number in range(2**62):
             if history is not None:
                 history.append((list(state), p, q))
-            ids, steps = self.choose(p, q)
+            ids, steps = self.choose(p, q, state)
             rewinds = {}
             for row, s in enumerate(self.sequences):
                 if not s.done:
@@ -198,6 +199,10 @@ class Batch:
             yield [s.flush() for s in self.sequences]
             if all(s.done for s in self.sequences):
                 return
+            if len(rewinds) == len(self.sequences) == 1:  # a lone stream goes back without a step
+                saved_state, p, q = history[rewinds[0] - number - 1]
+                state[:] = saved_state
+                continue
             logits, p = self.stepper.step(self.array(ids), state)
             q = self.weights(logits, p)
             for row, back in rewinds.items():
@@ -231,10 +236,13 @@ class Batch:
                 now[row] = then[row]
         p[row], q[row] = saved_p[row], saved_q[row]
 
-    def choose(self, p, q) -> tuple[list[int], list[Step | None]]:
+    def choose(self, p, q, state) -> tuple[list[int], list[Step | None]]:
         """Each sequence's next id, by its own rule and options, and its Step when details are asked for."""
         rules = [s.rule() for s in self.sequences]
         weights = self.ruled(p, q, rules)
+        for row, s in enumerate(self.sequences):
+            if rules[row][1] is not None and s.closes_line():
+                self.look_ahead(row, weights, state, rules[row][1])
         if self.exponent != 1:  # weights ** (1 / T), over the row's largest first (a low T would round all to 0)
             xp = self.ops.xp
             weights = (weights / xp.clip(xp.amax(weights, axis=1, keepdims=True), 1e-30, None)) ** self.exponent
@@ -249,6 +257,22 @@ class Batch:
         if not self.details:
             return ids, [None] * len(ids)
         return ids, [self.step_details(weights[row], ids[row], rules[row][0] is not None) for row in range(len(ids))]
+
+    def look_ahead(self, row: int, weights, state, allowed: list[int]) -> None:
+        """A redrawn line end: weigh its likeliest candidates by how likely the line break is after each, so the
+        line ends on a character the model would end it on (one small batch step, once a line)."""
+        values, ranked = self.ops.topk(weights[row, allowed][None], min(LOOK_AHEAD, len(allowed)))
+        candidates = [allowed[k] for k, v in zip(ranked[0].tolist(), values[0].tolist()) if v > 0]
+        if len(candidates) < 2:
+            return
+        repeat = self.ops.repeat_row
+        rows = [tuple(repeat(x, row, len(candidates)) for x in layer) if isinstance(layer, tuple)
+                else repeat(layer, row, len(candidates)) for layer in state]
+        _, after = self.stepper.step(self.array(candidates), rows)
+        ends = after[:, self.sequences[row].newline]
+        kept = weights[row, candidates] * ends
+        weights[row] = 0
+        weights[row, candidates] = kept
 
     def ruled(self, p, q, rules):
         """q with what each row's rule bans zeroed, or all but what it allows. Where that leaves nothing, the
@@ -266,7 +290,7 @@ class Batch:
     def step_details(self, weights, i: int, forced: bool) -> Step:
         char = self.itos[i]
         if forced:
-            return Step(char, 1.0)
+            return Step(char, 1.0, forced=True)
         total = float(weights.sum())
         values, ids = self.ops.topk(weights[None], min(6, weights.shape[0]))
         alternatives = tuple((self.itos[int(j)], float(v) / total)

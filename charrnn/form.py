@@ -256,6 +256,11 @@ class Sequence:
             banned.append(newline)
         return None, None, banned
 
+    def closes_line(self) -> bool:
+        """Whether the next character ends a redrawn line end: a line break must follow it."""
+        children = self.ending.children.values() if self.ending is not None and not self.done else ()
+        return bool(children) and all(not child.children for child in children)
+
     def repeats(self) -> list[int]:
         """Ids that would write an n-gram of the continuation a second time (a line break never counts)."""
         n = self.options.no_repeat_ngram

@@ -1,4 +1,4 @@
-"""The demo Space: app.py, the charrnn package, requirements, models.txt and a README, staged in one folder."""
+"""The demo Space: app.py, the packages it imports (charrnn, ui), requirements, models.txt and a README, staged in one folder."""
 import re
 import shutil
 from importlib.metadata import version
@@ -17,6 +17,7 @@ TEMPLATE = Path(__file__).with_name("space_card.md")
 ZEROGPU_TORCH = "torch>=2.8,<2.12"
 PYTHON_VERSION = "3.10"  # ZeroGPU's documented Python; the code needs 3.10 or later
 HARDWARE = "zero-a10g"  # ZeroGPU; the models are small enough for cpu-basic too
+PACKAGES = ("charrnn", "ui")  # what app.py imports from this project
 
 
 def check_models(models: list[str]) -> list[str]:
@@ -55,9 +56,10 @@ def build_space(dest: Path, models: list[str]) -> list[str]:
     if not (ROOT / "app.py").is_file():
         raise HubCardError(f"no app.py at {ROOT}: the Space needs the demo app")
     shutil.copy2(ROOT / "app.py", dest / "app.py")
-    (dest / "charrnn").mkdir()
-    for source in sorted((ROOT / "charrnn").glob("*.py")):
-        shutil.copy2(source, dest / "charrnn" / source.name)
+    for package in PACKAGES:
+        (dest / package).mkdir()
+        for source in sorted((ROOT / package).glob("*.py")):
+            shutil.copy2(source, dest / package / source.name)
     (dest / "requirements.txt").write_text(space_requirements(), encoding="utf-8")
     (dest / "models.txt").write_text("".join(f"{m}\n" for m in models), encoding="utf-8")
     space_card(models).save(dest / "README.md")

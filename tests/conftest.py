@@ -35,3 +35,13 @@ def tiny_model_dir(tmp_path_factory, lyrics_file) -> Path:
     out = tmp_path_factory.mktemp("models") / "jaychou-lstm"
     train(tiny_config(lyrics_file, out))
     return out
+
+
+@pytest.fixture(scope="session")
+def english_model_dir(tmp_path_factory) -> Path:
+    """A tiny GRU on the first 3,000 characters of The Time Machine (one epoch, a few seconds)."""
+    root = tmp_path_factory.mktemp("english")
+    corpus = root / "timemachine.txt"
+    corpus.write_text(cut("timemachine.txt", 3000), encoding="utf-8")
+    train(tiny_config(corpus, root / "timemachine-gru", cell="gru", epochs=1))
+    return root / "timemachine-gru"

@@ -1,6 +1,7 @@
 """The demo through its API, as gradio_client users (and the page) reach it: the app runs in-process on tiny models."""
 import html
 import json
+import math
 import os
 import socket
 import subprocess
@@ -14,8 +15,9 @@ import pytest
 from gradio_client import Client
 
 import app
-from conftest import cut, tiny_config
-from training.train import train
+from charrnn.rhyme import Chinese
+from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, Variant, load_variants
+from ui.generate import LOOP_NGRAM
 
 ROOT = Path(__file__).resolve().parent.parent
 LSTM = "Jay Chou lyrics · LSTM"
@@ -60,20 +62,10 @@ def warnings_of(job) -> list[str]:
     return [html.unescape(u.log[0]) for u in logs if getattr(u, "log", None) and u.log[1] == "warning"]
 
 
-@pytest.fixture(scope="session")
-def english_model_dir(tmp_path_factory) -> Path:
-    """A tiny GRU on the first 3,000 characters of The Time Machine (one epoch, a few seconds)."""
-    root = tmp_path_factory.mktemp("english")
-    corpus = root / "timemachine.txt"
-    corpus.write_text(cut("timemachine.txt", 3000), encoding="utf-8")
-    train(tiny_config(corpus, root / "timemachine-gru", cell="gru", epochs=1))
-    return root / "timemachine-gru"
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, english_model_dir):
-    variants = app.load_variants([str(tiny_model_dir), str(english_model_dir)], app.DEVICE)
-    variants[SLOW] = app.Variant("test", CountingModel(variants[LSTM].model, SLOW_DELAY), {})
+    variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
+    variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, SLOW_DELAY), {})
     demo = app.build_demo(variants)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield SimpleNamespace(url=url, variants=variants)
@@ -85,8 +77,11 @@ def client(server) -> Client:
     return Client(server.url, verbose=False)
 
 
-def request(client, variant=LSTM, prefix="分开", length=50, temperature=1.0, top_k=0, top_p=1.0, seed=None):
-    return finish(client.submit(variant, prefix, length, temperature, top_k, top_p, seed, api_name="/generate"))
+def request(client, variant=LSTM, prefix="分开", length=50, temperature=1.0, top_k=0, top_p=1.0, seed=None, **form):
+    """/generate with the form options off unless given (the endpoint's own default avoids loops)."""
+    form = {"no_repeat_ngram": 0, **form}
+    return finish(client.submit(variant, prefix, length, temperature, top_k, top_p, seed, **form,
+                                api_name="/generate"))
 
 
 def text_of(job) -> str:
@@ -97,20 +92,56 @@ def text_of(job) -> str:
 def test_load_variants_names_them_and_skips_broken_sources(tiny_model_dir, tmp_path, caplog):
     broken = tmp_path / "jaychou-gru"
     broken.mkdir()
-    variants = app.load_variants([str(tiny_model_dir), str(broken), "no/such-repo"], app.DEVICE)
+    variants = load_variants([str(tiny_model_dir), str(broken), "no/such-repo"], DEVICE)
     assert list(variants) == [LSTM]
-    assert variants[LSTM].model.device.type == app.DEVICE.type
+    assert variants[LSTM].model.device.type == DEVICE.type
     skipped = caplog.text
     assert str(broken) in skipped and "no/such-repo" in skipped
     info = variants[LSTM].describe()
     assert "LSTM" in info and "M parameters" in info and "held-out perplexity" in info
 
 
-def test_endpoint_signature(client):
-    endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]
-    assert [p["parameter_name"] for p in endpoint["parameters"]] == [
-        "variant", "prefix", "length", "temperature", "top_k", "top_p", "seed"]
-    assert len(endpoint["returns"]) == 1
+def test_endpoint_signatures(client):
+    """/generate keeps its first seven parameters; every one after the prefix has a default; page-only
+    handlers stay out of the API."""
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/generate", "/candidates"}
+    form = ["lines", "acrostic", "rhyme", "repetition_penalty", "no_repeat_ngram"]
+    generate = endpoints["/generate"]["parameters"]
+    assert [p["parameter_name"] for p in generate] == [
+        "variant", "prefix", "length", "temperature", "top_k", "top_p", "seed", *form]
+    assert [p["parameter_has_default"] for p in generate] == [False, False] + [True] * 10
+    candidates = endpoints["/candidates"]["parameters"]
+    assert [p["parameter_name"] for p in candidates] == [
+        "variant", "prefix", "n", "length", "temperature", "top_k", "top_p", "seed", *form]
+    assert len(endpoints["/generate"]["returns"]) == 1
+
+
+def test_variant_and_prefix_are_enough(client):
+    """The page's defaults: 200 characters at most, temperature 0.8, loops avoided."""
+    text = client.predict(LSTM, "分开", api_name="/generate")
+    assert 0 < len(text) <= 200
+    grams = [text[i:i + LOOP_NGRAM] for i in range(len(text) - LOOP_NGRAM + 1)]
+    assert len(set(g for g in grams if not g.endswith("\n"))) == len([g for g in grams if not g.endswith("\n")])
+
+
+def test_the_form_options_reach_the_library(client, server):
+    form = dict(lines=4, acrostic="我你", rhyme="auto", repetition_penalty=1.3, no_repeat_ngram=3)
+    text = text_of(request(client, length=300, temperature=0.8, top_p=0.9, seed=11, **form))
+    assert text == server.variants[LSTM].model.generate("分开", 300, 0.8, None, 0.9, 11, **form)
+    lines = text.split("\n")
+    assert text.startswith("\n") and text.count("\n") == 5 and [x[0] for x in lines[1:3]] == ["我", "你"]
+    assert len({Chinese().key(x) for x in lines[1:-1]}) == 1, "the lines after the first should rhyme with it"
+
+
+def test_candidates_are_ranked_and_match_the_library(client, server):
+    found = client.predict(LSTM, "分开", 3, 80, 0.9, 0, 1.0, 5, 2, api_name="/candidates")
+    expected = server.variants[LSTM].model.candidates("分开", 3, 80, 0.9, seed=5, lines=2, no_repeat_ngram=LOOP_NGRAM)
+    assert [c["text"] for c in found] == [c.text for c in expected]
+    assert [c["mean_logprob"] for c in found] == sorted((c["mean_logprob"] for c in found), reverse=True)
+    for c in found:
+        assert c["text"].count("\n") == 2
+        assert c["perplexity"] == pytest.approx(math.exp(-c["logprob"] / len(c["text"])))
 
 
 def test_streams_the_continuation_and_matches_the_library(client, server):
@@ -138,7 +169,7 @@ def test_top_k_and_top_p_reach_the_model(client, server):
 def test_cancel_stops_the_generator_on_the_server(client, server):
     model = server.variants[SLOW].model
     start = model.steps
-    job = client.submit(SLOW, "分开", 1000, 1.0, 0, 1, None, api_name="/generate")
+    job = client.submit(SLOW, "分开", 1000, 1.0, 0, 1, None, api_name="/generate")  # positional, as before
     wait_until(lambda: len(job.outputs()) >= 2 and model.steps - start >= 10, 15, "no streaming from the slow model")
     job.cancel()
     time.sleep(0.5)
@@ -158,8 +189,8 @@ def test_a_huge_prefix_is_cut_to_its_end_quickly(client, server):
     prefix = "分开" * 50_000
     started = time.monotonic()
     job = request(client, prefix=prefix, length=20, seed=5)
-    assert text_of(job) == server.variants[LSTM].model.generate(prefix[-app.MAX_PREFIX:], 20, seed=5)
-    assert any("100,000 characters" in w and f"last {app.MAX_PREFIX:,}" in w for w in warnings_of(job))
+    assert text_of(job) == server.variants[LSTM].model.generate(prefix[-MAX_PREFIX:], 20, seed=5)
+    assert any("100,000 characters" in w and f"last {MAX_PREFIX:,}" in w for w in warnings_of(job))
     assert time.monotonic() - started < 20
 
 
@@ -177,17 +208,29 @@ def test_unknown_characters_depend_on_the_variant(client):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("length", 0, "less than minimum value 1"),
-    ("length", app.MAX_LENGTH + 1, f"greater than maximum value {app.MAX_LENGTH}"),
-    ("temperature", -0.5, "less than minimum value 0"),
-    ("temperature", 1e30, "greater than maximum value 2"),
-    ("top_k", -3, "less than minimum value 0"),
-    ("top_p", 0, "less than minimum value 0.01"),
-    ("top_p", 1.5, "greater than maximum value 1"),
-    ("seed", -1, "less than minimum value 0"),
-    ("variant", "../../etc/passwd", "not in the list of choices"),
-    ("variant", "gpt2", "not in the list of choices"),
-    ("variant", str(ROOT / "models" / "jaychou-lstm"), "not in the list of choices"),
+    ("length", 0, "Length must be from 1 to 1000, got 0"),
+    ("length", MAX_LENGTH + 1, "Length must be from 1 to 1000"),
+    ("length", "abc", "Length must be a finite number, got 'abc'"),
+    ("length", 2.5, "Length must be a whole number, got 2.5"),
+    ("temperature", -0.5, "Temperature must be from 0 to 2"),
+    ("temperature", 1e30, "Temperature must be from 0 to 2"),
+    ("top_k", -3, "Top-k must be from 0"),
+    ("top_p", 0, "Top-p must be from 0.01 to 1"),
+    ("top_p", 1.5, "Top-p must be from 0.01 to 1"),
+    ("seed", -1, "Seed must be from 0"),
+    ("seed", "7", "Seed must be a finite number"),
+    ("lines", -1, "Lines must be from 0 to 100"),
+    ("lines", 101, "Lines must be from 0 to 100"),
+    ("acrostic", "我😀", "the acrostic has characters this model does not know: '😀'"),
+    ("acrostic", "分" * 51, "Acrostic may have at most 50 characters"),
+    ("acrostic", ["分"], "Acrostic must be text"),
+    ("rhyme", "xyz", "rhyme must be 'auto', a rhyme group"),
+    ("repetition_penalty", 0.5, "Repetition penalty must be from 1 to 3"),
+    ("no_repeat_ngram", 13, "No repeated n-gram must be from 0 to 12"),
+    ("prefix", 123, "Prefix must be text"),
+    ("variant", "../../etc/passwd", "Unknown model '../../etc/passwd'"),
+    ("variant", "gpt2", "Unknown model 'gpt2'"),
+    ("variant", str(ROOT / "models" / "jaychou-lstm"), "Unknown model"),
     ("variant", None, "Unknown model None"),
 ])
 def test_bad_input_gets_a_clear_error(client, field, value, message):
@@ -195,11 +238,23 @@ def test_bad_input_gets_a_clear_error(client, field, value, message):
     assert message in str(job.exception())
 
 
+def test_a_form_that_does_not_fit_the_length_is_refused(client):
+    assert "too short" in str(request(client, length=5, lines=4).exception())
+    assert "fewer than the acrostic" in str(request(client, length=50, lines=1, acrostic="我你").exception())
+
+
+@pytest.mark.parametrize("n, message", [(0, "n must be from 1 to 16"), (17, "n must be from 1 to 16"),
+                                        ("4", "n must be a finite number")])
+def test_bad_candidate_counts_are_refused(client, n, message):
+    job = finish(client.submit(LSTM, "分开", n, api_name="/candidates"))
+    assert message in str(job.exception())
+
+
 @pytest.mark.parametrize("position, label", [(2, "Length"), (3, "Temperature"), (4, "Top-k"), (5, "Top-p"),
-                                             (6, "Seed")])
+                                             (6, "Seed"), (7, "Lines"), (10, "Repetition penalty")])
 def test_nan_gets_a_clear_error(server, client, position, label):
-    """NaN passes gradio's range checks; gradio_client cannot even send it, so this goes over plain HTTP."""
-    data = [LSTM, "分开", 20, 1.0, 0, 1.0, None]
+    """gradio_client cannot even send NaN, so this goes over plain HTTP."""
+    data = [LSTM, "分开", 20, 1.0, 0, 1.0, None, 0, "", "off", 1.0, 0]
     data[position] = float("nan")
     posted = httpx.post(f"{server.url}gradio_api/call/generate", content=json.dumps({"data": data}),
                         headers={"content-type": "application/json"})
@@ -210,10 +265,13 @@ def test_nan_gets_a_clear_error(server, client, position, label):
 
 
 def test_many_requests_at_once_all_complete(server, client):
-    jobs = [client.submit(LSTM, "分开", 100, 1.0, 0, 1, k, api_name="/generate") for k in range(24)]
+    jobs = [client.submit(LSTM, "分开", 100, 1.0, 0, 1, k, no_repeat_ngram=0, api_name="/generate")
+            for k in range(24)]
+    jobs += [client.submit(LSTM, "分开", 4, 60, seed=k, api_name="/candidates") for k in range(8)]
     for job in jobs:
         finish(job, 60)
-    assert [len(text_of(job)) for job in jobs] == [100] * 24
+    assert [len(text_of(job)) for job in jobs[:24]] == [100] * 24
+    assert [len(job.outputs()[-1]) for job in jobs[24:]] == [4] * 8
 
 
 def free_port() -> int:

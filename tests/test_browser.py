@@ -1,4 +1,5 @@
-"""The page in a real browser (Debian's Chromium through Playwright): choose, type, slide, generate, watch, stop.
+"""The page in a real browser (Debian's Chromium through Playwright): choose, type, shape, write, watch, hover,
+copy, pick a candidate, stop.
 
 Needs /usr/bin/chromium and fonts-noto-cjk: `make browser`. Screenshots go to test-output/.
 """
@@ -9,6 +10,7 @@ import pytest
 
 import app
 from test_app import LSTM, CountingModel, wait_until
+from ui.common import DEVICE, Variant, load_variants
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -16,13 +18,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 OUT = Path(__file__).resolve().parent.parent / "test-output"
 SLOW = "Jay Chou lyrics · LSTM (slowed down)"
+ENGLISH = "The Time Machine · GRU"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium: run `make browser`")
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    variants = app.load_variants([str(tiny_model_dir)], app.DEVICE)
-    variants[SLOW] = app.Variant("test", CountingModel(variants[LSTM].model, delay=0.005), {})
+def server(tiny_model_dir, english_model_dir):
+    variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
+    variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, delay=0.005), {})
     demo = app.build_demo(variants)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield url, variants[SLOW].model
@@ -34,17 +37,25 @@ def page(server):
     OUT.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page = context.new_page()
         page.requested = []
         page.on("request", lambda request: page.requested.append(request.url))
         page.goto(server[0])
-        page.locator("#output textarea").wait_for()
+        page.locator("#lyric").wait_for()
         yield page
         browser.close()
 
 
-def output(page) -> str:
-    return page.locator("#output textarea").input_value()
+def lyric(page) -> str:
+    """The whole lyric as the page shows it (prefix and continuation), as plain text."""
+    return page.locator("#lyric .lyric").inner_text()
+
+
+def written(page) -> int:
+    """Generated characters on the page (line breaks aside)."""
+    return page.locator("#lyric .lyric .c").count()
 
 
 def choose(page, variant: str) -> None:
@@ -53,39 +64,103 @@ def choose(page, variant: str) -> None:
     sync_api.expect(page.get_by_label("Model")).to_have_value(variant)
 
 
-def test_generate_streams_and_stop_ends_it(page, server):
+def set_form(page, length="200", lines="0", acrostic="", rhyme="off") -> None:
+    page.get_by_label("range slider for Length").fill(length)
+    page.get_by_label("number input for Lines").fill(lines)
+    page.get_by_label("number input for Lines").press("Enter")
+    page.get_by_label("Acrostic (藏头)").fill(acrostic)
+    page.get_by_label("Rhyme").click()
+    page.get_by_role("option", name=rhyme).first.click()
+
+
+def write_and_wait(page) -> None:
+    before = page.locator("#lyric .lyric").inner_html()
+    page.get_by_role("button", name="Write", exact=True).click()
+    wait_until(lambda: page.locator("#lyric .lyric").inner_html() != before, 15, "nothing was written")
+    page.wait_for_timeout(1500)  # the tiny model writes 200 characters well within this
+
+
+def test_writing_streams_shaded_characters_and_stop_ends_it(page, server):
     model = server[1]
     choose(page, SLOW)
     page.get_by_label("Prefix").fill("分开")
     page.get_by_label("range slider for Length").fill("1000")
     sync_api.expect(page.get_by_label("number input for Length")).to_have_value("1000")
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Write", exact=True).click()
 
-    wait_until(lambda: len(output(page)) >= 20, 15, "no text appeared")
-    early = len(output(page))
+    wait_until(lambda: written(page) >= 20, 15, "no text appeared")
+    early = written(page)
     page.wait_for_timeout(600)
-    assert len(output(page)) > early, "the text should grow while it streams"
+    assert written(page) > early, "the text should grow while it streams"
+    assert page.locator("#lyric .prefix").inner_text() == "分开", "the prefix is shown, set apart"
+    shades = page.locator("#lyric .c").evaluate_all("spans => spans.map(s => s.style.getPropertyValue('--sure'))")
+    assert all(0 <= float(x) <= 1 for x in shades) and len(set(shades)) > 1, "each character shaded by its probability"
 
     page.get_by_role("button", name="Stop").click()
     page.wait_for_timeout(400)
-    stopped, steps = len(output(page)), model.steps
+    stopped, steps = written(page), model.steps
     page.wait_for_timeout(800)
-    assert early < len(output(page)) == stopped < 1000, "the text should stay, and stop growing, after Stop"
+    assert early < written(page) == stopped < 1000, "the text should stay, and stop growing, after Stop"
     assert model.steps == steps, "the server kept generating after Stop"
     page.screenshot(path=OUT / "app-desktop.png", full_page=True)
 
 
-def test_enter_generates_and_repeated_clicks_do_no_harm(page):
+def test_the_form_shapes_the_lyric(page):
     choose(page, LSTM)
-    page.get_by_label("range slider for Length").fill("300")
+    page.get_by_label("Prefix").fill("分开")
+    set_form(page, length="300", lines="4", acrostic="我你", rhyme="auto")
+    write_and_wait(page)
+    text = lyric(page)
+    lines = text.rstrip("\n").split("\n")
+    assert lines[0] == "分开" and len(lines) == 5, text  # the acrostic begins on a line of its own
+    assert [line[0] for line in lines[1:3]] == ["我", "你"]
+    assert page.locator("#lyric .forced").all_inner_texts() == ["我", "你"]
+    page.screenshot(path=OUT / "app-form-desktop.png", full_page=True)
+
+
+def test_hover_or_tap_shows_what_else_the_model_weighed(page):
+    char = page.locator("#lyric .c:not(.forced)").nth(2)
+    char.hover()
+    tip = char.evaluate("c => getComputedStyle(c, '::after').content")
+    assert char.inner_text() in tip and "%" in tip and "also likely" in tip, tip
+    page.mouse.move(0, 0)
+    char.focus()  # a tap focuses the character on a phone
+    assert char.evaluate("c => getComputedStyle(c, '::after').content") == tip
+    page.screenshot(path=OUT / "app-hover-desktop.png")
+
+
+def test_copy_gives_the_plain_lyric(page):
+    page.get_by_role("button", name="Copy").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == lyric(page) and copied.startswith("分开\n我") and "%" not in copied
+
+
+def test_write_4_shows_candidates_and_one_click_continues_from_one(page):
+    set_form(page, length="120", lines="2", acrostic="", rhyme="off")
+    page.get_by_role("button", name="Write 4").click()
+    cards = page.locator(".card .cand")
+    wait_until(lambda: cards.count() == 4, 20, "no candidates appeared")
+    scores = [float(t.split("perplexity ")[1].split(" ")[0]) for t in cards.all_inner_texts()]
+    assert scores == sorted(scores), "best (lowest perplexity) first"
+    second = cards.nth(1).locator(".lyric").inner_text()
+    assert second.startswith("分开") and second.count("\n") == 2
+
+    page.get_by_role("button", name="Continue from #2").click()
+    sync_api.expect(page.get_by_label("Prefix")).to_have_value(second)
+    wait_until(lambda: page.locator("#lyric .prefix").inner_text() == second and written(page) > 0, 15,
+               "no continuation of the chosen candidate")
+    page.screenshot(path=OUT / "app-candidates-desktop.png", full_page=True)
+
+
+def test_enter_writes_and_repeated_clicks_do_no_harm(page):
+    set_form(page, length="300", lines="0", acrostic="", rhyme="off")
     page.get_by_label("Prefix").fill("不分开")
     page.get_by_label("Prefix").press("Enter")
-    wait_until(lambda: len(output(page)) == 300, 15, "Enter did not generate 300 characters")
-
+    wait_until(lambda: lyric(page).startswith("不分开") and written(page) > 250, 15, "Enter did not write")
     for _ in range(6):
-        page.get_by_role("button", name="Generate").click()
+        page.get_by_role("button", name="Write", exact=True).click()
     page.wait_for_timeout(1500)
-    assert len(output(page)) == 300
+    assert lyric(page).startswith("不分开") and written(page) > 250
     assert page.get_by_test_id("toast-body").filter(has_text="Error").count() == 0
 
 
@@ -95,6 +170,18 @@ def test_unknown_characters_are_pointed_out(page):
     sync_api.expect(page.locator("#notice")).to_contain_text("“😀”")
 
 
+def test_rhyme_choices_follow_the_model(page):
+    choose(page, ENGLISH)
+    page.get_by_label("Rhyme").click()
+    options = [text.removeprefix("✓").strip() for text in page.locator("#rhyme [role=option]").all_inner_texts()]
+    assert options == ["off", "auto: as the last line"], "English rhymes are typed as words, not groups"
+    page.keyboard.press("Escape")
+    choose(page, LSTM)
+    page.get_by_label("Rhyme").click()
+    assert "江阳 · 阳" in page.locator("#rhyme [role=option]").all_inner_texts()
+    page.keyboard.press("Escape")
+
+
 def test_phone_width_and_nothing_from_the_internet(page, server):
     page.set_viewport_size({"width": 390, "height": 844})
     page.get_by_label("Prefix").fill("分开")
@@ -102,5 +189,9 @@ def test_phone_width_and_nothing_from_the_internet(page, server):
     page.screenshot(path=OUT / "app-phone.png", full_page=True)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px wide)"
+    char = page.locator("#lyric .c:not(.forced)").first
+    char.focus()  # what a tap does
+    page.screenshot(path=OUT / "app-phone-tip.png")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the tip must not widen the page"
     hosts = {urlparse(url).netloc for url in page.requested if url.startswith("http")}
     assert hosts == {urlparse(server[0]).netloc}

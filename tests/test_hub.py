@@ -172,7 +172,7 @@ def test_a_vocabulary_of_the_wrong_size_is_named(tiny_model_dir, tmp_path):
 
 
 def space_files() -> list[str]:
-    package = sorted(f"charrnn/{p.name}" for p in (ROOT / "charrnn").glob("*.py"))
+    package = sorted(f"{p.parent.name}/{p.name}" for name in ("charrnn", "ui") for p in (ROOT / name).glob("*.py"))
     return sorted(["README.md", "app.py", "models.txt", "requirements.txt", *package])
 
 

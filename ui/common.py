@@ -1,0 +1,129 @@
+"""What every part of the page shares: the loaded variants, the limits, and checks that refuse bad input clearly."""
+import html
+import json
+import logging
+import math
+from dataclasses import dataclass
+
+import gradio as gr
+import torch
+
+from charrnn import CharRNN, ModelFileError
+from charrnn.catalog import CELL_NAMES, display_name
+from charrnn.loading import fetch
+
+log = logging.getLogger("charrnn.app")
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+MAX_LENGTH = 1000
+MAX_PREFIX = 2000  # longer prefixes keep only their end: the state forgets far-back text anyway
+MAX_LINES = 100
+MAX_SEED = 2**32 - 1
+CONCURRENCY = 16 if DEVICE.type == "cuda" else 8  # measured: a burst of 16 all get text within 0.5 s on 2 cores
+DECODING = "decoding"  # the concurrency group every decoding endpoint shares
+NO_MODELS = (
+    "**No model is available yet.** Train the variants with `make models` (a few CPU minutes each), "
+    "or point `CHARRNN_MODELS` at Hugging Face Hub repos, e.g. "
+    "`CHARRNN_MODELS=user/charrnn-jaychou-lstm python app.py`, then restart the app."
+)
+
+
+@dataclass
+class Variant:
+    source: str
+    model: CharRNN
+    metrics: dict
+
+    def describe(self) -> str:
+        model, m = self.model, self.metrics
+        parts = [f"**{CELL_NAMES.get(model.cell, model.cell)}**", f"{model.num_parameters() / 1e6:.2f} M parameters",
+                 f"{len(model.vocab):,} characters in its vocabulary"]
+        if "val_ppl" in m:
+            baseline = f" (bigram baseline {m['bigram_ppl']:.0f})" if "bigram_ppl" in m else ""
+            parts.append(f"held-out perplexity **{m['val_ppl']:.1f}**{baseline}, lower is better")
+        if "corpus" in m:
+            parts.append(f"trained on `{m['corpus']}`")
+        return " · ".join(parts)
+
+
+def read_metrics(source: str) -> dict:
+    """metrics.json beside the weights; optional (the page then shows less about the model)."""
+    try:
+        with open(fetch(source, "metrics.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (ModelFileError, OSError, ValueError):
+        return {}
+
+
+def load_variants(sources: list[str], device: torch.device) -> dict[str, Variant]:
+    """Every source that loads, by display name; one that does not is skipped with a warning naming it."""
+    variants = {}
+    for source in sources:
+        try:
+            model = CharRNN.from_pretrained(source).to(device)
+            model.generate("", 2)  # warm-up: the first decode is several times slower than the next
+        except Exception as e:  # a bad folder or repo must not take the other variants down with it
+            log.warning("skipping model %s: %s", source, e)
+            continue
+        name = display_name(source, sources)  # names the source too where two would read alike
+        variants[name] = Variant(source, model, read_metrics(source))
+        log.info("loaded %s from %s on %s", name, source, device)
+    return variants
+
+
+def refusal(message: str) -> gr.Error:
+    """An error the user made: shown to them, and no traceback in the server's log."""
+    return gr.Error(message, print_exception=False)
+
+
+def variant_of(variants: dict[str, Variant], name) -> Variant:
+    if name not in variants:
+        raise refusal(NO_MODELS if not variants else f"Unknown model {name!r}; choose one of: {', '.join(variants)}.")
+    return variants[name]
+
+
+def shown(char: str) -> str:
+    return f"“{char}”" if char.isprintable() else f"U+{ord(char):04X}"
+
+
+def prefix_notices(variant: Variant | None, prefix: str) -> list[str]:
+    """What the user should know about how this prefix will be read."""
+    notices = []
+    if len(prefix) > MAX_PREFIX:
+        notices.append(f"The prefix has {len(prefix):,} characters: only its last {MAX_PREFIX:,} are used.")
+    unknown = variant.model.vocab.unknown(prefix[-MAX_PREFIX:]) if variant else []
+    if unknown:
+        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+        notices.append("Not in this model's vocabulary, so read as <unk> (unknown): "
+                       f"{', '.join(shown(c) for c in unknown[:20])}{more}.")
+    return notices
+
+
+def warn_about_prefix(variant: Variant, prefix: str) -> str:
+    """Toasts about the prefix; returns the part of it the model reads."""
+    for notice in prefix_notices(variant, prefix):
+        gr.Warning(html.escape(notice))  # a toast renders HTML
+    return prefix[-MAX_PREFIX:]
+
+
+def number(label: str, value, low: float, high: float, whole: bool = False, optional: bool = False):
+    """value as a number in [low, high] (a whole one if asked), or a clear refusal; None passes if optional."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise refusal(f"{label} must be a finite number, got {value!r}.")
+    if whole and value != int(value):
+        raise refusal(f"{label} must be a whole number, got {value!r}.")
+    if not low <= value <= high:
+        raise refusal(f"{label} must be from {low:g} to {high:g}, got {value!r}.")
+    return int(value) if whole else float(value)
+
+
+def text(label: str, value, most: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise refusal(f"{label} must be text, got {value!r}.")
+    if len(value) > most:
+        raise refusal(f"{label} may have at most {most:,} characters, got {len(value):,}.")
+    return value

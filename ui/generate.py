@@ -1,0 +1,252 @@
+"""The writer: a prefix, the form of the lyric (lines, acrostic, rhyme, no loops), and the text streaming in
+shaded by the model's confidence; or four candidates side by side, any of which one click continues.
+Also the /generate and /candidates endpoints (gradio_client, MCP): the same checks and the same library calls."""
+import html
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+import spaces
+
+from charrnn.rhyme import GROUPS
+
+from .common import (CONCURRENCY, DECODING, DEVICE, MAX_LENGTH, MAX_LINES, MAX_PREFIX, MAX_SEED, Variant,
+                     number, prefix_notices, refusal, text, variant_of, warn_about_prefix)
+from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
+
+UPDATE_EVERY = 0.04  # seconds between streamed updates (the first character goes out at once)
+PAGE_CANDIDATES = 4
+MAX_CANDIDATES = 16
+MAX_ACROSTIC = 50
+MAX_NGRAM = 12
+LOOP_NGRAM = 4  # "avoid loops": no phrase of this many characters twice
+EXAMPLES = {  # prefix, lines, acrostic, rhyme
+    "Jay Chou lyrics": [["分开", 0, "", "off"], ["", 4, "春夏秋冬", "江阳"], ["窗外的麻雀\n在电线杆上多嘴\n", 4, "", "auto"],
+                        ["天青色等烟雨", 6, "", "auto"], ["说了再见", 4, "", "言前"], ["不分开", 0, "", "off"]],
+    "The Time Machine": [["The Time Traveller", 0, "", "off"], ["It was ", 4, "", "time"], ["the machine ", 0, "", "off"]],
+}
+
+
+def rhyme_choices(variant: Variant | None) -> list[tuple[str, str]]:
+    choices = [("off", "off"), ("auto: as the last line", "auto")]
+    if variant is not None and variant.model.rhymes.scheme.language == "zh":
+        choices += [(f"{name} · {example}", name) for name, (_, example) in GROUPS.items()]
+    return choices
+
+
+def form_options(variant: Variant, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
+                 repetition_penalty, no_repeat_ngram) -> tuple[int, dict]:
+    """The length and the library's options from what a page or a client sent, or a clear refusal."""
+    rhyme = text("Rhyme", rhyme, 40).strip()
+    options = dict(
+        temperature=number("Temperature", temperature, 0, 2),
+        top_k=number("Top-k", top_k, 0, len(variant.model.vocab), whole=True) or None,
+        top_p=number("Top-p", top_p, 0.01, 1),
+        seed=number("Seed", seed, 0, MAX_SEED, whole=True, optional=True),
+        lines=number("Lines", lines, 0, MAX_LINES, whole=True) or None,
+        acrostic=text("Acrostic", acrostic, MAX_ACROSTIC).strip() or None,
+        rhyme=None if rhyme in ("", "off") else rhyme,
+        repetition_penalty=number("Repetition penalty", repetition_penalty, 1, 3),
+        no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, MAX_NGRAM, whole=True),
+    )
+    options["top_p"] = options["top_p"] if options["top_p"] < 1 else None
+    return number("Length", length, 1, MAX_LENGTH, whole=True), options
+
+
+def build(variants: dict[str, Variant]) -> None:
+    """The writer's controls and events, inside the caller's Blocks."""
+
+    @spaces.GPU
+    def pieces(name: str, prefix: str, length: int, options: dict, details: bool):
+        """The continuation in lists of pieces, one list per UPDATE_EVERY at most. On ZeroGPU this runs in a GPU
+        worker: plain arguments only."""
+        batch, last = [], 0.0
+        for piece in variants[name].model.stream(prefix, length, details=details, **options):
+            batch.append(piece)
+            if time.perf_counter() - last >= UPDATE_EVERY:
+                last = time.perf_counter()
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def decode(name, prefix, details, length, *options) -> Iterator[list]:
+        variant = variant_of(variants, name)
+        prefix = warn_about_prefix(variant, text("Prefix", prefix, 10**7))
+        length, options = form_options(variant, length, *options)
+        try:
+            yield prefix
+            yield from pieces(name, prefix, length, options, details)
+        except ValueError as e:
+            raise refusal(str(e)) from None
+
+    def generate(variant: str, prefix: str, length: int = 200, temperature: float = 0.8, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None, lines: int = 0, acrostic: str = "", rhyme: str = "off",
+                 repetition_penalty: float = 1.0, no_repeat_ngram: int = LOOP_NGRAM) -> Iterator[str]:
+        """Continue `prefix` with the model named `variant`, streaming the continuation so far (without the prefix).
+
+        Args:
+            variant: the model's name, as the `models` tool (or the page's Model list) gives it.
+            prefix: the text to continue; characters the model does not know are read as <unk>.
+            length: the most characters to write, 1 to 1000.
+            temperature: 0 is greedy (always the likeliest character); higher is more adventurous, up to 2.
+            top_k: sample only from the k likeliest characters; 0 turns this off.
+            top_p: sample only from the likeliest characters whose probability reaches p; 1 turns this off.
+            seed: the same seed gives the same text; None for a new sample each time.
+            lines: stop after this many lines (a line ends at a line break); 0 for no limit.
+            acrostic: characters that begin the lines, one line each (藏头), e.g. 春夏秋冬; empty for none.
+            rhyme: "off", "auto" (rhyme with the prefix's last line, else the first line written), a Chinese rhyme
+                group (十三辙, e.g. 江阳) or one of its characters, or an English word.
+            repetition_penalty: 1 is off; above 1 makes characters already used less likely (CTRL's penalty).
+            no_repeat_ngram: never write the same run of this many characters twice (0 is off; 4 avoids loops).
+        """
+        chunks = decode(variant, prefix, False, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
+                        repetition_penalty, no_repeat_ngram)
+        next(chunks)  # the prefix
+        written = ""
+        for batch in chunks:
+            written += "".join(batch)
+            yield written
+
+    def write(name, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
+              loop_length, repetition_penalty):
+        """The page's view of generate: the whole lyric as HTML, each new character shaded by its probability."""
+        chunks = decode(name, prefix, True, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
+                        repetition_penalty, loop_length if avoid_loops else 0)
+        lyric = prefix_html(next(chunks))
+        yield lyric
+        for batch in chunks:
+            lyric += "".join(map(step_html, batch))
+            yield lyric
+
+    @spaces.GPU
+    def ranked(name: str, prefix: str, n: int, length: int, options: dict) -> list:
+        return variants[name].model.candidates(prefix, n, length, **options)
+
+    def candidates(variant: str, prefix: str, n: int = PAGE_CANDIDATES, length: int = 200, temperature: float = 0.8,
+                   top_k: int = 0, top_p: float = 1.0, seed: int | None = None, lines: int = 0, acrostic: str = "",
+                   rhyme: str = "off", repetition_penalty: float = 1.0,
+                   no_repeat_ngram: int = LOOP_NGRAM) -> list[dict]:
+        """Write `n` continuations of `prefix` together and rank them, best first, by the model's mean log-probability.
+
+        Args:
+            variant: the model's name, as the `models` tool (or the page's Model list) gives it.
+            prefix: the text to continue.
+            n: how many candidates, 1 to 16.
+            length: the most characters each may have, 1 to 1000.
+            temperature: 0 is greedy (then every candidate is the same); 0.8 by default, up to 2.
+            top_k: sample only from the k likeliest characters; 0 turns this off.
+            top_p: sample only from the likeliest characters whose probability reaches p; 1 turns this off.
+            seed: candidate i uses seed + i, so the same seed gives the same candidates; None for new ones.
+            lines: stop each after this many lines; 0 for no limit.
+            acrostic: characters that begin the lines, one line each (藏头); empty for none.
+            rhyme: "off", "auto", a Chinese rhyme group (十三辙) or one of its characters, or an English word.
+            repetition_penalty: 1 is off; above 1 makes characters already used less likely.
+            no_repeat_ngram: never write the same run of this many characters twice (0 is off).
+
+        Returns:
+            one dict per candidate: text (the continuation), logprob (total, natural log), mean_logprob, perplexity.
+        """
+        variant_ = variant_of(variants, variant)
+        prefix = warn_about_prefix(variant_, text("Prefix", prefix, 10**7))
+        n = number("n", n, 1, MAX_CANDIDATES, whole=True)
+        length, options = form_options(variant_, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
+                                       repetition_penalty, no_repeat_ngram)
+        try:
+            found = ranked(variant, prefix, n, length, options)
+        except ValueError as e:
+            raise refusal(str(e)) from None
+        return [dict(text=c.text, logprob=c.logprob, mean_logprob=c.mean_logprob, perplexity=c.perplexity)
+                for c in found]
+
+    def write_candidates(name, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
+                         loop_length, repetition_penalty):
+        found = candidates(name, prefix, PAGE_CANDIDATES, length, temperature, top_k, top_p, seed, lines, acrostic,
+                           rhyme, repetition_penalty, loop_length if avoid_loops else 0)
+        tail = (prefix or "")[-MAX_PREFIX:].split("\n")[-1]  # the prefix's last line, to read each on from
+        cards = [candidate_html(rank, tail, c["text"], c["perplexity"], c["mean_logprob"])
+                 for rank, c in enumerate(found, 1)]
+        return *cards, [c["text"] for c in found], gr.Column(visible=True)
+
+    names = list(variants)
+    first = variants[names[0]] if names else None
+    with gr.Row(equal_height=True):
+        picker = gr.Dropdown(names, value=names[0] if names else None, label="Model", scale=2, min_width=260)
+        with gr.Column(scale=3, min_width=260):  # beside the choice on a laptop, under it on a phone
+            info = gr.Markdown(first.describe() if first else "", elem_id="info")
+    prefix = gr.Textbox(label="Prefix", placeholder="分开 (press Enter to write)", value="分开", max_lines=6)
+    notice = gr.Markdown(elem_id="notice")
+    with gr.Row():
+        length = gr.Slider(1, MAX_LENGTH, value=200, step=1, label="Length", info="most characters to add",
+                           min_width=240)
+        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 is greedy; higher is wilder",
+                                min_width=240)
+    with gr.Row(elem_id="form"):
+        lines = gr.Slider(0, MAX_LINES // 2, value=0, step=1, label="Lines", info="0: no limit", min_width=160)
+        acrostic = gr.Textbox(label="Acrostic (藏头)", placeholder="春夏秋冬", max_lines=1, min_width=160,
+                              info="each line begins with one of these")
+        rhyme = gr.Dropdown(rhyme_choices(first), value="off", label="Rhyme", allow_custom_value=True, min_width=160,
+                            elem_id="rhyme",
+                            info="line ends in one rhyme (十三辙); English: type a word")
+        avoid_loops = gr.Checkbox(value=True, label="Avoid loops", info="no phrase twice", min_width=120)
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="0 keeps every character")
+            top_p = gr.Slider(0.01, 1, value=1, step=0.01, label="Top-p", info="1 keeps every character")
+            seed = gr.Number(None, label="Seed", info="empty for a new sample each time", minimum=0, maximum=MAX_SEED)
+        with gr.Row():
+            loop_length = gr.Slider(2, MAX_NGRAM, value=LOOP_NGRAM, step=1, label="Loop length",
+                                    info="“avoid loops” forbids repeating a run of this many characters")
+            repetition_penalty = gr.Slider(1, 3, value=1, step=0.05, label="Repetition penalty",
+                                           info="1 is off; higher avoids characters already used")
+    with gr.Row():
+        go = gr.Button("Write", variant="primary", min_width=100)
+        go_many = gr.Button(f"Write {PAGE_CANDIDATES}", min_width=100)
+        stop = gr.Button("Stop", variant="stop", min_width=100)
+    lyric = gr.HTML("", html_template='<div class="lyric">${value}</div>', elem_id="lyric", autoscroll=True)
+    with gr.Row():
+        gr.HTML(LEGEND)
+        copy = gr.Button("Copy", size="sm", scale=0, min_width=80)
+    picks = gr.State([])
+    with gr.Column(visible=False) as choices:
+        gr.Markdown("**Candidates**, best first by the model's own mean log-probability (lower perplexity: "
+                    "the model found it more natural). Continue from the one you like.")
+        with gr.Row():
+            cards, follow = [], []
+            for i in range(PAGE_CANDIDATES):
+                with gr.Column(min_width=200):
+                    cards.append(gr.HTML(elem_classes="card"))
+                    follow.append(gr.Button(f"Continue from #{i + 1}", size="sm"))
+    for index, (corpus, examples) in enumerate(EXAMPLES.items()):
+        known = [e for e in examples if any(not v.model.vocab.unknown(e[0] + e[2]) for v in variants.values())]
+        if known:
+            gr.Examples(known, inputs=[prefix, lines, acrostic, rhyme], label=f"Examples · {corpus}",
+                        elem_id=f"examples-{index}")
+    gr.Markdown(f"<small>Decoding on {'a GPU' if DEVICE.type == 'cuda' else 'the CPU'}; also callable from Python "
+                "with gradio_client and by AI agents over MCP (see “Use via API” below).</small>")
+
+    def describe(name):
+        variant = variants.get(name)
+        return (variant.describe() if variant else "",
+                gr.Dropdown(choices=rhyme_choices(variant), value="off"))
+
+    def prefix_notice(name, text_):
+        return "\n\n".join(f"⚠️ {html.escape(n)}" for n in prefix_notices(variants.get(name), text_ or ""))
+
+    picker.change(describe, picker, [info, rhyme], queue=False, api_visibility="private")
+    gr.on([picker.change, prefix.change], prefix_notice, [picker, prefix], notice, queue=False,
+          show_progress="hidden", api_visibility="private")
+    inputs = [picker, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
+              loop_length, repetition_penalty]
+    writing = dict(concurrency_limit=CONCURRENCY, concurrency_id=DECODING, api_visibility="private")
+    run = gr.on([go.click, prefix.submit], write, inputs, lyric, trigger_mode="once", show_progress="hidden",
+                **writing)  # the growing text is the progress (and a Stop can race to "Error")
+    many = go_many.click(write_candidates, inputs, [*cards, picks, choices], trigger_mode="once", **writing)
+    stop.click(None, cancels=[run, many])
+    copy.click(None, js="() => navigator.clipboard.writeText(document.querySelector('#lyric .lyric').innerText)")
+    for i, button in enumerate(follow):
+        chosen = button.click(lambda p, texts, i=i: (p or "") + texts[i] if i < len(texts) else p, [prefix, picks],
+                              prefix, queue=False, api_visibility="private")
+        chosen.then(write, inputs, lyric, show_progress="hidden", **writing)
+    gr.api(generate, api_name="generate", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
+    gr.api(candidates, api_name="candidates", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
