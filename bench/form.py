@@ -23,7 +23,7 @@ ACROSTIC = "春夏秋冬花好月圆"
 LOOPS = dict(no_repeat_ngram=4)
 EVERY_FORM = dict(acrostic=ACROSTIC, rhyme="auto", no_repeat_ngram=4)
 EVERY_OPTION = dict(EVERY_FORM, repetition_penalty=1.2)
-TIMING_ROUNDS, TIMING_LENGTH = 8, 400
+TIMING_ROUNDS, TIMING_LENGTH = 16, 400
 
 
 def written(model: CharRNN, prefix: str, seed_base: int = 0, **form) -> list[Sequence]:

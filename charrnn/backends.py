@@ -36,7 +36,10 @@ def numpy_sample(weights: np.ndarray, uniforms: list[float], greedy: list[bool])
     if all(greedy):
         return weights.argmax(1).tolist()
     cdf = weights.cumsum(1)
-    ids = (cdf[:, :-1] <= np.array(uniforms)[:, None] * cdf[:, -1:]).sum(1).tolist()
+    if len(cdf) == 1:  # one row: a binary search
+        ids = [min(int(cdf[0].searchsorted(uniforms[0] * cdf[0, -1], side="right")), cdf.shape[1] - 1)]
+    else:
+        ids = (cdf[:, :-1] <= np.array(uniforms)[:, None] * cdf[:, -1:]).sum(1).tolist()
     if any(greedy):
         top = weights.argmax(1).tolist()
         ids = [t if g else i for i, t, g in zip(ids, top, greedy)]
@@ -72,7 +75,7 @@ TORCH = SimpleNamespace(
     xp=torch,
     array=lambda tensor: tensor,
     asarray=lambda values, device: torch.tensor(values, device=device),
-    repeat_row=lambda x, row, n: x[row:row + 1].repeat(n, 1),
+    rows_of=lambda x, row, n: x[row:row + 1].repeat(n, 1),
     copy=torch.clone,
     rows=torch.embedding,  # half the time of table[ids] at [64, 256]
     affine=lambda x, w, b: torch.addmm(b, x, w),
@@ -87,7 +90,7 @@ NUMPY = SimpleNamespace(
     xp=np,
     array=lambda tensor: np.ascontiguousarray(tensor.numpy()),  # row-major [in, out] is OpenBLAS's fastest
     asarray=lambda values, device: np.asarray(values),
-    repeat_row=lambda x, row, n: np.repeat(x[row:row + 1], n, 0),
+    rows_of=lambda x, row, n: x[row:row + 1],  # broadcast: the shared h @ W_hh is computed once, not n times
     copy=np.copy,
     rows=lambda table, ids: table[ids],
     affine=lambda x, w, b: x @ w + b,

@@ -17,7 +17,8 @@ from .cells import layer_weights
 from .form import REWIND_STEPS, Candidate, Options, Sequence, Step
 
 UNIFORMS_PER_DRAW = 256
-LOOK_AHEAD = 16  # candidates for a rhyming line end weighed by the line break after them
+LOOK_AHEAD = 4  # candidates for a rhyming line end weighed by the line break after them (bench/form.py)
+SHARPEN = 2  # ... and drawn cooler: among a few rhyming characters the likeliest reads best
 
 
 def columns(x, n: int) -> list:
@@ -61,10 +62,9 @@ class Stepper:
             return [(self.array(h), self.array(c)) for h, c in zip(state[0], state[1])]
         return [self.array(h) for h in state]
 
-    def distributions(self, features):
-        """(logits, p) [B, V]: the model's scores and its next-character distribution (what scoring uses)."""
-        logits = self.ops.affine(features, self.head_w, self.head_b)
-        return logits, self.ops.softmax(logits)
+    def logits(self, features):
+        """The model's next-character scores [B, V]."""
+        return self.ops.affine(features, self.head_w, self.head_b)
 
     def weights(self, p):
         """What decoding draws from: the smoothing prior taken back out of p, clipped at 0, <unk> never."""
@@ -73,7 +73,7 @@ class Stepper:
         return self.ops.xp.clip(q, 0, None, out=q)
 
     def step(self, ids, state: list):
-        """Advance every sequence by the tokens ids [B]; update state in place; return the next (logits, p)."""
+        """Advance every sequence by the tokens ids [B]; update state in place; return the next logits."""
         affine, sigmoid, tanh = self.ops.affine, self.ops.sigmoid, self.ops.xp.tanh
         x = None
         for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(self.layers):
@@ -92,13 +92,13 @@ class Stepper:
                 x = state[k] = n + z * (h - n)
             else:
                 x = state[k] = tanh(affine(state[k], w_hh, gi))
-        return self.distributions(x if self.proj_w is None else x @ self.proj_w)
+        return self.logits(x if self.proj_w is None else x @ self.proj_w)
 
 
 @torch.no_grad()
 def prime(model, stepper: Stepper, prefixes: list[str]):
-    """Run the prefixes through the model, those of one length together: the next-character (logits, p)
-    after each and the state, in the order given."""
+    """Run the prefixes through the model, those of one length together: the next-character logits after
+    each and the state, in the order given."""
     start = "\n" if "\n" in model.vocab else " "  # an empty prefix starts where a line starts
     encoded = [model.vocab.encode(prefix or start) for prefix in prefixes]
     groups = {}
@@ -114,7 +114,7 @@ def prime(model, stepper: Stepper, prefixes: list[str]):
         state = tuple(torch.cat([s[i] for s in states], 1)[:, order] for i in range(2))
     else:
         state = torch.cat(states, 1)[:, order]
-    return stepper.distributions(stepper.array(torch.cat(tops)[order])), stepper.split_state(state)
+    return stepper.logits(stepper.array(torch.cat(tops)[order])), stepper.split_state(state)
 
 
 class Uniforms:
@@ -160,6 +160,7 @@ class Batch:
         self.ops, self.device, self.itos = self.stepper.ops, model.device, model.vocab.itos
         self.greedy = [o.temperature == 0 for o in options]
         exponents = [1 / o.temperature if o.temperature not in (0, 1) else 1.0 for o in options]
+        self.tempered = any(e != 1 for e in exponents)
         self.exponent = exponents[0] if len(set(exponents)) == 1 else self.array([[e] for e in exponents])
         self.filters = {}  # (top_k, top_p) -> the rows that use it
         for row, o in enumerate(options):
@@ -167,6 +168,7 @@ class Batch:
                 self.filters.setdefault((o.top_k, o.top_p), []).append(row)
         self.penalised = [row for row, o in enumerate(options) if o.repetition_penalty != 1]
         self.rewinds = any(o.rhyme for o in options)
+        self.ahead = {}  # row -> (candidates, their states, logits and p) of this step's look-ahead
 
     def array(self, values):
         """Plain values as an array of the stepper's kind, on the model's device."""
@@ -175,14 +177,14 @@ class Batch:
     def candidates(self) -> list[Candidate]:
         return [s.candidate() for s in self.sequences]
 
-    @torch.no_grad()
     def __iter__(self) -> Iterator[list[list]]:
-        """Each step, per sequence, what became final: characters, or Steps with details=True."""
+        """Each step, per sequence, what became final: characters, or Steps with details=True. No grad-mode
+        context: nothing here records gradients, and entering one at every resumption costs 10 us a step."""
         if all(s.done for s in self.sequences):
             return
         self.model.eval()
-        (logits, p), state = prime(self.model, self.stepper, self.prefixes)
-        q = self.weights(logits, p)
+        logits, state = prime(self.model, self.stepper, self.prefixes)
+        p, q = self.distributions(logits)
         history = deque(maxlen=REWIND_STEPS) if self.rewinds else None
         for number in range(2**62):
             if history is not None:
@@ -199,33 +201,40 @@ class Batch:
             yield [s.flush() for s in self.sequences]
             if all(s.done for s in self.sequences):
                 return
-            if len(rewinds) == len(self.sequences) == 1:  # a lone stream goes back without a step
-                saved_state, p, q = history[rewinds[0] - number - 1]
-                state[:] = saved_state
+            if len(self.sequences) == 1 and (rewinds or ids[0] in self.ahead.get(0, ((),))[0]):
+                p, q = self.lone_step(history[rewinds[0] - number - 1] if rewinds else None, ids[0], state)
                 continue
-            logits, p = self.stepper.step(self.array(ids), state)
-            q = self.weights(logits, p)
+            p, q = self.distributions(self.stepper.step(self.array(ids), state))
             for row, back in rewinds.items():
                 self.restore(row, history[back - number - 1], state, p, q)
 
-    def weights(self, logits, p):
-        """The decoding weights of every row: the repetition penalty, where asked for, then the stepper's."""
-        if self.penalised:
-            p = self.ops.copy(p)
-            for row in self.penalised:
-                self.penalise(row, logits[row], p[row])
-        return self.stepper.weights(p)
+    def lone_step(self, saved, i: int, state: list):
+        """A lone stream's next (p, q) without a step: back to a saved step when it rewound, else the
+        look-ahead's row for the character chosen (its step is already done)."""
+        if saved is not None:
+            saved_state, p, q = saved
+            state[:] = saved_state
+            return p, q
+        candidates, rows, logits = self.ahead[0]
+        k = candidates.index(i)
+        state[:] = [tuple(x[k:k + 1] for x in layer) if isinstance(layer, tuple) else layer[k:k + 1] for layer in rows]
+        return self.distributions(logits[k:k + 1])
 
-    def penalise(self, row: int, logits, p) -> None:
-        """CTRL's penalty as transformers applies it (a used character's logit / θ if positive, else * θ), on
-        the few used characters of p [V] alone: their probabilities are rescaled and p renormalised."""
-        used = self.sequences[row].penalised()
-        if not len(used):
-            return
-        theta, before = self.sequences[row].options.repetition_penalty, logits[used]
-        after = self.ops.xp.where(before > 0, before / theta, before * theta)
-        p[used] = p[used] * self.ops.xp.exp(after - before)
-        p /= p.sum()
+    def distributions(self, logits):
+        """(p, q) [B, V]: the model's next-character distribution (what scoring uses), and the decoding weights
+        (the repetition penalty where asked for, the smoothing prior taken back out)."""
+        softmax = self.ops.softmax
+        if not self.penalised:
+            p = softmax(logits)
+            return p, self.stepper.weights(p)
+        p = softmax(logits) if self.scored else None
+        for row in self.penalised:  # in place: the logits are this step's own
+            used = self.sequences[row].penalised()
+            if len(used):  # CTRL's penalty as transformers applies it: a used character's logit / θ if > 0, else * θ
+                theta, before = self.sequences[row].options.repetition_penalty, logits[row, used]
+                logits[row, used] = self.ops.xp.where(before > 0, before / theta, before * theta)
+        penalised = softmax(logits)
+        return (penalised if p is None else p), self.stepper.weights(penalised)
 
     def restore(self, row: int, saved, state: list, p, q) -> None:
         """Put one sequence back where it was at an earlier step (the arrays of a step are never changed later)."""
@@ -239,13 +248,21 @@ class Batch:
     def choose(self, p, q, state) -> tuple[list[int], list[Step | None]]:
         """Each sequence's next id, by its own rule and options, and its Step when details are asked for."""
         rules = [s.rule() for s in self.sequences]
+        self.ahead = {}
+        if all(forced is not None or s.done for (forced, _, _), s in zip(rules, self.sequences)):
+            ids = [forced or 0 for forced, _, _ in rules]  # nothing to draw (the form decides, or all are done)
+            for u in self.uniforms:  # each sequence still uses up its number: its draws stay where they'd be batched
+                u.next()
+            return ids, [Step(self.itos[i], 1.0, forced=True) if self.details else None for i in ids]
         weights = self.ruled(p, q, rules)
-        for row, s in enumerate(self.sequences):
-            if rules[row][1] is not None and s.closes_line():
-                self.look_ahead(row, weights, state, rules[row][1])
-        if self.exponent != 1:  # weights ** (1 / T), over the row's largest first (a low T would round all to 0)
+        if self.rewinds:
+            for row, s in enumerate(self.sequences):
+                if rules[row][1] is not None and s.closes_line():
+                    self.look_ahead(row, weights, state, rules[row][1])
+        if self.tempered:  # weights ** (1 / T), over the row's largest first (a low T would round all to 0)
             xp = self.ops.xp
-            weights = (weights / xp.clip(xp.amax(weights, axis=1, keepdims=True), 1e-30, None)) ** self.exponent
+            weights = weights / xp.clip(xp.amax(weights, axis=1, keepdims=True), 1e-30, None)
+            xp.pow(weights, self.exponent, out=weights)
         if self.filters:
             weights = self.ops.copy(weights)
             for (top_k, top_p), rows in self.filters.items():
@@ -265,12 +282,13 @@ class Batch:
         candidates = [allowed[k] for k, v in zip(ranked[0].tolist(), values[0].tolist()) if v > 0]
         if len(candidates) < 2:
             return
-        repeat = self.ops.repeat_row
-        rows = [tuple(repeat(x, row, len(candidates)) for x in layer) if isinstance(layer, tuple)
-                else repeat(layer, row, len(candidates)) for layer in state]
-        _, after = self.stepper.step(self.array(candidates), rows)
-        ends = after[:, self.sequences[row].newline]
-        kept = weights[row, candidates] * ends
+        rows_of = self.ops.rows_of  # n copies of the row's state (numpy broadcasts one)
+        rows = [tuple(rows_of(x, row, len(candidates)) for x in layer) if isinstance(layer, tuple)
+                else rows_of(layer, row, len(candidates)) for layer in state]
+        logits = self.stepper.step(self.array(candidates), rows)
+        self.ahead[row] = candidates, rows, logits
+        ends = self.ops.softmax(logits)[:, self.sequences[row].newline]
+        kept = (weights[row, candidates] * ends) ** SHARPEN
         weights[row] = 0
         weights[row, candidates] = kept
 
@@ -284,7 +302,10 @@ class Batch:
             if (allowed is not None or banned) and not obey(weights[row], allowed, banned):
                 weights[row] = p[row]
                 weights[row, self.stepper.unk] = 0
-                obey(weights[row], allowed, banned)
+                if not obey(weights[row], allowed, banned):  # the bans left nothing at all: the form's rule wins
+                    weights[row] = p[row]
+                    weights[row, self.stepper.unk] = 0
+                    obey(weights[row], allowed, [])
         return weights
 
     def step_details(self, weights, i: int, forced: bool) -> Step:

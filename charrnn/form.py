@@ -136,7 +136,7 @@ class Rhymes:
         if key not in self.tries:
             known = set(self.vocab.chars) - {"\n"}
             endings = self.scheme.endings(key, known)
-            self.tries[key] = Trie.of([self.vocab.encode(w) for w in endings if self.scheme.key(w) == key])
+            self.tries[key] = Trie.of([self.vocab.encode(w) for w in endings])
         return self.tries[key]
 
     def resolve(self, rhyme: str, prefix: str) -> str | None:
@@ -173,7 +173,7 @@ class Sequence:
         self.lines_to_go = options.lines
         if acrostic:  # as many lines as the acrostic has characters, or more; first a line break if the prefix needs one
             self.lines_to_go = max(options.lines or 0, len(acrostic)) + (not self.opens_line)
-        self.rhymes = None
+        self.rhymes, self.rhyme_key = None, None
         if options.rhyme:
             self.rhymes = model.rhymes
             self.rhyme_key = self.rhymes.resolve(options.rhyme, prefix)
@@ -189,6 +189,7 @@ class Sequence:
         self.on_head_line = False  # the current line began with an acrostic's character
         self.ending: Trie | None = None  # set while the last token of a line is redrawn to rhyme
         self.done = length == 0
+        self.free = not (options.shapes_lines or options.no_repeat_ngram)  # nothing to rule: the fast path
         self.flushed = 0
         self.ngrams: dict[tuple, Counter] = {}
         self.seen, self.used, self.used_array = None, [], None  # with a repetition penalty: counts, ids it applies to
@@ -235,7 +236,7 @@ class Sequence:
 
     def rule(self) -> tuple[int | None, list[int] | None, list[int]]:
         """(forced id or None, the only ids allowed or None for all, ids banned) for the next character."""
-        if self.done or not (self.options.shapes_lines or self.options.no_repeat_ngram):
+        if self.done or self.free:
             return FREE
         newline = self.newline
         if self.ending is not None:  # only what still fits: the token, then the line break, then the form's rest
@@ -243,7 +244,7 @@ class Sequence:
             allowed = [i for i, child in self.ending.children.items() if child.shortest + 2 <= budget]
             if not allowed:
                 return newline, None, []
-            return None, allowed + [newline] * self.ending.terminal, []
+            return None, allowed + [newline] * self.ending.terminal, self.repeats()
         at_line_start = self.line_length() == 0
         if self.heads and self.line_start is None:
             return newline, None, []  # the acrostic begins on a line of its own
@@ -252,9 +253,14 @@ class Sequence:
         if self.lines_to_go is not None and self.line_can_end() and len(self.chars) + self.reserve() >= self.length:
             return newline, None, []  # only the fewest characters still fit: end the line
         banned = self.repeats()
-        if self.options.shapes_lines and not self.line_can_end():
-            banned.append(newline)
+        if self.options.shapes_lines and not self.line_can_end() or self.rhyme_key and not self.has_own_token():
+            banned.append(newline)  # a rhyming line needs a token of its own to end on (or to redraw)
         return None, None, banned
+
+    def has_own_token(self) -> bool:
+        """Whether the current line has a token that decoding may redraw: one written here, not an acrostic's."""
+        start = self.token_start
+        return start is not None and not (self.on_head_line and start == self.line_start)
 
     def closes_line(self) -> bool:
         """Whether the next character ends a redrawn line end: a line break must follow it."""
@@ -338,8 +344,7 @@ class Sequence:
             self.rhyme_key = key  # "auto" with no rhyme in the prefix: the first line sets it
             return None
         start = self.token_start
-        heads_only = self.on_head_line and start == self.line_start
-        if key == self.rhyme_key or start is None or heads_only or start < self.sent:
+        if key == self.rhyme_key or not self.has_own_token() or start < self.sent:
             return None
         trie = self.rhymes.trie(self.rhyme_key)
         too_far = self.step_count - self.step_numbers[start] >= REWIND_STEPS

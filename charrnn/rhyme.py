@@ -99,8 +99,9 @@ class English:
         return pronouncing.rhyme_lookup
 
     def endings(self, key: str, known) -> list[str]:
+        """Words of this rhyme by their first pronunciation (the one `key` reads), made of the characters known."""
         words = dict.fromkeys(self.words_by_key.get(key, ()))
-        return [w for w in words if len(w) <= MAX_WORD and all(c in known for c in w)]
+        return [w for w in words if len(w) <= MAX_WORD and all(c in known for c in w) and english_key(w) == key]
 
 
 def scheme_for(chars) -> Chinese | English:

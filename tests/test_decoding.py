@@ -58,7 +58,7 @@ def test_one_step_decoding_matches_the_model_for_every_cell(cell, batch_size, ly
         logits, _ = model(ids)
     stepper = Stepper(model, batch_size=batch_size)
     _, state = prime(model, stepper, ["分开不分开"] * batch_size)
-    _, model_probs = stepper.step(stepper.array(ids[:, -1].repeat(batch_size)), state)
+    model_probs = stepper.ops.softmax(stepper.step(stepper.array(ids[:, -1].repeat(batch_size)), state))
     step_probs = stepper.weights(model_probs)
     assert isinstance(step_probs, np.ndarray if batch_size == 1 else torch.Tensor)
     step_probs = torch.as_tensor(step_probs)
