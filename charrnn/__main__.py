@@ -1,8 +1,10 @@
-"""python -m charrnn generate|eval --model FOLDER_OR_REPO_ID ...: sample from a trained model, or score text."""
+"""python -m charrnn generate|score --model FOLDER_OR_REPO_ID ...: write with a trained model, or score a text."""
 import argparse
+import math
 import sys
+from pathlib import Path
 
-from .evaluate import fair_perplexity
+from .evaluate import Score
 from .loading import ModelFileError
 from .model import CharRNN
 
@@ -27,11 +29,40 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-repeat-ngram", type=int, default=0, help="no sequence of this many characters twice (0 = off)")
     gen.add_argument("--candidates", type=int, default=1, help="write this many (up to 16) together, print them best first")
     gen.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
-    ev = commands.add_parser("eval", help="fair perplexity of a text file", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ev.add_argument("--model", required=True, help="a model folder or a Hub repo id")
-    ev.add_argument("--text", required=True, help="UTF-8 text file to score")
-    ev.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
+    sc = commands.add_parser("score", help="fair perplexity of a text file, and where the model was most surprised",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sc.add_argument("--model", required=True, help="a model folder or a Hub repo id")
+    sc.add_argument("--text", required=True, help="UTF-8 text file to score")
+    sc.add_argument("--context", default="", help="text before it: primes the model, not scored (default: a line start)")
+    sc.add_argument("--top", type=int, default=10, help="how many of the most surprising characters to list")
+    sc.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
     return p
+
+
+def read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"no file {path}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def where(text: str, k: int) -> str:
+    line = text.count("\n", 0, k) + 1
+    return f"line {line}, column {k - (text.rfind(chr(10), 0, k) + 1) + 1}"
+
+
+def report(score: Score, top: int, vocab) -> None:
+    print(f"perplexity {score.perplexity:.2f} over {score.count:,} characters "
+          f"({score.nll / score.count / math.log(2):.2f} bits each)")
+    if top > 0:
+        print(f"\nthe {min(top, score.count)} most surprising characters:")
+    for k in score.most_surprising(top):
+        c = score.chars[k]
+        expected = ", ".join(f"{a!r} {p:.1%}" for a, p in c.alternatives)
+        known = "" if c.char in vocab else " (not in the vocabulary: <unk>)"
+        print(f"  {where(score.text, k)}: {c.char!r}{known} p={c.prob:.2g}, rank {c.rank:,}; expected {expected}")
 
 
 def generate(model: CharRNN, args) -> None:
@@ -60,9 +91,8 @@ def main(argv=None) -> int:
         if args.command == "generate":
             generate(model, args)
         else:
-            from training.data import read_corpus  # the same clear errors as training for a bad text file
-            print(f"perplexity {fair_perplexity(model, read_corpus(args.text)):.2f}")
-    except (ModelFileError, ValueError) as e:
+            report(model.score(read_text(args.text), args.context), args.top, model.vocab)
+    except (ModelFileError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

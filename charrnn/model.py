@@ -8,7 +8,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.func import functional_call
 
-from . import decoding, loading
+from . import decoding, evaluate, loading
 from .cells import dropout, make_cell
 from .form import MAX_CANDIDATES, Candidate, Options, Rhymes, Step
 from .vocab import Vocab
@@ -84,6 +84,12 @@ class CharRNN(
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def score(self, text: str, context: str = "", details: bool = True) -> evaluate.Score:
+        """How likely the model finds text given context (which primes the state and is not scored): fair
+        perplexity, total negative log-likelihood and, with details, each character's probability, rank and
+        the five characters it expected most instead."""
+        return evaluate.score(self, text, context, details)
 
     @cached_property
     def rhymes(self) -> Rhymes:

@@ -15,7 +15,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from charrnn import CharRNN, Vocab
-from charrnn.evaluate import fair_nll, fair_perplexity
+from charrnn.evaluate import fair_perplexity, score
 
 from . import checkpoint
 from .baselines import unigram_bigram_perplexity
@@ -236,13 +236,13 @@ def epoch_seconds(run: dict) -> float:
 
 def final_metrics(model, cfg, run, train_text, val_text, text) -> dict:
     unigram, bigram = unigram_bigram_perplexity(train_text, val_text)
-    train_nll, train_count = fair_nll(model, train_text, streams=16)
+    train_ppl = score(model, train_text, details=False).perplexity
     return {
         "corpus": Path(cfg.corpus).name,
         "corpus_chars": len(text), "train_chars": len(train_text), "val_chars": len(val_text),
         "val_fraction": cfg.val_fraction,
         "vocab_size": len(model.vocab), "params": model.num_parameters(),
-        "train_ppl": math.exp(train_nll / train_count),
+        "train_ppl": train_ppl,
         "val_ppl": run["best_val"],
         "unigram_ppl": unigram, "bigram_ppl": bigram,
         "best_epoch": run["best_epoch"], "epochs": run["epoch"],

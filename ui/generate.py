@@ -23,7 +23,7 @@ LOOP_NGRAM = 4  # "avoid loops": no phrase of this many characters twice
 EXAMPLES = {  # prefix, lines, acrostic, rhyme
     "Jay Chou lyrics": [["分开", 0, "", "off"], ["", 4, "春夏秋冬", "江阳"], ["窗外的麻雀\n在电线杆上多嘴\n", 4, "", "auto"],
                         ["天青色等烟雨", 6, "", "auto"], ["说了再见", 4, "", "言前"], ["不分开", 0, "", "off"]],
-    "The Time Machine": [["The Time Traveller", 0, "", "off"], ["It was ", 4, "", "time"], ["the machine ", 0, "", "off"]],
+    "The Time Machine": [["The Time Traveller", 0, "", "off"], ["It was ", 4, "", "auto"], ["the machine ", 0, "", "off"]],
 }
 
 
