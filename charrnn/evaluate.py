@@ -94,8 +94,11 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
     state = prime(model, lead[:-1])
     targets = torch.tensor(vocab.encode(text), device=model.device)
     inputs = torch.cat([torch.tensor(lead[-1:], device=model.device), targets[:-1]])
-    nll, parts = 0.0, []
-    for start in range(0, len(targets), CHUNK):
+    n, top_k = len(targets), min(ALTERNATIVES, len(vocab) - 2)
+    nll, out = 0.0, None
+    if details:  # filled chunk by chunk: long-lived pieces between the chunks' big temporaries fragment the heap
+        out = np.empty(n, np.float32), np.empty(n, np.int32), np.empty((n, top_k), np.int32), np.empty((n, top_k), np.float32)
+    for start in range(0, n, CHUNK):
         logits, state = model(inputs[None, start:start + CHUNK], state)
         log_probs = logits[0].float().log_softmax(-1)
         y = targets[start:start + CHUNK]
@@ -105,12 +108,10 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
             log_probs[:, unk] = -math.inf  # <unk> is no character to expect
             ranks = (log_probs > chosen[:, None]).sum(1) + 1
             log_probs.scatter_(1, y[:, None], -math.inf)
-            top, top_ids = log_probs.topk(min(ALTERNATIVES, len(vocab) - 2), 1)
-            parts.append((chosen.exp(), ranks, top_ids, top.exp()))
-    if not details:
-        return Score(text, nll, vocab.itos)
-    probs, ranks, alt_ids, alt_probs = (torch.cat(p).cpu().numpy() for p in zip(*parts))
-    return Score(text, nll, vocab.itos, probs, ranks.astype(np.int32), alt_ids.astype(np.int32), alt_probs)
+            top, top_ids = log_probs.topk(top_k, 1)
+            for into, part in zip(out, (chosen.exp(), ranks, top_ids, top.exp())):
+                into[start:start + CHUNK] = part.cpu().numpy()
+    return Score(text, nll, vocab.itos, *(out or ()))
 
 
 def fair_perplexity(model, text: str) -> float:
