@@ -12,7 +12,7 @@ import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches t
 import gradio as gr  # noqa: E402
 
 from charrnn.catalog import model_sources  # noqa: E402
-from ui import generate, lyric  # noqa: E402
+from ui import generate, lyric, score  # noqa: E402
 from ui.common import DEVICE, NO_MODELS, Variant, load_variants, log  # noqa: E402
 
 QUEUE_SIZE = 64
@@ -31,12 +31,14 @@ def build_demo(variants: dict[str, Variant]) -> gr.Blocks:
         if not variants:
             gr.Markdown(NO_MODELS)
         generate.build(variants)
+        score.build(variants)
     return demo.queue(max_size=QUEUE_SIZE)
 
 
 def launch(demo: gr.Blocks, **options):
-    """Launch with the page's look (Gradio 6 takes theme and css here); options go to demo.launch."""
-    return demo.launch(theme=THEME, css=CSS, **options)
+    """Launch with the page's look (Gradio 6 takes theme and css here) and its tools served over MCP too
+    (at /gradio_api/mcp/); options go to demo.launch."""
+    return demo.launch(theme=THEME, css=CSS, mcp_server=True, **options)
 
 
 def main() -> None:

@@ -105,7 +105,7 @@ def test_endpoint_signatures(client):
     """/generate keeps its first seven parameters; every one after the prefix has a default; page-only
     handlers stay out of the API."""
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/candidates"}
+    assert set(endpoints) == {"/generate", "/candidates", "/score", "/models"}
     form = ["lines", "acrostic", "rhyme", "repetition_penalty", "no_repeat_ngram"]
     generate = endpoints["/generate"]["parameters"]
     assert [p["parameter_name"] for p in generate] == [
@@ -262,6 +262,38 @@ def test_nan_gets_a_clear_error(server, client, position, label):
     reply = httpx.get(f"{server.url}gradio_api/call/generate/{event}", timeout=20).text
     assert "event: error" in reply and f"{label} must be a finite number, got nan" in reply
     assert len(text_of(request(client, length=10))) == 10, "the app serves requests after a bad one"
+
+
+def test_score_agrees_with_the_library(client, server):
+    found = client.predict(LSTM, "窗外的麻雀\n在电线杆上多嘴", "分开\n", 3, api_name="/score")
+    expected = server.variants[LSTM].model.score("窗外的麻雀\n在电线杆上多嘴", "分开\n")
+    assert found["perplexity"] == pytest.approx(expected.perplexity) and found["count"] == expected.count
+    assert [s["position"] for s in found["surprising"]] == expected.most_surprising(3)
+    first = found["surprising"][0]
+    assert (first["line"], first["column"]) == (1 + expected.text.count("\n", 0, first["position"]),
+                                                first["position"] - (expected.text.rfind("\n", 0, first["position"]) + 1) + 1)
+    assert len(first["expected"]) == 5 and first["char"] == expected.text[first["position"]]
+
+
+@pytest.mark.parametrize("text, message", [("", "Give some text to score"), ("分" * 100_001, "at most 100,000"),
+                                           (None, "Give some text to score"), (42, "Text must be text")])
+def test_bad_text_to_score_is_refused(client, text, message):
+    job = finish(client.submit(LSTM, text, api_name="/score"))
+    assert message in str(job.exception())
+
+
+def test_odd_text_and_long_text_score(client):
+    odd = client.predict(LSTM, "😀\x00\x07 分开\u200b", api_name="/score")
+    assert odd["count"] == 7 and math.isfinite(odd["perplexity"])
+    started = time.monotonic()
+    long = client.predict(LSTM, "分开我想要你的微笑\n" * 10_000, "", 0, api_name="/score")
+    assert long["count"] == 100_000 and long["surprising"] == [] and time.monotonic() - started < 60
+
+
+def test_models_lists_every_variant(client, server):
+    listed = client.predict(api_name="/models")
+    assert [m["name"] for m in listed] == list(server.variants)
+    assert listed[0]["cell"] == "lstm" and listed[0]["held_out_perplexity"] > 1
 
 
 def test_many_requests_at_once_all_complete(server, client):

@@ -119,7 +119,7 @@ def number(label: str, value, low: float, high: float, whole: bool = False, opti
     return int(value) if whole else float(value)
 
 
-def text(label: str, value, most: int) -> str:
+def string(label: str, value, most: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):

@@ -11,7 +11,7 @@ import spaces
 from charrnn.rhyme import GROUPS
 
 from .common import (CONCURRENCY, DECODING, DEVICE, MAX_LENGTH, MAX_LINES, MAX_PREFIX, MAX_SEED, Variant,
-                     number, prefix_notices, refusal, text, variant_of, warn_about_prefix)
+                     number, prefix_notices, refusal, string, variant_of, warn_about_prefix)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
 UPDATE_EVERY = 0.04  # seconds between streamed updates (the first character goes out at once)
@@ -37,14 +37,14 @@ def rhyme_choices(variant: Variant | None) -> list[tuple[str, str]]:
 def form_options(variant: Variant, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
                  repetition_penalty, no_repeat_ngram) -> tuple[int, dict]:
     """The length and the library's options from what a page or a client sent, or a clear refusal."""
-    rhyme = text("Rhyme", rhyme, 40).strip()
+    rhyme = string("Rhyme", rhyme, 40).strip()
     options = dict(
         temperature=number("Temperature", temperature, 0, 2),
         top_k=number("Top-k", top_k, 0, len(variant.model.vocab), whole=True) or None,
         top_p=number("Top-p", top_p, 0.01, 1),
         seed=number("Seed", seed, 0, MAX_SEED, whole=True, optional=True),
         lines=number("Lines", lines, 0, MAX_LINES, whole=True) or None,
-        acrostic=text("Acrostic", acrostic, MAX_ACROSTIC).strip() or None,
+        acrostic=string("Acrostic", acrostic, MAX_ACROSTIC).strip() or None,
         rhyme=None if rhyme in ("", "off") else rhyme,
         repetition_penalty=number("Repetition penalty", repetition_penalty, 1, 3),
         no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, MAX_NGRAM, whole=True),
@@ -72,7 +72,7 @@ def build(variants: dict[str, Variant]) -> None:
 
     def decode(name, prefix, details, length, *options) -> Iterator[list]:
         variant = variant_of(variants, name)
-        prefix = warn_about_prefix(variant, text("Prefix", prefix, 10**7))
+        prefix = warn_about_prefix(variant, string("Prefix", prefix, 10**7))
         length, options = form_options(variant, length, *options)
         try:
             yield prefix
@@ -148,7 +148,7 @@ def build(variants: dict[str, Variant]) -> None:
             one dict per candidate: text (the continuation), logprob (total, natural log), mean_logprob, perplexity.
         """
         variant_ = variant_of(variants, variant)
-        prefix = warn_about_prefix(variant_, text("Prefix", prefix, 10**7))
+        prefix = warn_about_prefix(variant_, string("Prefix", prefix, 10**7))
         n = number("n", n, 1, MAX_CANDIDATES, whole=True)
         length, options = form_options(variant_, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
                                        repetition_penalty, no_repeat_ngram)

@@ -1,0 +1,82 @@
+"""The app's tools over MCP, through a real MCP client (the `mcp` package, streamable HTTP, loopback only)."""
+import ast
+import asyncio
+import math
+
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamablehttp_client
+
+import app
+from test_app import LSTM
+from ui.common import DEVICE, load_variants
+from ui.generate import LOOP_NGRAM
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir, english_model_dir):
+    variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
+    demo = app.build_demo(variants)
+    _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
+    yield f"{url}gradio_api/mcp/", variants
+    demo.close()
+
+
+def session_run(url: str, work):
+    """Run work(session) in a fresh MCP session, with a deadline."""
+    async def main():
+        async with streamablehttp_client(url) as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await work(session)
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def payload(result):
+    """A tool's result as Python data: gradio sends a dict or list as its Python literal, a string as itself."""
+    assert not result.isError, result.content
+    text = result.content[0].text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def test_the_tools_are_the_named_endpoints_with_their_descriptions(served):
+    tools = session_run(served[0], lambda s: s.list_tools()).tools
+    by_name = {t.name: t for t in tools}
+    assert set(by_name) == {"generate", "candidates", "score", "models"}, "page-only handlers stay out"
+    assert "prefix" in by_name["generate"].description and "acrostic" in by_name["generate"].inputSchema["properties"]
+    assert by_name["score"].inputSchema["required"] == ["variant", "text"]
+
+
+def test_generate_and_score_agree_with_the_library(served):
+    url, variants = served
+    model = variants[LSTM].model
+
+    async def work(session):
+        made = await session.call_tool("generate", {"variant": LSTM, "prefix": "分开", "length": 60, "seed": 3,
+                                                    "lines": 2})
+        scored = await session.call_tool("score", {"variant": LSTM, "text": "我想要你的微笑", "top": 3})
+        listed = await session.call_tool("models", {})
+        return payload(made), payload(scored), payload(listed)
+
+    made, scored, listed = session_run(url, work)
+    assert made == model.generate("分开", 60, 0.8, seed=3, lines=2, no_repeat_ngram=LOOP_NGRAM)
+    expected = model.score("我想要你的微笑")
+    assert math.isclose(scored["perplexity"], expected.perplexity, rel_tol=1e-6) and scored["count"] == 7
+    assert [s["position"] for s in scored["surprising"]] == expected.most_surprising(3)
+    assert [m["name"] for m in listed] == list(variants) and listed[0]["cell"] == "lstm"
+
+
+def test_a_bad_call_is_an_error_result_not_a_broken_server(served):
+    async def work(session):
+        bad = await session.call_tool("score", {"variant": "gpt2", "text": "分开"})
+        empty = await session.call_tool("score", {"variant": LSTM, "text": ""})
+        fine = await session.call_tool("models", {})
+        return bad, empty, fine
+
+    bad, empty, fine = session_run(served[0], work)
+    assert bad.isError and "Unknown model 'gpt2'" in bad.content[0].text
+    assert empty.isError and "Give some text to score" in empty.content[0].text
+    assert not fine.isError
