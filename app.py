@@ -30,8 +30,10 @@ def build_demo(variants: dict[str, Variant]) -> gr.Blocks:
                     "prose), one character at a time. Choose a model, give it a start and a form, and watch it write.")
         if not variants:
             gr.Markdown(NO_MODELS)
-        generate.build(variants)
-        score.build(variants)
+        with gr.Tab("Write"):
+            generate.build(variants)
+        with gr.Tab("Score"):
+            score.build(variants)
     return demo.queue(max_size=QUEUE_SIZE)
 
 

@@ -195,3 +195,31 @@ def test_phone_width_and_nothing_from_the_internet(page, server):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the tip must not widen the page"
     hosts = {urlparse(url).netloc for url in page.requested if url.startswith("http")}
     assert hosts == {urlparse(server[0]).netloc}
+
+
+def test_the_score_tab_shades_plots_and_lists_the_surprises(page):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("tab", name="Score").click()
+    lyric = "窗外的麻雀\n在电线杆上多嘴"
+    page.get_by_label("A lyric to score").fill(lyric)
+    page.get_by_role("button", name="Score", exact=True).click()
+    chars = page.locator("#scored .c")
+    wait_until(lambda: chars.count() == len(lyric) - 1, 20, "the text was not shaded")  # the line break is a break
+    rows = page.locator("#score-table tbody tr")
+    assert rows.count() == 3, "one row per model"
+    cells = [rows.nth(k).locator("td").all_inner_texts() for k in range(3)]
+    assert [float(row[1]) for row in cells] == sorted(float(row[1]) for row in cells), "best first"
+    assert cells[-1][0] == ENGLISH and float(cells[0][2]) > 1 and cells[0][3].endswith("x"), cells
+    assert page.locator("#surprise-plot polyline").count() == 1
+    assert page.locator("#surprise-plot line.line").count() == 1, "the second line's start is marked"
+    assert page.locator("#surprising tbody tr").count() == 10
+    chars.nth(3).hover()
+    tip = chars.nth(3).evaluate("c => getComputedStyle(c, '::after').content")
+    assert "expected" in tip and "rank" in tip
+    page.screenshot(path=OUT / "app-score-desktop.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    page.screenshot(path=OUT / "app-score-phone.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("tab", name="Write").click()

@@ -21,6 +21,14 @@ CSS = """
     padding: .5em .75em; border-radius: 8px; background: #1e293b; color: #f8fafc; font-size: 1rem;
     line-height: 1.5; white-space: pre-wrap; pointer-events: none; }
 .cand .lyric { font-size: 1.05rem; min-height: 4em; }
+.scores { width: 100%; border-collapse: collapse; overflow-wrap: anywhere; }
+.scores caption { text-align: left; color: var(--body-text-color-subdued); padding-bottom: .3em; }
+.scores td, .scores th { padding: .25em .5em; border-bottom: 1px solid var(--border-color-primary); text-align: right; }
+.scores td:first-child, .scores th:first-child { text-align: left; }
+.surprise svg { width: 100%; height: 140px; }
+.surprise .bits { fill: none; stroke: #f43f5e; stroke-width: 1.5; vector-effect: non-scaling-stroke; }
+.surprise .line { stroke: var(--body-text-color-subdued); stroke-dasharray: 2 3; vector-effect: non-scaling-stroke; }
+.surprise text { font-size: 11px; fill: var(--body-text-color-subdued); }
 .legend { font-size: .85rem; color: var(--body-text-color-subdued); }
 .legend .c { padding: 0 .3em; color: var(--body-text-color); white-space: nowrap; }
 """
@@ -68,3 +76,28 @@ def step_html(step: Step) -> str:
 def candidate_html(rank: int, prefix_tail: str, text: str, perplexity: float, mean_logprob: float) -> str:
     return (f'<div class="cand"><b>#{rank}</b> · perplexity {perplexity:.1f} · mean log-probability '
             f'{mean_logprob:.2f}<div class="lyric">{prefix_html(prefix_tail)}{plain(text)}</div></div>')
+
+
+def scored_html(text: str, chars) -> str:
+    """A scored text, each character shaded by how expected it was, with what the model expected instead."""
+    pieces = []
+    for c in chars:
+        if c.char == "\n":
+            pieces.append("<br>")
+            continue
+        expected = " · ".join(f"{escape(visible(a))} {percent(p)}" for a, p in c.alternatives)
+        tip = f"{escape(visible(c.char))} {percent(c.prob)}, rank {c.rank:,} — expected: {expected}"
+        pieces.append(f'<span class="c" style="--sure:{sureness(c.prob):.2f}" tabindex="0" data-tip="{tip}">'
+                      f'{escape(c.char)}</span>')
+    return "".join(pieces)
+
+
+def surprise_svg(text: str, bits) -> str:
+    """Bits of surprise per character along the text, a dotted mark where each line starts."""
+    n, top = len(bits), max(1.0, float(max(bits)))
+    points = " ".join(f"{k},{100 - 100 * b / top:.1f}" for k, b in enumerate(bits))
+    starts = [k + 1 for k, c in enumerate(text[:-1]) if c == "\n"]
+    marks = "".join(f'<line class="line" x1="{k}" x2="{k}" y1="0" y2="100"/>' for k in starts)
+    return (f'<div class="surprise"><svg viewBox="0 0 {max(n - 1, 1)} 100" preserveAspectRatio="none" role="img" '
+            f'aria-label="surprise in bits per character">{marks}<polyline class="bits" points="{points}"/></svg>'
+            f'<small>surprise, bits per character (0 to {top:.0f}), along the text; dotted: line starts</small></div>')

@@ -1,10 +1,20 @@
-"""Reading a lyric with a model: the /score endpoint (gradio_client, MCP). The Score tab builds on it."""
+"""The Score tab: paste a lyric, see every model's fair perplexity on it, and where the chosen model was surprised
+(shaded text, a plot of surprise along the text, the most surprising characters). Also the /score and /models
+endpoints (gradio_client, MCP)."""
+import html
+
 import gradio as gr
 
 from .common import CONCURRENCY, Variant, number, refusal, string, variant_of
+from .lyric import scored_html, surprise_svg, visible
 
 MAX_SCORE = 100_000  # characters: a few seconds of CPU for one model
 TOP = 10
+TABLE = ('<table class="scores"><caption>Every model\'s fair perplexity on this text, best first (lower: the text '
+         'was less surprising to it)</caption><thead><tr><th>model</th><th>perplexity</th>'
+         '<th>bigram baseline (its own held-out text)</th><th>vs bigram</th></tr></thead><tbody>{rows}</tbody></table>')
+EXAMPLES = ["窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏天的感觉", "天青色等烟雨\n而我在等你",
+            "The Time Traveller (for so it will be convenient to speak of him)\nwas expounding a recondite matter to us."]
 
 
 def build(variants: dict[str, Variant]) -> None:
@@ -51,6 +61,42 @@ def build(variants: dict[str, Variant]) -> None:
         return [dict(name=name, cell=v.model.cell, parameters=v.model.num_parameters(), vocabulary=len(v.model.vocab),
                      corpus=v.metrics.get("corpus"), held_out_perplexity=v.metrics.get("val_ppl"),
                      bigram_perplexity=v.metrics.get("bigram_ppl")) for name, v in variants.items()]
+
+    def read(text_: str, name: str):
+        """The page's view: the table of every model, then the chosen model's shaded text, plot and list."""
+        chosen = variant_of(variants, name).model
+        lyric = string("Text", text_, MAX_SCORE)
+        if not lyric:
+            raise refusal("Paste a lyric (or click an example) to score.")
+        rows = sorted((variant.model.score(lyric, details=False).perplexity, other, variant.metrics.get("bigram_ppl"))
+                      for other, variant in variants.items())
+        table_ = "".join(f"<tr><td>{html.escape(other)}</td><td>{ppl:.1f}</td><td>{f'{bigram:.1f}' if bigram else '–'}"
+                         f"</td><td>{f'{ppl / bigram:.2f}x' if bigram else '–'}</td></tr>" for ppl, other, bigram in rows)
+        result = chosen.score(lyric)
+        surprising = ["| where | character | its probability | the model expected |", "|---|---|---|---|"]
+        for k in result.most_surprising(TOP):
+            c = result.chars[k]
+            line, column = result.text.count("\n", 0, k) + 1, k - (result.text.rfind("\n", 0, k) + 1) + 1
+            expected = ", ".join(f"{visible(a)} {p:.1%}" for a, p in c.alternatives[:3])
+            surprising.append(f"| line {line}, column {column} | {visible(c.char)} | {c.prob:.2g} (rank {c.rank:,}) | "
+                              f"{expected} |")
+        return (TABLE.format(rows=table_), scored_html(result.text, result.chars),
+                surprise_svg(result.text, result.surprise()), "\n".join(surprising))
+
+    names = list(variants)
+    with gr.Row():
+        lyric = gr.Textbox(label="A lyric to score", lines=6, max_lines=20, scale=3, placeholder="paste a lyric here")
+        with gr.Column(scale=2, min_width=240):
+            shade_by = gr.Dropdown(names, value=names[0] if names else None, label="Shade by",
+                                   info="the model whose surprise the text shows")
+            go = gr.Button("Score", variant="primary")
+    gr.Examples([[e] for e in EXAMPLES], inputs=[lyric], label="Examples")
+    table = gr.HTML(elem_id="score-table")
+    shaded = gr.HTML("", html_template='<div class="lyric">${value}</div>', elem_id="scored")
+    plot = gr.HTML(elem_id="surprise-plot")
+    listed = gr.Markdown(elem_id="surprising")
+    gr.on([go.click, shade_by.change], read, [lyric, shade_by], [table, shaded, plot, listed], api_visibility="private",
+          concurrency_limit=CONCURRENCY, concurrency_id="scoring", trigger_mode="once")
 
     gr.api(score, api_name="score", concurrency_limit=CONCURRENCY, concurrency_id="scoring")
     gr.api(models, api_name="models", queue=False)
