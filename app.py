@@ -12,7 +12,7 @@ import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches t
 import gradio as gr  # noqa: E402
 
 from charrnn.catalog import model_sources  # noqa: E402
-from ui import generate, lyric, score  # noqa: E402
+from ui import compare, generate, lyric, score  # noqa: E402
 from ui.common import DEVICE, NO_MODELS, Variant, load_variants, log  # noqa: E402
 
 QUEUE_SIZE = 64
@@ -34,6 +34,8 @@ def build_demo(variants: dict[str, Variant]) -> gr.Blocks:
             generate.build(variants)
         with gr.Tab("Score"):
             score.build(variants)
+        with gr.Tab("Compare"):
+            compare.build(variants)
     return demo.queue(max_size=QUEUE_SIZE)
 
 

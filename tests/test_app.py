@@ -105,7 +105,7 @@ def test_endpoint_signatures(client):
     """/generate keeps its first seven parameters; every one after the prefix has a default; page-only
     handlers stay out of the API."""
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/candidates", "/score", "/models"}
+    assert set(endpoints) == {"/generate", "/candidates", "/score", "/models", "/compare"}
     form = ["lines", "acrostic", "rhyme", "repetition_penalty", "no_repeat_ngram"]
     generate = endpoints["/generate"]["parameters"]
     assert [p["parameter_name"] for p in generate] == [
@@ -288,6 +288,19 @@ def test_odd_text_and_long_text_score(client):
     started = time.monotonic()
     long = client.predict(LSTM, "分开我想要你的微笑\n" * 10_000, "", 0, api_name="/score")
     assert long["count"] == 100_000 and long["surprising"] == [] and time.monotonic() - started < 60
+
+
+def test_compare_streams_every_model_together_as_each_writes_alone(client, server):
+    job = finish(client.submit("分开", 80, 0.8, 5, 2, 4, api_name="/compare"))
+    updates = job.outputs()
+    final = updates[-1]
+    assert [row["variant"] for row in final] == list(server.variants)
+    for row in final:
+        model = server.variants[row["variant"]].model
+        assert row["text"] == model.generate("分开", 80, 0.8, seed=5, lines=2, no_repeat_ngram=4)
+        assert row["mean_logprob"] == pytest.approx(model.candidates("分开", 1, 80, 0.8, seed=5, lines=2,
+                                                                      no_repeat_ngram=4)[0].mean_logprob)
+    assert len(updates) > 1 and all(len(b[0]["text"]) >= len(a[0]["text"]) for a, b in zip(updates, updates[1:]))
 
 
 def test_models_lists_every_variant(client, server):

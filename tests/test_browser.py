@@ -223,3 +223,26 @@ def test_the_score_tab_shades_plots_and_lists_the_surprises(page):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("tab", name="Write").click()
+
+
+def test_the_compare_tab_streams_every_model_side_by_side(page, server):
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_label("Start").fill("分开")
+    page.get_by_label("range slider for Characters each").fill("400")
+    page.get_by_label("number input for Line limit").fill("0")
+    page.get_by_label("number input for Line limit").press("Enter")
+    page.get_by_role("button", name="Compare every model").click()
+    cards = page.locator(".compare-card .cand")  # the streaming itself is tested through the API (test_app)
+    wait_until(lambda: all(len(t) > 300 for t in cards.locator(".lyric").all_inner_texts()), 20, "not every model wrote")
+    texts = {name: cards.filter(has_text=name).first.locator(".lyric").inner_text() for name in (LSTM, SLOW, ENGLISH)}
+    assert texts[LSTM] == texts[SLOW] != texts[ENGLISH], "one seed and the same options for every model"
+    assert all(text.startswith("分开") for text in texts.values())
+    assert all("mean log-probability" in t for t in cards.all_inner_texts())
+    page.screenshot(path=OUT / "app-compare-desktop.png", full_page=True)
+    page.get_by_role("button", name="Stop").last.click()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    page.screenshot(path=OUT / "app-compare-phone.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("tab", name="Write").click()

@@ -45,7 +45,7 @@ def payload(result):
 def test_the_tools_are_the_named_endpoints_with_their_descriptions(served):
     tools = session_run(served[0], lambda s: s.list_tools()).tools
     by_name = {t.name: t for t in tools}
-    assert set(by_name) == {"generate", "candidates", "score", "models"}, "page-only handlers stay out"
+    assert set(by_name) == {"generate", "candidates", "score", "models", "compare"}, "page-only handlers stay out"
     assert "prefix" in by_name["generate"].description and "acrostic" in by_name["generate"].inputSchema["properties"]
     assert by_name["score"].inputSchema["required"] == ["variant", "text"]
 

@@ -1,0 +1,104 @@
+"""The Compare tab: one start, one seed, the same options for every model; all of them write side by side,
+streaming together, each with its mean log-probability under itself. Also the /compare endpoint."""
+import html
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+
+from charrnn.decoding import Batch
+from charrnn.form import Options
+
+from .common import CONCURRENCY, DECODING, MAX_LENGTH, MAX_LINES, MAX_PREFIX, MAX_SEED, Variant, number, refusal, string
+from .lyric import plain, prefix_html
+
+UPDATE_EVERY = 0.1
+
+
+def card(name: str, start: str, text: str, mean_logprob: float | None, error: str) -> str:
+    head = f"<b>{html.escape(name)}</b>"
+    if error:
+        return f'<div class="cand">{head}<div class="lyric">{html.escape(error)}</div></div>'
+    score = f" · mean log-probability {mean_logprob:.2f}" if mean_logprob is not None else ""
+    return (f'<div class="cand">{head}{score}<div class="lyric">{prefix_html(start.split(chr(10))[-1])}'
+            f'{plain(text)}</div></div>')
+
+
+def written(batch: Batch | None, error: str | None) -> tuple[str, float | None, str]:
+    """A model's text so far, its mean log-probability under that model, and why it could not write, if so."""
+    if batch is None:
+        return "", None, error or ""
+    s = batch.sequences[0]
+    return "".join(s.chars), (sum(s.logprobs) / len(s.logprobs) if s.logprobs else None), ""
+
+
+def build(variants: dict[str, Variant]) -> None:
+    """The side-by-side writers, inside the caller's Blocks."""
+
+    def race(start, length, temperature, seed, lines, no_repeat_ngram) -> Iterator[list[tuple]]:
+        """Every model writing the same start together, a step each in turn: per model, written(...)."""
+        if not variants:
+            raise refusal("No model is available.")
+        start = string("Start", start, 10**7)[-MAX_PREFIX:]
+        options = Options(number("Temperature", temperature, 0, 2), seed=number("Seed", seed, 0, MAX_SEED, whole=True),
+                          lines=number("Lines", lines, 0, MAX_LINES, whole=True) or None,
+                          no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, 12, whole=True))
+        length = number("Length", length, 1, MAX_LENGTH, whole=True)
+        batches, errors = {}, {}
+        for name, variant in variants.items():
+            try:
+                batches[name] = Batch(variant.model, [start], length, [options], scored=True)
+            except ValueError as e:  # this model cannot take these options (no line breaks, say)
+                errors[name] = str(e)
+        running, last = {name: iter(batch) for name, batch in batches.items()}, 0.0
+        while running:
+            for name in list(running):
+                if next(running[name], None) is None:
+                    del running[name]
+            if time.perf_counter() - last >= UPDATE_EVERY or not running:
+                last = time.perf_counter()
+                yield [written(batches.get(name), errors.get(name)) for name in variants]
+
+    def compare(start: str, length: int = 120, temperature: float = 0.8, seed: int = 1, lines: int = 0,
+                no_repeat_ngram: int = 4) -> Iterator[list[dict]]:
+        """Every model continues the same start with the same seed and options, together; streams their texts so far.
+
+        Args:
+            start: the text every model continues.
+            length: the most characters each writes, 1 to 1000.
+            temperature: 0 is greedy; up to 2.
+            seed: the same seed for every model.
+            lines: stop each after this many lines; 0 for no limit.
+            no_repeat_ngram: never repeat a run of this many characters (0 is off).
+
+        Returns:
+            one dict per model: variant, text (the continuation so far), mean_logprob (under that model), error.
+        """
+        for rows in race(start, length, temperature, seed, lines, no_repeat_ngram):
+            yield [dict(variant=name, text=text, mean_logprob=mean, error=error)
+                   for name, (text, mean, error) in zip(variants, rows)]
+
+    def write_all(start, length, temperature, seed, lines, avoid_loops):
+        for rows in race(start, length, temperature, seed, lines, 4 if avoid_loops else 0):
+            yield [card(name, start or "", *row) for name, row in zip(variants, rows)]
+
+    with gr.Row():
+        start = gr.Textbox(label="Start", value="分开", max_lines=4, scale=3, placeholder="what every model continues")
+        seed = gr.Number(1, label="Seed", minimum=0, maximum=MAX_SEED, precision=0, min_width=100)
+    with gr.Row():
+        length = gr.Slider(1, MAX_LENGTH, value=120, step=1, label="Characters each", min_width=200)
+        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (every model)", min_width=200)
+        lines = gr.Slider(0, 20, value=4, step=1, label="Line limit", info="0: none", min_width=160)
+        avoid_loops = gr.Checkbox(value=True, label="Avoid loops", min_width=120)
+    with gr.Row():
+        go = gr.Button("Compare every model", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+    cards = []
+    with gr.Row():
+        for name in variants:
+            with gr.Column(min_width=220):  # side by side on a laptop, one under another on a phone
+                cards.append(gr.HTML(card(name, "", "", None, ""), elem_classes="compare-card"))
+    run = go.click(write_all, [start, length, temperature, seed, lines, avoid_loops], cards, api_visibility="private",
+                   concurrency_limit=CONCURRENCY, concurrency_id=DECODING, trigger_mode="once", show_progress="hidden")
+    stop.click(None, cancels=[run])
+    gr.api(compare, api_name="compare", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
