@@ -197,6 +197,17 @@ def test_phone_width_and_nothing_from_the_internet(page, server):
     assert hosts == {urlparse(server[0]).netloc}
 
 
+def screenshots_at_both_widths(page, tab: str) -> None:
+    """Screenshots of a tab on a laptop and on a phone, where nothing may scroll sideways; then back to Write."""
+    page.screenshot(path=OUT / f"app-{tab}-desktop.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    page.screenshot(path=OUT / f"app-{tab}-phone.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, f"the {tab} tab scrolls sideways on a phone"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("tab", name="Write").click()
+
+
 def test_the_score_tab_shades_plots_and_lists_the_surprises(page):
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("tab", name="Score").click()
@@ -216,13 +227,7 @@ def test_the_score_tab_shades_plots_and_lists_the_surprises(page):
     chars.nth(3).hover()
     tip = chars.nth(3).evaluate("c => getComputedStyle(c, '::after').content")
     assert "expected" in tip and "rank" in tip
-    page.screenshot(path=OUT / "app-score-desktop.png", full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_timeout(300)
-    page.screenshot(path=OUT / "app-score-phone.png", full_page=True)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.get_by_role("tab", name="Write").click()
+    screenshots_at_both_widths(page, "score")
 
 
 def test_the_compare_tab_streams_every_model_side_by_side(page, server):
@@ -238,11 +243,4 @@ def test_the_compare_tab_streams_every_model_side_by_side(page, server):
     assert texts[LSTM] == texts[SLOW] != texts[ENGLISH], "one seed and the same options for every model"
     assert all(text.startswith("分开") for text in texts.values())
     assert all("mean log-probability" in t for t in cards.all_inner_texts())
-    page.screenshot(path=OUT / "app-compare-desktop.png", full_page=True)
-    page.get_by_role("button", name="Stop").last.click()
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_timeout(300)
-    page.screenshot(path=OUT / "app-compare-phone.png", full_page=True)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.get_by_role("tab", name="Write").click()
+    screenshots_at_both_widths(page, "compare")
