@@ -8,7 +8,7 @@ from html import escape
 from charrnn import Step
 
 CSS = """
-.lyric { font-size: 1.2rem; line-height: 2; overflow-wrap: anywhere; min-height: 6em; padding: .5em .75em;
+.lyric { font-size: 1.2rem; line-height: 2; overflow-wrap: anywhere; white-space: pre-wrap; min-height: 6em; padding: .5em .75em;
          border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); }
 .lyric .prefix { color: var(--body-text-color-subdued); border-bottom: 2px dotted var(--body-text-color-subdued); }
 .lyric .c, .legend .c { --tone: #f43f5e; border-radius: 3px; cursor: help; outline: none;
