@@ -19,6 +19,7 @@ from .form import REWIND_STEPS, Candidate, Options, Sequence, Step
 UNIFORMS_PER_DRAW = 256
 LOOK_AHEAD = 4  # candidates for a rhyming line end weighed by the line break after them (bench/form.py)
 SHARPEN = 2  # ... and drawn cooler: among a few rhyming characters the likeliest reads best
+DOMINANT = 0.5  # ... unless one has this share of the rhyming mass already
 
 
 def columns(x, n: int) -> list:
@@ -280,8 +281,8 @@ class Batch:
         line ends on a character the model would end it on (one small batch step, once a line)."""
         values, ranked = self.ops.topk(weights[row, allowed][None], min(LOOK_AHEAD, len(allowed)))
         candidates = [allowed[k] for k, v in zip(ranked[0].tolist(), values[0].tolist()) if v > 0]
-        if len(candidates) < 2:
-            return
+        if len(candidates) < 2 or float(values[0, 0]) >= DOMINANT * float(weights[row, allowed].sum()):
+            return  # one rhyme stands out: nothing to weigh
         rows_of = self.ops.rows_of  # n copies of the row's state (numpy broadcasts one)
         rows = [tuple(rows_of(x, row, len(candidates)) for x in layer) if isinstance(layer, tuple)
                 else rows_of(layer, row, len(candidates)) for layer in state]
