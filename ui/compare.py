@@ -10,6 +10,7 @@ from charrnn.decoding import Batch
 from charrnn.form import Options
 
 from .common import CONCURRENCY, DECODING, MAX_LENGTH, MAX_LINES, MAX_PREFIX, MAX_SEED, Variant, number, refusal, string
+from .generate import MAX_NGRAM
 from .lyric import plain, prefix_html
 
 UPDATE_EVERY = 0.1
@@ -42,7 +43,7 @@ def build(variants: dict[str, Variant]) -> None:
         start = string("Start", start, 10**7)[-MAX_PREFIX:]
         options = Options(number("Temperature", temperature, 0, 2), seed=number("Seed", seed, 0, MAX_SEED, whole=True),
                           lines=number("Lines", lines, 0, MAX_LINES, whole=True) or None,
-                          no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, 12, whole=True))
+                          no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, MAX_NGRAM, whole=True))
         length = number("Length", length, 1, MAX_LENGTH, whole=True)
         batches, errors = {}, {}
         for name, variant in variants.items():

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import gradio as gr
 import spaces
 
+from charrnn.form import MAX_CANDIDATES
 from charrnn.rhyme import GROUPS
 
 from .common import (CONCURRENCY, DECODING, DEVICE, MAX_LENGTH, MAX_LINES, MAX_PREFIX, MAX_SEED, Variant,
@@ -16,7 +17,6 @@ from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
 UPDATE_EVERY = 0.04  # seconds between streamed updates (the first character goes out at once)
 PAGE_CANDIDATES = 4
-MAX_CANDIDATES = 16
 MAX_ACROSTIC = 50
 MAX_NGRAM = 12
 LOOP_NGRAM = 4  # "avoid loops": no phrase of this many characters twice
