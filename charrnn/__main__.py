@@ -48,11 +48,6 @@ def read_text(path: str) -> str:
         raise ValueError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
-def where(text: str, k: int) -> str:
-    line = text.count("\n", 0, k) + 1
-    return f"line {line}, column {k - (text.rfind(chr(10), 0, k) + 1) + 1}"
-
-
 def report(score: Score, top: int, vocab) -> None:
     print(f"perplexity {score.perplexity:.2f} over {score.count:,} characters "
           f"({score.nll / score.count / math.log(2):.2f} bits each)")
@@ -62,7 +57,8 @@ def report(score: Score, top: int, vocab) -> None:
         c = score.chars[k]
         expected = ", ".join(f"{a!r} {p:.1%}" for a, p in c.alternatives)
         known = "" if c.char in vocab else " (not in the vocabulary: <unk>)"
-        print(f"  {where(score.text, k)}: {c.char!r}{known} p={c.prob:.2g}, rank {c.rank:,}; expected {expected}")
+        line, column = score.line_column(k)
+        print(f"  line {line}, column {column}: {c.char!r}{known} p={c.prob:.2g}, rank {c.rank:,}; expected {expected}")
 
 
 def generate(model: CharRNN, args) -> None:

@@ -169,7 +169,7 @@ class Batch:
                 self.filters.setdefault((o.top_k, o.top_p), []).append(row)
         self.penalised = [row for row, o in enumerate(options) if o.repetition_penalty != 1]
         self.rewinds = any(o.rhyme for o in options)
-        self.ahead = {}  # row -> (candidates, their states, logits and p) of this step's look-ahead
+        self.ahead = {}  # row -> (candidates, their states, their logits) of this step's look-ahead
 
     def array(self, values):
         """Plain values as an array of the stepper's kind, on the model's device."""
@@ -301,12 +301,11 @@ class Batch:
         weights = self.ops.copy(q)
         for row, (_, allowed, banned) in enumerate(rules):
             if (allowed is not None or banned) and not obey(weights[row], allowed, banned):
-                weights[row] = p[row]
-                weights[row, self.stepper.unk] = 0
-                if not obey(weights[row], allowed, banned):  # the bans left nothing at all: the form's rule wins
+                for bans in (banned, []):  # where the bans leave nothing even in p, the form's rule wins
                     weights[row] = p[row]
                     weights[row, self.stepper.unk] = 0
-                    obey(weights[row], allowed, [])
+                    if obey(weights[row], allowed, bans):
+                        break
         return weights
 
     def step_details(self, weights, i: int, forced: bool) -> Step:

@@ -67,12 +67,16 @@ class Score:
         """Bits of surprise per character: -log2 of its probability."""
         return -np.log2(np.maximum(self.probs, 1e-300))
 
+    def line_column(self, k: int) -> tuple[int, int]:
+        """Where position k is: its line and column, both counted from 1."""
+        return self.text.count("\n", 0, k) + 1, k - self.text.rfind("\n", 0, k)
+
     def most_surprising(self, n: int = 10) -> list[int]:
         """The positions of the n least expected characters, most surprising first."""
         return np.argsort(self.probs, kind="stable")[:n].tolist()
 
 
-def prime(model, ids: list[int]):
+def state_after(model, ids: list[int]):
     """The state after ids, read CHUNK characters at a time."""
     state = None
     for start in range(0, len(ids), CHUNK):
@@ -91,7 +95,7 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
     vocab, unk = model.vocab, model.vocab.unk_id
     text = normalize(text, vocab.newlines)  # what the model reads: its own line breaks
     lead = vocab.encode(context or ("\n" if "\n" in vocab else " "))
-    state = prime(model, lead[:-1])
+    state = state_after(model, lead[:-1])
     targets = torch.tensor(vocab.encode(text), device=model.device)
     inputs = torch.cat([torch.tensor(lead[-1:], device=model.device), targets[:-1]])
     n, top_k = len(targets), min(ALTERNATIVES, len(vocab) - 2)

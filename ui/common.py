@@ -19,6 +19,7 @@ MAX_LENGTH = 1000
 MAX_PREFIX = 2000  # longer prefixes keep only their end: the state forgets far-back text anyway
 MAX_LINES = 100
 MAX_SEED = 2**32 - 1
+MAX_NGRAM = 12  # the longest run "avoid loops" may forbid repeating
 CONCURRENCY = 16 if DEVICE.type == "cuda" else 8  # measured: a burst of 16 all get text within 0.5 s on 2 cores
 DECODING = "decoding"  # the concurrency group every decoding endpoint shares
 NO_MODELS = (

@@ -11,14 +11,13 @@ import spaces
 from charrnn.form import MAX_CANDIDATES
 from charrnn.rhyme import GROUPS
 
-from .common import (CONCURRENCY, DECODING, DEVICE, MAX_LENGTH, MAX_LINES, MAX_PREFIX, MAX_SEED, Variant,
+from .common import (CONCURRENCY, DECODING, DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, Variant,
                      number, prefix_notices, refusal, string, variant_of, warn_about_prefix)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
 UPDATE_EVERY = 0.04  # seconds between streamed updates (the first character goes out at once)
 PAGE_CANDIDATES = 4
 MAX_ACROSTIC = 50
-MAX_NGRAM = 12
 LOOP_NGRAM = 4  # "avoid loops": no phrase of this many characters twice
 EXAMPLES = {  # prefix, lines, acrostic, rhyme
     "Jay Chou lyrics": [["分开", 0, "", "off"], ["", 4, "春夏秋冬", "江阳"], ["窗外的麻雀\n在电线杆上多嘴\n", 4, "", "auto"],

@@ -25,6 +25,7 @@ CSS = """
 .scores caption { text-align: left; color: var(--body-text-color-subdued); padding-bottom: .3em; }
 .scores td, .scores th { padding: .25em .5em; border-bottom: 1px solid var(--border-color-primary); text-align: right; }
 .scores td:first-child, .scores th:first-child { text-align: left; }
+.scores td + td, .scores th { white-space: nowrap; overflow-wrap: normal; }  /* a number or heading never breaks */
 .surprise svg { width: 100%; height: 140px; }
 .surprise .bits { fill: none; stroke: #f43f5e; stroke-width: 1.5; vector-effect: non-scaling-stroke; }
 .surprise .line { stroke: var(--body-text-color-subdued); stroke-dasharray: 2 3; vector-effect: non-scaling-stroke; }

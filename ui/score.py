@@ -12,7 +12,8 @@ MAX_SCORE = 100_000  # characters: a few seconds of CPU for one model
 TOP = 10
 TABLE = ('<table class="scores"><caption>Every model\'s fair perplexity on this text, best first (lower: the text '
          'was less surprising to it)</caption><thead><tr><th>model</th><th>perplexity</th>'
-         '<th>bigram baseline (its own held-out text)</th><th>vs bigram</th></tr></thead><tbody>{rows}</tbody></table>')
+         '<th>bigram</th><th>vs<br>bigram</th></tr></thead><tbody>{rows}</tbody></table>'
+         '<small>bigram: the interpolated bigram baseline on the model\'s own held-out text</small>')
 EXAMPLES = ["窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏天的感觉", "天青色等烟雨\n而我在等你",
             "The Time Traveller (for so it will be convenient to speak of him)\nwas expounding a recondite matter to us."]
 
@@ -45,10 +46,9 @@ def build(variants: dict[str, Variant]) -> None:
             raise refusal(str(e)) from None
         surprising = []
         for k in result.most_surprising(number("Top", top, 0, 100, whole=True)):
-            c = result.chars[k]
-            line_start = result.text.rfind("\n", 0, k) + 1
-            surprising.append(dict(position=k, line=result.text.count("\n", 0, k) + 1, column=k - line_start + 1,
-                                   char=c.char, prob=c.prob, rank=c.rank, expected=[list(a) for a in c.alternatives]))
+            c, (line, column) = result.chars[k], result.line_column(k)
+            surprising.append(dict(position=k, line=line, column=column, char=c.char, prob=c.prob, rank=c.rank,
+                                   expected=[list(a) for a in c.alternatives]))
         return dict(perplexity=result.perplexity, nll=result.nll, count=result.count, surprising=surprising)
 
     def models() -> list[dict]:
@@ -68,15 +68,14 @@ def build(variants: dict[str, Variant]) -> None:
         lyric = string("Text", text_, MAX_SCORE)
         if not lyric:
             raise refusal("Paste a lyric (or click an example) to score.")
-        rows = sorted((variant.model.score(lyric, details=False).perplexity, other, variant.metrics.get("bigram_ppl"))
-                      for other, variant in variants.items())
+        result = chosen.score(lyric)  # the chosen model's row reuses it: each model reads the text once
+        rows = sorted((result.perplexity if other == name else variant.model.score(lyric, details=False).perplexity,
+                       other, variant.metrics.get("bigram_ppl")) for other, variant in variants.items())
         table_ = "".join(f"<tr><td>{html.escape(other)}</td><td>{ppl:.1f}</td><td>{f'{bigram:.1f}' if bigram else '–'}"
                          f"</td><td>{f'{ppl / bigram:.2f}x' if bigram else '–'}</td></tr>" for ppl, other, bigram in rows)
-        result = chosen.score(lyric)
         surprising = ["| where | character | its probability | the model expected |", "|---|---|---|---|"]
         for k in result.most_surprising(TOP):
-            c = result.chars[k]
-            line, column = result.text.count("\n", 0, k) + 1, k - (result.text.rfind("\n", 0, k) + 1) + 1
+            c, (line, column) = result.chars[k], result.line_column(k)
             expected = ", ".join(f"{visible(a)} {p:.1%}" for a, p in c.alternatives[:3])
             surprising.append(f"| line {line}, column {column} | {visible(c.char)} | {c.prob:.2g} (rank {c.rank:,}) | "
                               f"{expected} |")
