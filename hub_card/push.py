@@ -1,13 +1,14 @@
 """A trained folder as one model repo: its card written for the repo id, then exactly the Hub files committed."""
 from pathlib import Path
 
+from charrnn.counts import BIGRAM_NAME
 from charrnn.loading import REQUIRED_FILES, check_source
 
 from .card import CARD_NAME, METRICS_NAME, load_metrics, write_card
 from .curve import CURVE_NAME
 from .upload import Commit, check_repo_id
 
-MODEL_FILES = (*REQUIRED_FILES, METRICS_NAME, CARD_NAME, CURVE_NAME)
+MODEL_FILES = (*REQUIRED_FILES, BIGRAM_NAME, METRICS_NAME, CARD_NAME, CURVE_NAME)
 
 
 def model_commit(folder: str | Path, repo_id: str, revision: str = "main", private: bool = False) -> Commit:
@@ -19,4 +20,5 @@ def model_commit(folder: str | Path, repo_id: str, revision: str = "main", priva
     write_card(folder, repo_id)  # writes the card and the curve: now every one of MODEL_FILES is there
     cell = metrics["train_config"]["cell"]
     message = f"Upload {folder.name}: {cell}, held-out perplexity {metrics['val_ppl']:.1f} on {metrics['corpus']}"
-    return Commit(folder, list(MODEL_FILES), repo_id, "model", message, revision, private)
+    files = [name for name in MODEL_FILES if (folder / name).is_file()]  # folders made before the bigram lack it
+    return Commit(folder, files, repo_id, "model", message, revision, private)

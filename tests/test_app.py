@@ -273,6 +273,9 @@ def test_score_agrees_with_the_library(client, server):
     assert (first["line"], first["column"]) == (1 + expected.text.count("\n", 0, first["position"]),
                                                 first["position"] - (expected.text.rfind("\n", 0, first["position"]) + 1) + 1)
     assert len(first["expected"]) == 5 and first["char"] == expected.text[first["position"]]
+    bigram = server.variants[LSTM].bigram.score("窗外的麻雀\n在电线杆上多嘴", "分开\n")
+    assert found["bigram_perplexity"] == pytest.approx(bigram.perplexity) and bigram.count == expected.count
+    assert client.predict(SLOW, "分开", api_name="/score")["bigram_perplexity"] is None, "this one ships no bigram"
 
 
 @pytest.mark.parametrize("text, message", [("", "Give some text to score"), ("分" * 100_001, "at most 100,000"),

@@ -22,13 +22,22 @@ ENGLISH = "The Time Machine · GRU"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium: run `make browser`")
 
 
+# Records the length of every Compare card's text at each change the page makes, however fast the models write.
+WATCH_CARDS = """() => {
+    window.cardLengths = [];
+    const lengths = () => [...document.querySelectorAll('.compare-card .lyric')].map(l => l.innerText.length);
+    new MutationObserver(() => window.cardLengths.push(lengths())).observe(
+        document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, english_model_dir):
     variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
-    variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, delay=0.005), {})
+    variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, delay=0.005), {}, variants[LSTM].bigram)
     demo = app.build_demo(variants)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
-    yield url, variants[SLOW].model
+    yield url, variants
     demo.close()
 
 
@@ -81,7 +90,7 @@ def write_and_wait(page) -> None:
 
 
 def test_writing_streams_shaded_characters_and_stop_ends_it(page, server):
-    model = server[1]
+    model = server[1][SLOW].model
     choose(page, SLOW)
     page.get_by_label("Prefix").fill("分开")
     page.get_by_label("range slider for Length").fill("1000")
@@ -208,7 +217,7 @@ def screenshots_at_both_widths(page, tab: str) -> None:
     page.get_by_role("tab", name="Write").click()
 
 
-def test_the_score_tab_shades_plots_and_lists_the_surprises(page):
+def test_the_score_tab_shades_plots_and_lists_the_surprises(page, server):
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("tab", name="Score").click()
     lyric = "窗外的麻雀\n在电线杆上多嘴"
@@ -220,7 +229,9 @@ def test_the_score_tab_shades_plots_and_lists_the_surprises(page):
     assert rows.count() == 3, "one row per model"
     cells = [rows.nth(k).locator("td").all_inner_texts() for k in range(3)]
     assert [float(row[1]) for row in cells] == sorted(float(row[1]) for row in cells), "best first"
-    assert cells[-1][0] == ENGLISH and float(cells[0][2]) > 1 and cells[0][3].endswith("x"), cells
+    assert cells[-1][0] == ENGLISH and cells[0][3].endswith("x"), cells
+    for name, _, bigram, _ in cells:  # each model's bigram, counted on its training text, scores the pasted text
+        assert float(bigram) == round(server[1][name].bigram.score(lyric).perplexity, 1), name
     assert page.locator("#surprise-plot polyline").count() == 1
     assert page.locator("#surprise-plot line.line").count() == 1, "the second line's start is marked"
     assert page.locator("#surprising tbody tr").count() == 10
@@ -233,12 +244,18 @@ def test_the_score_tab_shades_plots_and_lists_the_surprises(page):
 def test_the_compare_tab_streams_every_model_side_by_side(page, server):
     page.get_by_role("tab", name="Compare").click()
     page.get_by_label("Start").fill("分开")
-    page.get_by_label("range slider for Characters each").fill("400")
+    page.get_by_label("range slider for Characters each").fill("1000")
     page.get_by_label("number input for Line limit").fill("0")
     page.get_by_label("number input for Line limit").press("Enter")
     page.get_by_role("button", name="Compare every model").click()
-    cards = page.locator(".compare-card .cand")  # the streaming itself is tested through the API (test_app)
-    wait_until(lambda: all(len(t) > 300 for t in cards.locator(".lyric").all_inner_texts()), 20, "not every model wrote")
+    page.evaluate(WATCH_CARDS)
+    cards = page.locator(".compare-card .cand")
+    wait_until(lambda: all(len(t) > 1000 for t in cards.locator(".lyric").all_inner_texts()), 30, "not every model wrote")
+    seen = page.evaluate("window.cardLengths")
+    midway = [lengths for lengths in seen if all(len("分开") < n < 1000 for n in lengths)]
+    assert len({tuple(m) for m in midway}) >= 3, f"the models did not stream together: {seen}"
+    for k in range(len(seen[0])):
+        assert [s[k] for s in seen] == sorted(s[k] for s in seen), "a stream only grows"
     texts = {name: cards.filter(has_text=name).first.locator(".lyric").inner_text() for name in (LSTM, SLOW, ENGLISH)}
     assert texts[LSTM] == texts[SLOW] != texts[ENGLISH], "one seed and the same options for every model"
     assert all(text.startswith("分开") for text in texts.values())

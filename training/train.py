@@ -15,10 +15,11 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from charrnn import CharRNN, Vocab
+from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.evaluate import fair_perplexity, score
 
 from . import checkpoint
-from .baselines import unigram_bigram_perplexity
+from .baselines import baselines
 from .data import SAMPLERS, num_batches, rare_to_unk, read_corpus, split
 
 DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
@@ -151,11 +152,12 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
         raise ValueError(f"cannot resume {cfg.checkpoint_path}: it was made with other settings ({', '.join(changed)})")
 
 
-def export(model: CharRNN, out: Path, metrics: dict) -> None:
+def export(model: CharRNN, bigram: Bigram, out: Path, metrics: dict) -> None:
     """Write the Hub-ready folder next to its final place, then swap it in, so a failure leaves the old one."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    bigram.save(tmp / BIGRAM_NAME)
     (tmp / METRICS_NAME).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
@@ -221,8 +223,9 @@ def train(cfg: TrainConfig) -> dict:
                                "best": best_state, "run": run, "rng": torch.get_rng_state()})
 
     model.load_state_dict(best_state)
-    metrics = final_metrics(model, cfg, run, train_text, val_text, text)
-    export(model, Path(cfg.out), metrics)
+    bigram, unigram_ppl, bigram_ppl = baselines(train_text, val_text, cfg.newlines)
+    metrics = final_metrics(model, cfg, run, train_text, text, unigram_ppl, bigram_ppl)
+    export(model, bigram, Path(cfg.out), metrics)
     if cfg.progress:
         tqdm.write(f"best val ppl {run['best_val']:.2f} (epoch {run['best_epoch']}); saved to {cfg.out}")
     return metrics
@@ -234,17 +237,16 @@ def epoch_seconds(run: dict) -> float:
     return history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0) if history else 0.0
 
 
-def final_metrics(model, cfg, run, train_text, val_text, text) -> dict:
-    unigram, bigram = unigram_bigram_perplexity(train_text, val_text)
+def final_metrics(model, cfg, run, train_text, text, unigram_ppl, bigram_ppl) -> dict:
     train_ppl = score(model, train_text, details=False).perplexity
     return {
         "corpus": Path(cfg.corpus).name,
-        "corpus_chars": len(text), "train_chars": len(train_text), "val_chars": len(val_text),
+        "corpus_chars": len(text), "train_chars": len(train_text), "val_chars": len(text) - len(train_text),
         "val_fraction": cfg.val_fraction,
         "vocab_size": len(model.vocab), "params": model.num_parameters(),
         "train_ppl": train_ppl,
         "val_ppl": run["best_val"],
-        "unigram_ppl": unigram, "bigram_ppl": bigram,
+        "unigram_ppl": unigram_ppl, "bigram_ppl": bigram_ppl,
         "best_epoch": run["best_epoch"], "epochs": run["epoch"],
         "train_seconds": round(run["seconds"], 2),
         "chars_per_second": round(run["chars"] / max(run["train_seconds"], 1e-9)),

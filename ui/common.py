@@ -10,6 +10,7 @@ import torch
 
 from charrnn import CharRNN, ModelFileError
 from charrnn.catalog import CELL_NAMES, display_name
+from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.loading import fetch
 
 log = logging.getLogger("charrnn.app")
@@ -34,6 +35,7 @@ class Variant:
     source: str
     model: CharRNN
     metrics: dict
+    bigram: Bigram | None = None  # the baseline counted on the model's training text, where its folder ships one
 
     def describe(self) -> str:
         model, m = self.model, self.metrics
@@ -56,6 +58,15 @@ def read_metrics(source: str) -> dict:
         return {}
 
 
+def read_bigram(source: str) -> Bigram | None:
+    """The bigram beside the weights; optional (folders made before it was shipped have none)."""
+    try:
+        return Bigram.load(fetch(source, BIGRAM_NAME))
+    except (ValueError, OSError) as e:
+        log.info("no bigram baseline for %s: %s", source, e)
+        return None
+
+
 def load_variants(sources: list[str], device: torch.device) -> dict[str, Variant]:
     """Every source that loads, by display name; one that does not is skipped with a warning naming it."""
     variants = {}
@@ -67,7 +78,7 @@ def load_variants(sources: list[str], device: torch.device) -> dict[str, Variant
             log.warning("skipping model %s: %s", source, e)
             continue
         name = display_name(source, sources)  # names the source too where two would read alike
-        variants[name] = Variant(source, model, read_metrics(source))
+        variants[name] = Variant(source, model, read_metrics(source), read_bigram(source))
         log.info("loaded %s from %s on %s", name, source, device)
     return variants
 

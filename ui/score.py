@@ -13,9 +13,15 @@ TOP = 10
 TABLE = ('<table class="scores"><caption>Every model\'s fair perplexity on this text, best first (lower: the text '
          'was less surprising to it)</caption><thead><tr><th>model</th><th>perplexity</th>'
          '<th>bigram</th><th>vs<br>bigram</th></tr></thead><tbody>{rows}</tbody></table>'
-         '<small>bigram: the interpolated bigram baseline on the model\'s own held-out text</small>')
+         '<small>bigram: pairs of characters counted on the model\'s training text (an interpolated bigram), '
+         'scored on this text by the same fair rule</small>')
 EXAMPLES = ["窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏天的感觉", "天青色等烟雨\n而我在等你",
             "The Time Traveller (for so it will be convenient to speak of him)\nwas expounding a recondite matter to us."]
+
+
+def bigram_perplexity(variant: Variant, text: str, context: str = "") -> float | None:
+    """text under the bigram of the variant's training text, or None where its folder ships none."""
+    return variant.bigram.score(text, context).perplexity if variant.bigram else None
 
 
 def build(variants: dict[str, Variant]) -> None:
@@ -33,15 +39,18 @@ def build(variants: dict[str, Variant]) -> None:
             top: how many of the most surprising characters to list, 0 to 100.
 
         Returns:
-            perplexity (per character, lower is better), nll (total, natural log), count (characters scored), and
-            surprising: a list of {position, line, column, char, prob, rank, expected: [[char, prob], ...]}.
+            perplexity (per character, lower is better), nll (total, natural log), count (characters scored),
+            bigram_perplexity (the same text under a bigram counted on the model's training text; null where the
+            model ships none), and surprising: a list of {position, line, column, char, prob, rank,
+            expected: [[char, prob], ...]}.
         """
-        model = variant_of(variants, variant).model
+        chosen = variant_of(variants, variant)
         scored = string("Text", text, MAX_SCORE)
         if not scored:
             raise refusal("Give some text to score.")
+        context = string("Context", context, MAX_SCORE)
         try:
-            result = model.score(scored, string("Context", context, MAX_SCORE))
+            result = chosen.model.score(scored, context)
         except ValueError as e:
             raise refusal(str(e)) from None
         surprising = []
@@ -49,7 +58,8 @@ def build(variants: dict[str, Variant]) -> None:
             c, (line, column) = result.chars[k], result.line_column(k)
             surprising.append(dict(position=k, line=line, column=column, char=c.char, prob=c.prob, rank=c.rank,
                                    expected=[list(a) for a in c.alternatives]))
-        return dict(perplexity=result.perplexity, nll=result.nll, count=result.count, surprising=surprising)
+        return dict(perplexity=result.perplexity, nll=result.nll, count=result.count,
+                    bigram_perplexity=bigram_perplexity(chosen, scored, context), surprising=surprising)
 
     def models() -> list[dict]:
         """The models this app offers: pass a `name` as the `variant` of the other tools.
@@ -70,14 +80,14 @@ def build(variants: dict[str, Variant]) -> None:
             raise refusal("Paste a lyric (or click an example) to score.")
         result = chosen.score(lyric)  # the chosen model's row reuses it: each model reads the text once
         rows = sorted((result.perplexity if other == name else variant.model.score(lyric, details=False).perplexity,
-                       other, variant.metrics.get("bigram_ppl")) for other, variant in variants.items())
+                       other, bigram_perplexity(variant, lyric)) for other, variant in variants.items())
         table_ = "".join(f"<tr><td>{html.escape(other)}</td><td>{ppl:.1f}</td><td>{f'{bigram:.1f}' if bigram else '–'}"
                          f"</td><td>{f'{ppl / bigram:.2f}x' if bigram else '–'}</td></tr>" for ppl, other, bigram in rows)
-        surprising = ["| where | character | its probability | the model expected |", "|---|---|---|---|"]
+        surprising = ["| line:column | char | probability (rank) | expected instead |", "|---|---|---|---|"]
         for k in result.most_surprising(TOP):
             c, (line, column) = result.chars[k], result.line_column(k)
             expected = ", ".join(f"{visible(a)} {p:.1%}" for a, p in c.alternatives[:3])
-            surprising.append(f"| line {line}, column {column} | {visible(c.char)} | {c.prob:.2g} (rank {c.rank:,}) | "
+            surprising.append(f"| {line}:{column} | {visible(c.char)} | {c.prob:.2g} ({c.rank:,}) | "
                               f"{expected} |")
         return (TABLE.format(rows=table_), scored_html(result.text, result.chars),
                 surprise_svg(result.text, result.surprise()), "\n".join(surprising))

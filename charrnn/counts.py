@@ -1,0 +1,93 @@
+"""The bigram baseline: pairs of characters counted on a model's training text, shipped beside its weights.
+
+P(c | p) = w * count(p, c) / count(p) + (1 - w) * P(c), the unigram P(c) with one <unk> slot for every character
+never counted (its Witten-Bell share: kinds / (total + kinds)). After a character that was never followed by
+anything, P(c | p) is the unigram alone, so every row sums to one. Scored by the same fair rule as the models:
+a character outside the counted ones costs -log P(<unk>) + log(10000). The weight w is chosen on held-out
+text, which makes the baseline optimistic and hard to beat.
+"""
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import safetensors.numpy
+
+from .evaluate import OOV_PENALTY, Score
+from .vocab import normalize
+
+BIGRAM_NAME = "bigram.safetensors"
+WEIGHTS = [k / 20 for k in range(1, 20)]
+
+
+class Bigram:
+    def __init__(self, unigram: Counter, pairs: Counter, weight: float = 0.5, newlines: str = "keep"):
+        self.unigram, self.pairs, self.weight, self.newlines = unigram, pairs, weight, newlines
+        self.total, self.kinds = sum(unigram.values()), len(unigram)
+        self.follows = Counter()
+        for (p, _), n in pairs.items():
+            self.follows[p] += n
+
+    @classmethod
+    def count(cls, text: str, newlines: str = "keep") -> "Bigram":
+        text = normalize(text, newlines)
+        return cls(Counter(text), Counter(zip(text, text[1:])), newlines=newlines)
+
+    def p_unigram(self, c: str) -> float:
+        return (self.unigram[c] if c in self.unigram else self.kinds) / (self.total + self.kinds)
+
+    def p(self, c: str, prev: str, weight: float | None = None) -> float:
+        """P(c | prev); for a character never counted, the probability of the <unk> slot."""
+        w = self.weight if weight is None else weight
+        if not self.follows[prev]:
+            return self.p_unigram(c)
+        return w * self.pairs[prev, c] / self.follows[prev] + (1 - w) * self.p_unigram(c)
+
+    def events(self, text: str, context: str = "") -> list[tuple[str, str]]:
+        """(previous, next) for each character of text; the first follows context's end, else a line's start."""
+        text, context = normalize(text, self.newlines), normalize(context, self.newlines)
+        lead = context[-1:] or ("\n" if self.newlines == "keep" else " ")
+        return list(zip(lead + text, text))
+
+    def nll(self, events: list[tuple[str, str]], weight: float | None = None) -> float:
+        return sum(-math.log(self.p(c, p, weight)) + (c not in self.unigram) * OOV_PENALTY for p, c in events)
+
+    def tune(self, held_out: str) -> "Bigram":
+        """Choose the weight that scores held_out best (its first character is the context of the rest)."""
+        events = self.events(held_out[1:], held_out[:1])
+        self.weight = min(WEIGHTS, key=lambda w: self.nll(events, w))
+        return self
+
+    def score(self, text: str, context: str = "", weight: float | None = None) -> Score:
+        """The fair perplexity of text given context, as CharRNN.score computes it (without per-character details);
+        weight=0 scores the unigram."""
+        if not isinstance(text, str) or not text:
+            raise ValueError("nothing to score: the text is empty")
+        text = normalize(text, self.newlines)
+        return Score(text, self.nll(self.events(text, context), weight), [])
+
+    def save(self, path) -> None:
+        chars = sorted(self.unigram)
+        index = {c: i for i, c in enumerate(chars)}
+        pairs = sorted(self.pairs.items())
+        tensors = {"unigram": np.array([self.unigram[c] for c in chars], np.int64),
+                   "pairs": np.array([[index[p], index[c]] for (p, c), _ in pairs], np.int32).reshape(-1, 2),
+                   "pair_counts": np.array([n for _, n in pairs], np.int64)}
+        metadata = {"chars": json.dumps(chars, ensure_ascii=False), "weight": repr(self.weight),
+                    "newlines": self.newlines}
+        safetensors.numpy.save_file(tensors, str(path), metadata)
+
+    @classmethod
+    def load(cls, path) -> "Bigram":
+        """A saved bigram, read through safetensors (no pickle); ValueError if the file is not one."""
+        try:
+            with safetensors.safe_open(str(path), "np") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in ("unigram", "pairs", "pair_counts")}
+            chars, weight = json.loads(meta["chars"]), float(meta["weight"])
+        except Exception as e:  # a damaged or foreign file: safetensors, json and KeyError all end here
+            raise ValueError(f"{path} is not a charrnn bigram: {e}") from None
+        unigram = Counter(dict(zip(chars, tensors["unigram"].tolist())))
+        pairs = Counter({(chars[p], chars[c]): n for (p, c), n in zip(tensors["pairs"].tolist(),
+                                                                      tensors["pair_counts"].tolist())})
+        return cls(unigram, pairs, weight, meta.get("newlines", "keep"))
