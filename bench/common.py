@@ -6,7 +6,7 @@ import torch
 
 from charrnn import CharRNN, Vocab
 from training.data import read_corpus, split
-from training.train import DATA_DIR, TrainConfig, build_model
+from training.train import DATA_DIR, CharTask, TrainConfig
 
 JAYCHOU = DATA_DIR / "jaychou_lyrics.txt"
 
@@ -22,7 +22,7 @@ def default_model(cell: str = "rnn") -> CharRNN:
         return CharRNN.from_pretrained(folder)
     cfg, text = TrainConfig(cell=cell), train_text()
     vocab = Vocab.build(text, cfg.min_count, cfg.newlines)
-    return build_model(cfg, vocab, torch.tensor(vocab.encode(text))).eval()
+    return CharTask(cfg, vocab, text, "").build().eval()
 
 
 def best_rates(setups: dict, rounds: int) -> dict:

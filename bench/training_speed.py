@@ -8,7 +8,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from charrnn import CharRNN, Vocab
 from training.data import random_batches
-from training.train import TrainConfig, build_model, ema, make_optimizer, run_epoch
+from training.train import CharTask, TrainConfig, ema, make_optimizer, run_epoch
 
 from .common import best_rates, table, train_text
 
@@ -38,12 +38,12 @@ def main() -> None:
 
     cfg = TrainConfig(cell="rnn", progress=False)
     vocab = Vocab.build(text, cfg.min_count, cfg.newlines)
-    ids = torch.tensor(vocab.encode(text))
-    model = build_model(cfg, vocab, ids)
+    task = CharTask(cfg, vocab, text, "")
+    model = task.build()
     averaged = AveragedModel(model, multi_avg_fn=ema(cfg.ema), use_buffers=True)
     optimizer = make_optimizer(cfg, model.parameters())
     rates = best_rates({"tutorial": lambda e: tutorial_epoch(tutorial, tutorial_opt, tutorial_ids, e),
-                        "ours": lambda e: run_epoch(model, averaged, optimizer, ids, cfg, e, torch.device("cpu"))[1]},
+                        "ours": lambda e: run_epoch(model, averaged, optimizer, task, cfg, e, torch.device("cpu"))[1]},
                        ROUNDS)
     baseline, ours = rates["tutorial"], rates["ours"]
 

@@ -137,6 +137,14 @@ class Uniforms:
         return self.buffer[self.used - 1]
 
 
+def temper(ops, weights, exponent):
+    """weights ** exponent (1 / temperature), each row over its largest first (a low T would round all to 0)."""
+    xp = ops.xp
+    weights = weights / xp.clip(xp.amax(weights, axis=1, keepdims=True), 1e-30, None)
+    xp.pow(weights, exponent, out=weights)
+    return weights
+
+
 def obey(weights, allowed: list[int] | None, banned: list[int]) -> bool:
     """Zero weights [V] outside the allowed ids (None: all) and at the banned ones; whether any weight is left."""
     if allowed is not None:
@@ -260,10 +268,8 @@ class Batch:
             for row, s in enumerate(self.sequences):
                 if rules[row][1] is not None and s.closes_line():
                     self.look_ahead(row, weights, state, rules[row][1])
-        if self.tempered:  # weights ** (1 / T), over the row's largest first (a low T would round all to 0)
-            xp = self.ops.xp
-            weights = weights / xp.clip(xp.amax(weights, axis=1, keepdims=True), 1e-30, None)
-            xp.pow(weights, self.exponent, out=weights)
+        if self.tempered:
+            weights = temper(self.ops, weights, self.exponent)
         if self.filters:
             weights = self.ops.copy(weights)
             for (top_k, top_p), rows in self.filters.items():

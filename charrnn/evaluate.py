@@ -87,35 +87,56 @@ def state_after(model, ids: list[int]):
 @torch.inference_mode()
 def score(model, text: str, context: str = "", details: bool = True) -> Score:
     """Score text given context (which primes the state and is not scored)."""
-    if not isinstance(text, str) or not text:
-        raise ValueError("nothing to score: the text is empty")
-    if not isinstance(context, str):
-        raise ValueError(f"context must be text, got {context!r}")
+    check(text, context)
     model.eval()
-    vocab, unk = model.vocab, model.vocab.unk_id
+    vocab = model.vocab
     text = normalize(text, vocab.newlines)  # what the model reads: its own line breaks
     lead = vocab.encode(context or ("\n" if "\n" in vocab else " "))
     state = state_after(model, lead[:-1])
     targets = torch.tensor(vocab.encode(text), device=model.device)
     inputs = torch.cat([torch.tensor(lead[-1:], device=model.device), targets[:-1]])
-    n, top_k = len(targets), min(ALTERNATIVES, len(vocab) - 2)
-    nll, out = 0.0, None
-    if details:  # filled chunk by chunk: long-lived pieces between the chunks' big temporaries fragment the heap
-        out = np.empty(n, np.float32), np.empty(n, np.int32), np.empty((n, top_k), np.int32), np.empty((n, top_k), np.float32)
-    for start in range(0, n, CHUNK):
+    judge = Judge(len(targets), len(vocab), vocab.unk_id, details)
+    for start in range(0, len(targets), CHUNK):
         logits, state = model(inputs[None, start:start + CHUNK], state)
-        log_probs = logits[0].float().log_softmax(-1)
-        y = targets[start:start + CHUNK]
-        chosen = log_probs.gather(1, y[:, None])[:, 0] - (y == unk) * OOV_PENALTY
-        nll -= chosen.double().sum().item()
+        judge(logits[0], targets[start:start + CHUNK], start)
+    return judge.score(text, vocab.itos)
+
+
+def check(text, context) -> None:
+    if not isinstance(text, str) or not text:
+        raise ValueError("nothing to score: the text is empty")
+    if not isinstance(context, str):
+        raise ValueError(f"context must be text, got {context!r}")
+
+
+class Judge:
+    """Scores targets a chunk at a time by the fair rule: the total negative log-likelihood and, with details, each
+    one's probability, rank and alternatives, in arrays allocated once (long-lived pieces between the chunks' big
+    temporaries would fragment the heap)."""
+
+    def __init__(self, n: int, vocab_size: int, unk: int, details: bool):
+        self.unk, self.nll, self.top_k = unk, 0.0, min(ALTERNATIVES, vocab_size - 2)
+        self.out = None
         if details:
-            log_probs[:, unk] = -math.inf  # <unk> is no character to expect
-            ranks = (log_probs > chosen[:, None]).sum(1) + 1
-            log_probs.scatter_(1, y[:, None], -math.inf)
-            top, top_ids = log_probs.topk(top_k, 1)
-            for into, part in zip(out, (chosen.exp(), ranks, top_ids, top.exp())):
-                into[start:start + CHUNK] = part.cpu().numpy()
-    return Score(text, nll, vocab.itos, *(out or ()))
+            self.out = (np.empty(n, np.float32), np.empty(n, np.int32), np.empty((n, self.top_k), np.int32),
+                        np.empty((n, self.top_k), np.float32))
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> None:
+        """logits [T, V] for the targets y [T] at positions start.."""
+        log_probs = logits.float().log_softmax(-1)
+        chosen = log_probs.gather(1, y[:, None])[:, 0] - (y == self.unk) * OOV_PENALTY
+        self.nll -= chosen.double().sum().item()
+        if self.out is None:
+            return
+        log_probs[:, self.unk] = -math.inf  # <unk> is no character to expect
+        ranks = (log_probs > chosen[:, None]).sum(1) + 1
+        log_probs.scatter_(1, y[:, None], -math.inf)
+        top, top_ids = log_probs.topk(self.top_k, 1)
+        for into, part in zip(self.out, (chosen.exp(), ranks, top_ids, top.exp())):
+            into[start:start + len(y)] = part.cpu().numpy()
+
+    def score(self, text: str, itos: list[str]) -> Score:
+        return Score(text, self.nll, itos, *(self.out or ()))
 
 
 def fair_perplexity(model, text: str) -> float:

@@ -93,6 +93,28 @@ def load_weights(model, path: str, device="cpu") -> None:
     problems += [f"{k} has shape {tuple(state[k].shape)}, config.json implies {tuple(v.shape)}"
                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
     if problems:
-        raise ModelFileError(f"{path} does not match its config.json (vocabulary of {len(model.vocab)}, "
-                             f"cell {model.cell}): " + "; ".join(problems))
+        raise ModelFileError(f"{path} does not match its config.json ({type(model).__name__}, vocabulary of "
+                             f"{len(model.vocab)}): " + "; ".join(problems))
     model.to(device).load_state_dict(state, strict=True)
+
+
+def load_pretrained(model_class, source: str, map_location="cpu", **hub_kwargs):
+    """model_class from a folder or Hub repo: config.json checked first, then the weights, strictly."""
+    check_source(source)
+    config = read_config(source, fetch(source, CONFIG_NAME, **hub_kwargs), model_class)
+    try:
+        model = model_class(**config)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{source}: {CONFIG_NAME} does not describe a {model_class.__name__}: {e}") from None
+    load_weights(model, fetch(source, WEIGHTS_NAME, **hub_kwargs), map_location)
+    return model.eval()
+
+
+def is_next_line(source: str, **hub_kwargs) -> bool:
+    """Whether source holds a NextLine model (its config names a context mode) rather than a CharRNN."""
+    check_source(source)
+    try:
+        with open(fetch(source, CONFIG_NAME, **hub_kwargs), encoding="utf-8") as f:
+            return "context" in json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{source}: {CONFIG_NAME} is not readable JSON ({e})") from None

@@ -151,12 +151,5 @@ class CharRNN(
 
         Downloads go through huggingface_hub's cache (revision, cache_dir, local_files_only, HF_HUB_OFFLINE).
         """
-        source = str(source)
-        loading.check_source(source)
-        hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
-                   local_files_only=local_files_only, token=token)
-        config = loading.read_config(source, loading.fetch(source, loading.CONFIG_NAME, **hub), cls)
-        weights = loading.fetch(source, loading.WEIGHTS_NAME, **hub)
-        model = cls(**config)
-        loading.load_weights(model, weights, map_location)
-        return model.eval()
+        return loading.load_pretrained(cls, str(source), map_location, revision=revision, cache_dir=cache_dir,
+                                       force_download=force_download, local_files_only=local_files_only, token=token)

@@ -20,6 +20,8 @@ from charrnn.evaluate import fair_perplexity, score
 
 from . import checkpoint
 from .baselines import baselines
+from .next_line import NextLineTask
+from .objective import smoothed_loss, unigram
 from .data import SAMPLERS, num_batches, rare_to_unk, read_corpus, split
 
 DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
@@ -33,6 +35,8 @@ RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress"}
 class TrainConfig:
     corpus: str = DEFAULT_CORPUS
     out: str = "models/charrnn"
+    task: str = "chars"
+    context: str = "attention"
     cell: str = "lstm"
     embed_size: int = 128
     hidden_size: int = 256
@@ -97,52 +101,69 @@ def detach(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
-def unigram(ids: torch.Tensor, size: int) -> torch.Tensor:
-    counts = torch.bincount(ids, minlength=size).float() + 1
-    return counts / counts.sum()
-
-
-def smoothed_loss(logits, targets, smoothing: float, prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy against (1 - smoothing) * one-hot + smoothing * prior, and the plain cross-entropy.
-
-    With the unigram as prior the model learns to hedge the way an interpolated n-gram backs off,
-    instead of becoming sure of what it memorised: on the lyrics this is worth more than any dropout.
-    (Swapping targets for draws from the prior is the same in expectation and cheaper, but its noise
-    cost 13% held-out perplexity.)
-    """
-    log_probs = logits.log_softmax(-1)
-    hard = F.nll_loss(log_probs, targets)
-    return (1 - smoothing) * hard - smoothing * (log_probs @ prior).mean(), hard
-
-
-def run_epoch(model, averaged, optimizer, ids, cfg, epoch, device) -> tuple[float, int]:
-    """One pass over the training ids; returns the mean training loss (unsmoothed) and the characters seen."""
+def run_epoch(model, averaged, optimizer, task, cfg, epoch, device) -> tuple[float, int]:
+    """One pass over the task's training batches; returns the mean training loss (unsmoothed) and the targets seen."""
     model.train()
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    ids = rare_to_unk(ids, cfg.unk_dropout, model.vocab.unk_id, generator)
-    batches = SAMPLERS[cfg.sampler](ids, cfg.batch_size, cfg.num_steps, generator)
-    total = num_batches(len(ids), cfg.batch_size, cfg.num_steps)
+    batches, total = task.batches(generator)
     bar = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
-    loss_sum, count, state = 0.0, 0, None
-    for x, y in bar:
-        x, y = x.to(device), y.to(device)
-        logits, state = model(x, state if cfg.sampler == "sequential" else None)
-        state = detach(state)
-        loss, plain = smoothed_loss(logits.flatten(0, 1), y.flatten(), cfg.label_smoothing, model.prior)
+    loss_sum, count = 0.0, 0
+    for batch in bar:
+        loss, plain, n = task.loss(model, [x.to(device) for x in batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
         averaged.update_parameters(model)
-        loss_sum += plain.item() * y.numel()
-        count += y.numel()
+        loss_sum += plain.item() * n
+        count += n
         bar.set_postfix(ppl=f"{math.exp(loss_sum / count):.1f}")
     return loss_sum / max(count, 1), count
 
 
-def samples(model, cfg: TrainConfig) -> dict[str, str]:
-    prefixes = [p for p in cfg.sample_prefixes if not model.vocab.unknown(p)] or [""]
-    return {p: model.generate(p, cfg.sample_length, temperature=0.8, seed=cfg.seed) for p in prefixes}
+class CharTask:
+    """The character model: random (or sequential) windows of the training text, each character predicting the next."""
+
+    def __init__(self, cfg: TrainConfig, vocab: Vocab, train_text: str, val_text: str):
+        self.cfg, self.vocab, self.train_text, self.val_text = cfg, vocab, train_text, val_text
+        self.ids = torch.tensor(vocab.encode(train_text))
+        self.state = None
+
+    def build(self) -> CharRNN:
+        """A fresh model as cfg says, its smoothing prior the unigram of the training ids."""
+        cfg = self.cfg
+        model = CharRNN(self.vocab.to_dict(), cell=cfg.cell, embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
+                        num_layers=cfg.num_layers, dropout=cfg.dropout, one_hot=cfg.one_hot, head_size=cfg.head_size,
+                        embed_dropout=cfg.embed_dropout, weight_drop=cfg.weight_drop, smoothing=cfg.label_smoothing)
+        model.prior.copy_(unigram(self.ids, len(self.vocab)))
+        return model
+
+    def batches(self, generator):
+        cfg, self.state = self.cfg, None
+        ids = rare_to_unk(self.ids, cfg.unk_dropout, self.vocab.unk_id, generator)
+        return (SAMPLERS[cfg.sampler](ids, cfg.batch_size, cfg.num_steps, generator),
+                num_batches(len(ids), cfg.batch_size, cfg.num_steps))
+
+    def loss(self, model, batch):
+        x, y = batch
+        logits, state = model(x, self.state if self.cfg.sampler == "sequential" else None)
+        self.state = detach(state)
+        return (*smoothed_loss(logits.flatten(0, 1), y.flatten(), self.cfg.label_smoothing, model.prior), y.numel())
+
+    def validate(self, model) -> float:
+        return fair_perplexity(model, self.val_text)
+
+    def train_perplexity(self, model) -> float:
+        return score(model, self.train_text, details=False).perplexity
+
+    def samples(self, model) -> dict[str, str]:
+        cfg = self.cfg
+        prefixes = [p for p in cfg.sample_prefixes if not model.vocab.unknown(p)] or [""]
+        return {p: model.generate(p, cfg.sample_length, temperature=0.8, seed=cfg.seed) for p in prefixes}
+
+    def baselines(self):
+        """The bigram counted on the training text, and the unigram and bigram perplexities of the held-out text."""
+        return baselines(self.train_text, self.val_text, self.cfg.newlines)
 
 
 def check_resumable(saved: dict, cfg: TrainConfig) -> None:
@@ -152,7 +173,7 @@ def check_resumable(saved: dict, cfg: TrainConfig) -> None:
         raise ValueError(f"cannot resume {cfg.checkpoint_path}: it was made with other settings ({', '.join(changed)})")
 
 
-def export(model: CharRNN, bigram: Bigram, out: Path, metrics: dict) -> None:
+def export(model, bigram: Bigram, out: Path, metrics: dict) -> None:
     """Write the Hub-ready folder next to its final place, then swap it in, so a failure leaves the old one."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -163,13 +184,7 @@ def export(model: CharRNN, bigram: Bigram, out: Path, metrics: dict) -> None:
     os.replace(tmp, out)
 
 
-def build_model(cfg: TrainConfig, vocab: Vocab, ids: torch.Tensor) -> CharRNN:
-    """A fresh model as cfg says, its smoothing prior the unigram of the training ids."""
-    model = CharRNN(vocab.to_dict(), cell=cfg.cell, embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
-                    num_layers=cfg.num_layers, dropout=cfg.dropout, one_hot=cfg.one_hot, head_size=cfg.head_size,
-                    embed_dropout=cfg.embed_dropout, weight_drop=cfg.weight_drop, smoothing=cfg.label_smoothing)
-    model.prior.copy_(unigram(ids, len(vocab)))
-    return model
+TASKS = {"chars": CharTask, "next-line": NextLineTask}
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -178,9 +193,9 @@ def train(cfg: TrainConfig) -> dict:
     text = read_corpus(cfg.corpus)
     train_text, val_text = split(text, cfg.val_fraction)
     vocab = Vocab.build(train_text, cfg.min_count, cfg.newlines)
-    ids = torch.tensor(vocab.encode(train_text))
+    task = TASKS[cfg.task](cfg, vocab, train_text, val_text)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, vocab, ids).to(device)
+    model = task.build().to(device)
     averaged = AveragedModel(model, multi_avg_fn=ema(cfg.ema), use_buffers=True)
     optimizer = make_optimizer(cfg, model.parameters())
     run = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "train_seconds": 0.0, "chars": 0,
@@ -204,9 +219,9 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.max_minutes is not None and run["seconds"] + epoch_seconds(run) > 60 * cfg.max_minutes:
             break
         started = time.perf_counter()
-        loss, chars = run_epoch(model, averaged, optimizer, ids, cfg, epoch, device)
+        loss, chars = run_epoch(model, averaged, optimizer, task, cfg, epoch, device)
         trained = time.perf_counter() - started
-        val_ppl = fair_perplexity(averaged.module, val_text)
+        val_ppl = task.validate(averaged.module)
         if val_ppl < run["best_val"]:
             run["best_val"], run["best_epoch"] = val_ppl, epoch
             best_state = copy.deepcopy(averaged.module.state_dict())
@@ -223,8 +238,8 @@ def train(cfg: TrainConfig) -> dict:
                                "best": best_state, "run": run, "rng": torch.get_rng_state()})
 
     model.load_state_dict(best_state)
-    bigram, unigram_ppl, bigram_ppl = baselines(train_text, val_text, cfg.newlines)
-    metrics = final_metrics(model, cfg, run, train_text, text, unigram_ppl, bigram_ppl)
+    bigram, unigram_ppl, bigram_ppl = task.baselines()
+    metrics = final_metrics(model, task, run, text, unigram_ppl, bigram_ppl)
     export(model, bigram, Path(cfg.out), metrics)
     if cfg.progress:
         tqdm.write(f"best val ppl {run['best_val']:.2f} (epoch {run['best_epoch']}); saved to {cfg.out}")
@@ -237,21 +252,21 @@ def epoch_seconds(run: dict) -> float:
     return history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0) if history else 0.0
 
 
-def final_metrics(model, cfg, run, train_text, text, unigram_ppl, bigram_ppl) -> dict:
-    train_ppl = score(model, train_text, details=False).perplexity
+def final_metrics(model, task, run, text, unigram_ppl, bigram_ppl) -> dict:
+    cfg, train_text = task.cfg, task.train_text
     return {
         "corpus": Path(cfg.corpus).name,
         "corpus_chars": len(text), "train_chars": len(train_text), "val_chars": len(text) - len(train_text),
         "val_fraction": cfg.val_fraction,
         "vocab_size": len(model.vocab), "params": model.num_parameters(),
-        "train_ppl": train_ppl,
+        "train_ppl": task.train_perplexity(model),
         "val_ppl": run["best_val"],
         "unigram_ppl": unigram_ppl, "bigram_ppl": bigram_ppl,
         "best_epoch": run["best_epoch"], "epochs": run["epoch"],
         "train_seconds": round(run["seconds"], 2),
         "chars_per_second": round(run["chars"] / max(run["train_seconds"], 1e-9)),
         "history": run["history"],
-        "samples": samples(model, cfg),
+        "samples": task.samples(model),
         "device": str(next(model.parameters()).device), "torch": torch.__version__,
         "train_config": dataclasses.asdict(cfg),
     }
