@@ -12,8 +12,8 @@ import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches t
 import gradio as gr  # noqa: E402
 
 from charrnn.catalog import model_sources  # noqa: E402
-from ui import compare, generate, lyric, score  # noqa: E402
-from ui.common import DEVICE, NO_MODELS, Variant, load_variants, log  # noqa: E402
+from ui import compare, generate, lyric, next_line, score  # noqa: E402
+from ui.common import DEVICE, NO_MODELS, Variant, load_next_lines, load_variants, log  # noqa: E402
 
 QUEUE_SIZE = 64
 THEME = gr.themes.Soft(primary_hue="rose", secondary_hue="slate")
@@ -21,10 +21,11 @@ CSS = """
 .gradio-container { max-width: 1100px !important; margin: auto; }
 #notice:empty { display: none; }
 [id^="examples-"] table { table-layout: fixed; width: 100%; overflow-wrap: anywhere; }  /* never wider than a phone */
-""" + lyric.CSS
+@media (max-width: 480px) { button[role="tab"] { padding-left: .4em !important; padding-right: .4em !important; } }
+""" + lyric.CSS + next_line.CSS
 
 
-def build_demo(variants: dict[str, Variant]) -> gr.Blocks:
+def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | None = None) -> gr.Blocks:
     with gr.Blocks(title="charrnn · character-level lyrics writer") as demo:
         gr.Markdown("# charrnn\nCharacter-level recurrent networks that write Jay Chou style lyrics (and Victorian "
                     "prose), one character at a time. Choose a model, give it a start and a form, and watch it write.")
@@ -36,6 +37,8 @@ def build_demo(variants: dict[str, Variant]) -> gr.Blocks:
             score.build(variants)
         with gr.Tab("Compare"):
             compare.build(variants)
+        with gr.Tab("Next line"):
+            next_line.build(next_lines or {})
     return demo.queue(max_size=QUEUE_SIZE)
 
 
@@ -48,10 +51,11 @@ def launch(demo: gr.Blocks, **options):
 def main() -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    variants = load_variants(model_sources(), DEVICE)
+    sources = model_sources()
+    variants, next_lines = load_variants(sources, DEVICE), load_next_lines(sources, DEVICE)
     if not variants:
         log.warning(NO_MODELS.replace("**", "").replace("`", ""))
-    launch(build_demo(variants))
+    launch(build_demo(variants, next_lines))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from .cells import CELLS
 from .form import Candidate, Options, Step
 from .loading import ModelFileError
 from .model import CharRNN
+from .next_line import NextLine
 from .vocab import Vocab
 
-__all__ = ["CELLS", "Candidate", "CharRNN", "ModelFileError", "Options", "Step", "Vocab"]
+__all__ = ["CELLS", "Candidate", "CharRNN", "ModelFileError", "NextLine", "Options", "Step", "Vocab"]

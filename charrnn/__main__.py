@@ -1,4 +1,5 @@
-"""python -m charrnn generate|score --model FOLDER_OR_REPO_ID ...: write with a trained model, or score a text."""
+"""python -m charrnn generate|score|next-line --model FOLDER_OR_REPO_ID ...: write with a trained model, score a
+text, or write the line after a line."""
 import argparse
 import math
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 from .evaluate import Score
 from .loading import ModelFileError
 from .model import CharRNN
+from .next_line import MAX_LENGTH, NextLine
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,7 +38,32 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--context", default="", help="text before it: primes the model, not scored (default: a line start)")
     sc.add_argument("--top", type=int, default=10, help="how many of the most surprising characters to list")
     sc.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
+    nl = commands.add_parser("next-line", help="write the line that follows a line (a next-line model)",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    nl.add_argument("--model", required=True, help="a next-line model folder or Hub repo id")
+    nl.add_argument("--line", required=True, help="the line to answer (of several, the last non-empty one)")
+    nl.add_argument("--temperature", type=float, default=0.8, help="0 is greedy; higher is more adventurous")
+    nl.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely characters")
+    nl.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set reaching p")
+    nl.add_argument("--seed", type=int, default=None, help="the same seed gives the same line")
+    nl.add_argument("--max-length", type=int, default=MAX_LENGTH, help="the most characters the line may have")
+    nl.add_argument("--attention", action="store_true", help="then, per written character, where the model looked")
+    nl.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
     return p
+
+
+def next_line(args) -> None:
+    model = NextLine.from_pretrained(args.model, revision=args.revision)
+    steps = model.written(args.line, args.temperature, args.top_k, args.top_p, args.seed, args.max_length)
+    steps = list(steps) if args.attention else steps
+    for char, _ in steps:
+        print(char, end="", flush=True)
+    print()
+    if args.attention:
+        source = model.source(args.line) or "\n"
+        for char, weights in steps:
+            looked = sorted(range(len(weights)), key=lambda j: -weights[j])[:3] if weights else []
+            print(f"{char}: " + ", ".join(f"{source[j]!r} {weights[j]:.0%}" for j in looked))
 
 
 def read_text(path: str) -> str:
@@ -83,6 +110,9 @@ def generate(model: CharRNN, args) -> None:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "next-line":
+            next_line(args)
+            return 0
         model = CharRNN.from_pretrained(args.model, revision=args.revision)
         if args.command == "generate":
             generate(model, args)

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LIST = ROOT / "models.txt"
 CORPUS_NAMES = {"jaychou": "Jay Chou lyrics", "timemachine": "The Time Machine"}
 CELL_NAMES = {"rnn-scratch": "RNN (from scratch)", "rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+KIND_NAMES = {**CELL_NAMES, "next-line": "next line (encoder-decoder)"}
 
 
 def model_sources() -> list[str]:
@@ -32,8 +33,8 @@ def base_name(source: str) -> str:
     """'models/jaychou-lstm' or 'user/charrnn-jaychou-lstm' -> 'Jay Chou lyrics · LSTM'."""
     stem = source.rstrip("/").split("/")[-1].removeprefix("charrnn-")
     corpus, _, cell = stem.partition("-")
-    if corpus in CORPUS_NAMES and cell in CELL_NAMES:
-        return f"{CORPUS_NAMES[corpus]} · {CELL_NAMES[cell]}"
+    if corpus in CORPUS_NAMES and cell in KIND_NAMES:
+        return f"{CORPUS_NAMES[corpus]} · {KIND_NAMES[cell]}"
     return stem
 
 

@@ -7,6 +7,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from charrnn import CharRNN, ModelFileError
 from charrnn.catalog import CELL_NAMES
+from charrnn.loading import is_next_line
 
 from .curve import CURVE_NAME, write_curve
 
@@ -65,7 +66,7 @@ def corpus_info(metrics: dict, model: CharRNN) -> Corpus:
         "samples, which can reproduce it.")
 
 
-def card_data(metrics: dict, model: CharRNN, corpus: Corpus, model_name: str) -> ModelCardData:
+def card_data(metrics: dict, model, corpus: Corpus, model_name: str, kind: str | None = None) -> ModelCardData:
     result = EvalResult(
         task_type="text-generation", task_name="Character-level language modelling",
         dataset_type=metrics["corpus"].split(".")[0], dataset_name=corpus.title,
@@ -74,7 +75,7 @@ def card_data(metrics: dict, model: CharRNN, corpus: Corpus, model_name: str) ->
         metric_value=round(metrics["val_ppl"], 2))
     return ModelCardData(
         language=corpus.language, license="mit", library_name="charrnn", pipeline_tag="text-generation",
-        tags=["char-rnn", model.cell, corpus.tag, "pytorch", "safetensors", "model_hub_mixin", "pytorch_model_hub_mixin"],
+        tags=["char-rnn", kind or model.cell, corpus.tag, "pytorch", "safetensors", "model_hub_mixin", "pytorch_model_hub_mixin"],
         model_name=model_name, eval_results=[result])
 
 
@@ -142,7 +143,11 @@ def write_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
     """(Re)write folder/README.md and the training curve it shows."""
     folder = Path(folder)
     metrics = load_metrics(folder)
-    card = build_card(folder, metrics, repo_id)
+    if is_next_line(str(folder)):
+        from .next_line import build_next_line_card  # it imports this module
+        card = build_next_line_card(folder, metrics, repo_id)
+    else:
+        card = build_card(folder, metrics, repo_id)
     write_curve(metrics, folder / CURVE_NAME)
     card.save(folder / CARD_NAME)
     return card

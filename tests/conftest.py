@@ -45,3 +45,17 @@ def english_model_dir(tmp_path_factory) -> Path:
     corpus.write_text(cut("timemachine.txt", 3000), encoding="utf-8")
     train(tiny_config(corpus, root / "timemachine-gru", cell="gru", epochs=1))
     return root / "timemachine-gru"
+
+
+@pytest.fixture(scope="session")
+def next_line_dir(tmp_path_factory, lyrics_file) -> Path:
+    """A Hub-ready folder of a small attention next-line model trained on lyrics_file."""
+    out = tmp_path_factory.mktemp("models") / "jaychou-next-line"
+    train(next_line_config(lyrics_file, out))
+    return out
+
+
+def next_line_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
+    settings = dict(task="next-line", context="attention", epochs=5, lr=0.01, embed_size=32, hidden_size=64,
+                    min_count=1)  # every character in the vocabulary: 6,000 characters leave many seen once
+    return tiny_config(corpus, out, **{**settings, **overrides})

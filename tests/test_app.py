@@ -16,13 +16,14 @@ from gradio_client import Client
 
 import app
 from charrnn.rhyme import Chinese
-from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, Variant, load_variants
+from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, Variant, load_next_lines, load_variants
 from ui.generate import LOOP_NGRAM
 
 ROOT = Path(__file__).resolve().parent.parent
 LSTM = "Jay Chou lyrics · LSTM"
 GRU = "The Time Machine · GRU"
 SLOW = "Jay Chou lyrics · LSTM (slowed down)"
+NEXT_LINE = "Jay Chou lyrics · next line (encoder-decoder)"
 SLOW_DELAY = 0.01  # seconds per character: 1,000 characters would take 10 s
 
 
@@ -63,12 +64,14 @@ def warnings_of(job) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, english_model_dir):
-    variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
+def server(tiny_model_dir, english_model_dir, next_line_dir):
+    variants = load_variants([str(tiny_model_dir), str(english_model_dir), str(next_line_dir)], DEVICE)
     variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, SLOW_DELAY), {})
-    demo = app.build_demo(variants)
+    next_lines = load_next_lines([str(tiny_model_dir), str(next_line_dir)], DEVICE)
+    assert list(next_lines) == [NEXT_LINE] and NEXT_LINE not in variants, "each kind of model in its own list"
+    demo = app.build_demo(variants, next_lines)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
-    yield SimpleNamespace(url=url, variants=variants)
+    yield SimpleNamespace(url=url, variants=variants, next_lines=next_lines)
     demo.close()
 
 
@@ -105,7 +108,7 @@ def test_endpoint_signatures(client):
     """/generate keeps its first seven parameters; every one after the prefix has a default; page-only
     handlers stay out of the API."""
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/candidates", "/score", "/models", "/compare"}
+    assert set(endpoints) == {"/generate", "/candidates", "/score", "/models", "/compare", "/next_line"}
     form = ["lines", "acrostic", "rhyme", "repetition_penalty", "no_repeat_ngram"]
     generate = endpoints["/generate"]["parameters"]
     assert [p["parameter_name"] for p in generate] == [
@@ -351,3 +354,22 @@ def test_app_without_models_starts_and_says_how_to_get_one(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_next_line_streams_what_the_library_writes(client, server):
+    model = server.next_lines[NEXT_LINE].model
+    job = finish(client.submit("窗外的麻雀", 0.8, 7, api_name="/next_line"))
+    updates = job.outputs()
+    assert updates[-1] == model.next_line("窗外的麻雀", temperature=0.8, seed=7)
+    assert len(updates) >= 2 and all(b.startswith(a) for a, b in zip(updates, updates[1:])), "it streams"
+    assert client.predict("窗外的麻雀", 0, None, NEXT_LINE, api_name="/next_line") == model.next_line(
+        "窗外的麻雀", temperature=0)
+
+
+@pytest.mark.parametrize("args, message", [(("分" * 501,), "at most 500"), (("分开", "hot"), "Temperature must be"),
+                                           (("分开", 3), "from 0 to 2"), (("分开", 0.8, 1.5), "whole number"),
+                                           (("分开", 0.8, None, "nope"), "Unknown next-line model"),
+                                           ((42,), "Line must be text")])
+def test_bad_input_to_next_line_is_refused(client, args, message):
+    job = finish(client.submit(*args, api_name="/next_line"))
+    assert message in str(job.exception())

@@ -10,7 +10,7 @@ import pytest
 
 import app
 from test_app import LSTM, CountingModel, wait_until
-from ui.common import DEVICE, Variant, load_variants
+from ui.common import DEVICE, Variant, load_next_lines, load_variants
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -32,10 +32,10 @@ WATCH_CARDS = """() => {
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, english_model_dir):
+def server(tiny_model_dir, english_model_dir, next_line_dir):
     variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
     variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, delay=0.005), {}, variants[LSTM].bigram)
-    demo = app.build_demo(variants)
+    demo = app.build_demo(variants, load_next_lines([str(next_line_dir)], DEVICE))
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield url, variants
     demo.close()
@@ -261,3 +261,35 @@ def test_the_compare_tab_streams_every_model_side_by_side(page, server):
     assert all(text.startswith("分开") for text in texts.values())
     assert all("mean log-probability" in t for t in cards.all_inner_texts())
     screenshots_at_both_widths(page, "compare")
+
+
+def test_the_next_line_tab_writes_a_song_line_by_line_with_its_attention(page):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("tab", name="Write").click()
+    page.get_by_label("Prefix").fill("分开")
+    page.get_by_role("button", name="Write", exact=True).click()
+    lyric = page.locator("#lyric .lyric")
+    wait_until(lambda: len(lyric.inner_text()) > 30, 20, "the Write tab did not write")
+    page.get_by_role("button", name="Stop").first.click()
+    page.get_by_role("tab", name="Next line").click()
+    page.get_by_role("button", name="Take the Write tab's last line").click()
+    box = page.locator("#next-line-input textarea")
+    last = [line for line in lyric.inner_text().split("\n") if line.strip()][-1]
+    wait_until(lambda: box.input_value() == last, 10, "the Write tab's last line was not taken")
+
+    box.fill("窗外的麻雀")
+    page.get_by_role("button", name="Write the next line").click()
+    lines = page.locator("#song .song > div")
+    wait_until(lambda: lines.count() == 2 and page.locator("#attention td").count() > 0, 20, "no line, no heatmap")
+    page.wait_for_timeout(500)  # the last update: the whole line
+    written = lines.nth(1).inner_text().strip()
+    assert lines.nth(0).inner_text() == "窗外的麻雀"
+    header = page.locator("#attention tr").first.locator("th").all_inner_texts()
+    assert header[1:] == list("窗外的麻雀"), "one column per character of the line answered"
+    assert page.locator("#attention tr").count() == 1 + len(written), "one row per written character"
+    page.get_by_role("button", name="Continue").click()
+    wait_until(lambda: lines.count() == 3, 20, "Continue did not add a line")
+    page.wait_for_timeout(500)
+    header = page.locator("#attention tr").first.locator("th").all_inner_texts()
+    assert "".join(header[1:]) == written, "Continue answers the line just written"
+    screenshots_at_both_widths(page, "next-line")

@@ -20,11 +20,13 @@ from packaging.specifiers import SpecifierSet
 from charrnn import CharRNN, ModelFileError
 from charrnn.catalog import base_name, display_name, model_sources
 from hub_card.__main__ import main
+from hub_card.next_line import HEATMAP_NAME
 from hub_card.push import MODEL_FILES, model_commit
 from hub_card.space import build_space
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_ID = "org/charrnn-jaychou-lstm"
+CHAR_MODEL_FILES = [name for name in MODEL_FILES if name != HEATMAP_NAME]  # the heatmap is a next-line model's
 # Loads a repo in a fresh process (HF_ENDPOINT is read when huggingface_hub is imported) and saves what it got.
 LOAD = """
 import json, sys
@@ -96,8 +98,8 @@ def test_a_pushed_model_downloads_over_http_then_loads_offline_from_the_cache(hu
 
 def test_the_hub_serves_exactly_the_pushed_files(hub, pushed):
     repo = hub.mirrors / "models" / REPO_ID
-    assert sorted(p.name for p in repo.iterdir() if p.name != ".git") == sorted(MODEL_FILES)
-    for name in MODEL_FILES:
+    assert sorted(p.name for p in repo.iterdir() if p.name != ".git") == sorted(CHAR_MODEL_FILES)
+    for name in CHAR_MODEL_FILES:
         assert (repo / name).read_bytes() == (pushed / name).read_bytes()
 
 
@@ -106,7 +108,7 @@ def test_push_dry_run_lists_the_files_and_the_commit(pushed, capsys):
     out = capsys.readouterr().out
     assert f"model repo: {REPO_ID}" in out and "revision: v1" in out and "commit message: Upload jaychou-lstm" in out
     listed = [line.split()[0] for line in out.split("files (6):\n")[1].splitlines()]
-    assert listed == list(MODEL_FILES)
+    assert listed == CHAR_MODEL_FILES
     assert 'from_pretrained("org/charrnn-jaychou-lstm")' in (pushed / "README.md").read_text(encoding="utf-8")
 
 

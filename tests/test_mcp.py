@@ -9,14 +9,14 @@ from mcp.client.streamable_http import streamablehttp_client
 
 import app
 from test_app import LSTM
-from ui.common import DEVICE, load_variants
+from ui.common import DEVICE, load_next_lines, load_variants
 from ui.generate import LOOP_NGRAM
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model_dir, english_model_dir):
+def served(tiny_model_dir, english_model_dir, next_line_dir):
     variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
-    demo = app.build_demo(variants)
+    demo = app.build_demo(variants, load_next_lines([str(next_line_dir)], DEVICE))
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield f"{url}gradio_api/mcp/", variants
     demo.close()
@@ -45,7 +45,8 @@ def payload(result):
 def test_the_tools_are_the_named_endpoints_with_their_descriptions(served):
     tools = session_run(served[0], lambda s: s.list_tools()).tools
     by_name = {t.name: t for t in tools}
-    assert set(by_name) == {"generate", "candidates", "score", "models", "compare"}, "page-only handlers stay out"
+    assert set(by_name) == {"generate", "candidates", "score", "models", "compare", "next_line"}, \
+        "page-only handlers stay out"
     assert "prefix" in by_name["generate"].description and "acrostic" in by_name["generate"].inputSchema["properties"]
     assert by_name["score"].inputSchema["required"] == ["variant", "text"]
 
@@ -80,3 +81,12 @@ def test_a_bad_call_is_an_error_result_not_a_broken_server(served):
     assert bad.isError and "Unknown model 'gpt2'" in bad.content[0].text
     assert empty.isError and "Give some text to score" in empty.content[0].text
     assert not fine.isError
+
+
+def test_next_line_agrees_with_the_library(served, next_line_dir):
+    from charrnn import NextLine
+
+    async def work(session):
+        return payload(await session.call_tool("next_line", {"line": "窗外的麻雀", "temperature": 0}))
+
+    assert session_run(served[0], work) == NextLine.from_pretrained(next_line_dir).next_line("窗外的麻雀", temperature=0)

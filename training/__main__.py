@@ -4,6 +4,7 @@ import dataclasses
 import sys
 
 from charrnn import CELLS
+from charrnn.next_line import CONTEXTS
 
 from .data import SAMPLERS, CorpusError
 from .train import TrainConfig, train
@@ -11,7 +12,9 @@ from .train import TrainConfig, train
 HELP = {
     "corpus": "UTF-8 text file to learn from",
     "out": "folder for the trained model (model.safetensors, config.json, metrics.json, README.md)",
-    "cell": "recurrent cell",
+    "task": "chars: a character model (CharRNN); next-line: an encoder-decoder writing the line after a line",
+    "context": "next-line only: how the encoder's context reaches the decoder (init, every-step, attention)",
+    "cell": "recurrent cell (chars only; next-line uses GRUs)",
     "embed_size": "size of the character embedding",
     "hidden_size": "size of the recurrent state",
     "num_layers": "stacked recurrent layers",
@@ -44,7 +47,7 @@ HELP = {
     "sample_prefixes": "prefixes to sample from while training (those the vocabulary knows)",
     "sample_length": "characters per sample",
 }
-CHOICES = {"cell": CELLS, "sampler": tuple(SAMPLERS), "optimizer": ("adam", "sgd"), "newlines": ("keep", "space"),
+CHOICES = {"task": ("chars", "next-line"), "context": CONTEXTS, "cell": CELLS, "sampler": tuple(SAMPLERS), "optimizer": ("adam", "sgd"), "newlines": ("keep", "space"),
            "device": ("auto", "cpu", "cuda")}
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import gradio as gr
 import torch
 
-from charrnn import CharRNN, ModelFileError
+from charrnn import CharRNN, ModelFileError, NextLine
 from charrnn.catalog import CELL_NAMES, display_name
 from charrnn.counts import BIGRAM_NAME, Bigram
-from charrnn.loading import fetch
+from charrnn.loading import fetch, is_next_line
 
 log = logging.getLogger("charrnn.app")
 
@@ -68,19 +68,38 @@ def read_bigram(source: str) -> Bigram | None:
 
 
 def load_variants(sources: list[str], device: torch.device) -> dict[str, Variant]:
-    """Every source that loads, by display name; one that does not is skipped with a warning naming it."""
+    """Every character model that loads, by display name; one that does not is skipped with a warning naming it."""
+    return load(sources, device, CharRNN)
+
+
+def load_next_lines(sources: list[str], device: torch.device) -> dict[str, Variant]:
+    """Every next-line model among sources (the others are load_variants' business)."""
+    return load(sources, device, NextLine)
+
+
+def load(sources: list[str], device: torch.device, model_class) -> dict[str, Variant]:
     variants = {}
     for source in sources:
         try:
-            model = CharRNN.from_pretrained(source).to(device)
-            model.generate("", 2)  # warm-up: the first decode is several times slower than the next
+            if is_next_line(source) != (model_class is NextLine):
+                continue
+            model = model_class.from_pretrained(source).to(device)
+            warm_up(model)  # the first decode is several times slower than the next
         except Exception as e:  # a bad folder or repo must not take the other variants down with it
-            log.warning("skipping model %s: %s", source, e)
+            if model_class is CharRNN:  # said once, not once per kind
+                log.warning("skipping model %s: %s", source, e)
             continue
         name = display_name(source, sources)  # names the source too where two would read alike
         variants[name] = Variant(source, model, read_metrics(source), read_bigram(source))
         log.info("loaded %s from %s on %s", name, source, device)
     return variants
+
+
+def warm_up(model) -> None:
+    if isinstance(model, NextLine):
+        model.next_line("", max_length=2)
+    else:
+        model.generate("", 2)
 
 
 def refusal(message: str) -> gr.Error:

@@ -1,0 +1,191 @@
+"""NextLine: an encoder-decoder (Seq2Seq) that writes the line that follows a line, one character at a time.
+
+The encoder, a GRU (bidirectional by default), reads the line; the decoder, a GRU cell, writes the next line
+and stops at its line break. How the encoder hands its context to the decoder is the `context` setting:
+  "init"        c (the encoder's final states) becomes the decoder's first state, and nothing more;
+  "every-step"  ... and c is also an input at every decoder step;
+  "attention"   ... and every step i gets its own c_i = sum_j a_ij h_j instead, the weights a_ij from the
+                decoder's previous state and encoder state j (additive attention, Bahdanau et al. 2015).
+The line break is both the decoder's start token and its end, so the vocabulary is CharRNN's own.
+"""
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from . import backends, evaluate, loading
+from .cells import dropout
+from .decoding import Uniforms, temper
+from .form import Options, check
+from .vocab import Vocab, normalize
+
+CONTEXTS = ("init", "every-step", "attention")
+MAX_LENGTH = 40  # characters a written line may have (the lyrics' longest is 34)
+
+
+class NextLine(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="charrnn",
+    tags=["char-rnn", "seq2seq", "attention", "lyrics"],
+    pipeline_tag="text-generation",
+    license="mit",
+):
+    def __init__(self, vocab: dict, context: str = "attention", embed_size: int = 128, hidden_size: int = 256,
+                 bidirectional: bool = True, dropout: float = 0.0, smoothing: float = 0.0):
+        super().__init__()
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {', '.join(CONTEXTS)}; got {context!r}")
+        self.vocab = Vocab.from_dict(vocab)
+        if "\n" not in self.vocab:
+            raise ValueError("a next-line model needs the line break in its vocabulary (newlines='keep')")
+        self.context, self.dropout, self.smoothing = context, dropout, smoothing
+        self.newline = self.vocab.stoi["\n"]
+        vocab_size, memory = len(self.vocab), hidden_size * (2 if bidirectional else 1)
+        self.embed = nn.Embedding(vocab_size, embed_size)
+        self.encoder = nn.GRU(embed_size, hidden_size, batch_first=True, bidirectional=bidirectional)
+        self.bridge = nn.Linear(memory, hidden_size)  # c -> the decoder's first state
+        fed = memory if context != "init" else 0
+        self.decoder = nn.GRUCell(embed_size + fed, hidden_size)
+        if context == "attention":
+            self.query = nn.Linear(hidden_size, hidden_size, bias=False)
+            self.key = nn.Linear(memory, hidden_size)
+            self.energy = nn.Linear(hidden_size, 1, bias=False)
+        self.head = nn.Linear(hidden_size + fed, vocab_size)
+        # The distribution label smoothing spread `smoothing` of each target over; decoding removes it again.
+        self.register_buffer("prior", torch.full((vocab_size,), 1 / vocab_size))
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def encode(self, source: torch.Tensor, lengths: torch.Tensor):
+        """source [B, S] (padded on the right) -> memory [B, S, M], keys, the fixed context c [B, M], the first
+        decoder state [B, H] and the padding mask [B, S]."""
+        x = dropout(self.embed(source), self.dropout, self.training)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, final = self.encoder(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=source.shape[1])
+        c = torch.cat(list(final), -1)  # the last state of each direction
+        keys = self.key(memory) if self.context == "attention" else None
+        mask = torch.arange(source.shape[1], device=source.device)[None] < lengths[:, None].to(source.device)
+        return memory, keys, c, torch.tanh(self.bridge(c)), mask
+
+    def step(self, previous: torch.Tensor, state: torch.Tensor, encoded):
+        """One decoder step from the previous characters [B]: logits [B, V], the new state, attention [B, S]."""
+        memory, keys, c, _, mask = encoded
+        weights = None
+        if self.context == "attention":
+            energy = self.energy(torch.tanh(self.query(state)[:, None] + keys))[..., 0]
+            weights = energy.masked_fill(~mask, -torch.inf).softmax(-1)
+            c = (weights[..., None] * memory).sum(1)
+        x = dropout(self.embed(previous), self.dropout, self.training)
+        fed = self.context != "init"
+        state = self.decoder(torch.cat([x, c], -1) if fed else x, state)
+        out = dropout(torch.cat([state, c], -1) if fed else state, self.dropout, self.training)
+        return self.head(out), state, weights
+
+    def forward(self, source: torch.Tensor, lengths: torch.Tensor, previous: torch.Tensor):
+        """Teacher forcing: logits [B, T, V] for the characters after previous [B, T], and attention [B, T, S]."""
+        encoded = self.encode(source, lengths)
+        state, logits, attention = encoded[3], [], []
+        for t in range(previous.shape[1]):
+            out, state, weights = self.step(previous[:, t], state, encoded)
+            logits.append(out)
+            attention.append(weights)
+        return torch.stack(logits, 1), (torch.stack(attention, 1) if self.context == "attention" else None)
+
+    @staticmethod
+    def source(line: str) -> str:
+        """The line the model answers (attention's columns): the last non-empty line of the text."""
+        if not isinstance(line, str):
+            raise ValueError(f"the line must be text, got {line!r}")
+        return next((part for part in reversed(normalize(line).split("\n")) if part), "")
+
+    def source_ids(self, line: str) -> list[int]:
+        """The source line's ids; an empty line reads as a line break (where a song starts)."""
+        return self.vocab.encode(self.source(line)) or [self.newline]
+
+    def encoded(self, line: str):
+        ids = self.source_ids(line)
+        return self.encode(torch.tensor([ids], device=self.device), torch.tensor([len(ids)]))
+
+    @torch.inference_mode()
+    def score(self, line: str, context: str = "", details: bool = True) -> evaluate.Score:
+        """How likely the model finds line (its line break included) as the line after context: the same Score as
+        CharRNN.score, fair perplexity and per-character probabilities, ranks and alternatives."""
+        if not isinstance(line, str) or "\n" in normalize(line):
+            raise ValueError(f"line must be one line of text, got {line!r}")
+        self.eval()
+        text = normalize(line) + "\n"
+        targets = torch.tensor(self.vocab.encode(text), device=self.device)
+        previous = torch.cat([targets.new_tensor([self.newline]), targets[:-1]])
+        ids = self.source_ids(context)
+        logits, _ = self(torch.tensor([ids], device=self.device), torch.tensor([len(ids)]), previous[None])
+        judge = evaluate.Judge(len(targets), len(self.vocab), self.vocab.unk_id, details)
+        judge(logits[0], targets, 0)
+        return judge.score(text, self.vocab.itos)
+
+    def written(self, line: str, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
+                seed: int | None = None, max_length: int = MAX_LENGTH) -> Iterator[tuple[str, list[float] | None]]:
+        """The next line character by character, each with the attention it paid to the line's characters. Bad
+        arguments are refused here, before the first character."""
+        options = Options(temperature, top_k, top_p, seed)
+        check(options, max_length)
+        if max_length < 1:
+            raise ValueError(f"max_length must be a positive whole number, got {max_length!r}")
+        self.source(line)
+        return self.decode(line, options, max_length)
+
+    @torch.inference_mode()  # the decorator, not a with-block: gradio may resume the generator on another thread
+    def decode(self, line: str, options: Options, max_length: int) -> Iterator[tuple[str, list[float] | None]]:
+        self.eval()
+        top_k, top_p, seed = options.top_k, options.top_p, options.seed
+        encoded = self.encoded(line)
+        state, previous, uniforms = encoded[3], torch.tensor([self.newline], device=self.device), Uniforms(seed)
+        for _ in range(max_length):
+            logits, state, weights = self.step(previous, state, encoded)
+            p = logits.float().softmax(-1)
+            q = (p - self.smoothing * self.prior).clamp_(min=0)  # the smoothing prior taken back out
+            q[:, self.vocab.unk_id] = 0
+            if options.temperature not in (0, 1):
+                q = temper(backends.TORCH, q, 1 / options.temperature)
+            if top_k or top_p:
+                q = backends.TORCH.top_filter(q, top_k, top_p)
+            i = backends.TORCH.sample(q, [uniforms.next()], [options.temperature == 0])[0]
+            if i == self.newline:
+                return
+            yield self.vocab.itos[i], (weights[0].tolist() if weights is not None else None)
+            previous = previous.new_tensor([i])
+
+    def stream_next_line(self, line: str, temperature: float = 0.8, top_k: int | None = None,
+                         top_p: float | None = None, seed: int | None = None,
+                         max_length: int = MAX_LENGTH) -> Iterator[str]:
+        """The next line, character by character (see next_line)."""
+        return (char for char, _ in self.written(line, temperature, top_k, top_p, seed, max_length))
+
+    def next_line(self, line: str, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
+                  seed: int | None = None, max_length: int = MAX_LENGTH, attention: bool = False):
+        """The line that follows line (without its line break), at most max_length characters. line: a line of
+        text (of several, the last non-empty one). With attention=True, also the attention weights
+        [len(text)][len(source line)] (every row sums to 1; "init" and "every-step" models have none)."""
+        steps = list(self.written(line, temperature, top_k, top_p, seed, max_length))
+        text = "".join(char for char, _ in steps)
+        if not attention:
+            return text
+        if self.context != "attention":
+            raise ValueError(f"a model with context={self.context!r} has no attention to show")
+        return text, [weights for _, weights in steps]
+
+    @classmethod
+    def from_pretrained(cls, source: str, *, revision: str | None = None, cache_dir=None, force_download: bool = False,
+                        local_files_only: bool = False, token=None, map_location="cpu") -> "NextLine":
+        """A local folder or a Hub repo id, loaded strictly and through safetensors only (never a pickle)."""
+        return loading.load_pretrained(cls, str(source), map_location, revision=revision, cache_dir=cache_dir,
+                                       force_download=force_download, local_files_only=local_files_only, token=token)

@@ -1,0 +1,59 @@
+"""The card of a next-line model: the context-mode table that bench.next_line measured, and the attention
+heatmap of a real sample as a PNG."""
+from pathlib import Path
+
+from huggingface_hub import ModelCard
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+
+from charrnn import NextLine
+
+from .card import SEED, card_data, corpus_info
+
+TEMPLATE = Path(__file__).with_name("next_line_card.md")
+HEATMAP_NAME = "attention.png"
+SAMPLE_LINE = "窗外的麻雀"
+CONTEXT_ABOUT = {
+    "init": "the encoder's final states become the decoder's first state, and nothing more",
+    "every-step": "the encoder's final states become the decoder's first state and an input at every step",
+    "attention": "every step i gets its own context c_i = Σ_j a_ij h_j, the weights a_ij from the decoder's "
+                 "previous state and encoder state j (additive attention, Bahdanau et al. 2015)",
+}
+
+
+def cjk_font() -> str | None:
+    """A font with Chinese glyphs (Noto CJK from fonts-noto-cjk), or None where there is none."""
+    return next((f.name for f in font_manager.fontManager.ttflist if "CJK" in f.name), None)
+
+
+def write_heatmap(source: str, text: str, attention: list[list[float]], path: Path) -> Path:
+    fig = Figure(figsize=(1.2 + 0.45 * len(source), 1.0 + 0.45 * len(text)), dpi=120, layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(attention, cmap="Reds", vmin=0, aspect="equal")  # scaled to its largest weight: diffuse rows show too
+    font = {"family": cjk_font() or "sans-serif", "size": 12}
+    ax.set_xticks(range(len(source)), list(source), fontdict=font)
+    ax.set_yticks(range(len(text)), list(text), fontdict=font)
+    ax.set(xlabel="the line answered", ylabel="the line written")
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()
+    fig.savefig(path)
+    return path
+
+
+def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None) -> ModelCard:
+    model = NextLine.from_pretrained(folder)
+    corpus = corpus_info(metrics, model)
+    line = SAMPLE_LINE if not model.vocab.unknown(SAMPLE_LINE) else next(iter(metrics["samples"]), "")
+    sample, attention = model.next_line(line, temperature=0.8, seed=SEED, attention=model.context == "attention") \
+        if model.context == "attention" else (model.next_line(line, temperature=0.8, seed=SEED), None)
+    if attention and sample:
+        write_heatmap(model.source(line), sample, attention, folder / HEATMAP_NAME)
+    source = repo_id or str(folder)
+    return ModelCard.from_template(
+        card_data(metrics, model, corpus, source.rstrip("/").split("/")[-1], "next-line"), template_path=TEMPLATE,
+        title=f"charrnn · {corpus.title} · next line ({model.context})", corpus=corpus, context=model.context,
+        context_about=CONTEXT_ABOUT[model.context], params=f"{model.num_parameters():,}",
+        context_modes=metrics.get("context_modes"), bigram=metrics["bigram_ppl"],
+        pairs=f"{metrics.get('val_pairs', 0):,}", val_ppl=f"{metrics['val_ppl']:.1f}",
+        train_ppl=f"{metrics['train_ppl']:.1f}", heatmap=HEATMAP_NAME, sample_line=line, sample=sample, seed=SEED,
+        samples=list(metrics.get("samples", {}).items()), source=source, train_chars=f"{metrics['train_chars']:,}")

@@ -1,0 +1,150 @@
+"""The next-line encoder-decoder: shapes and attention, training in the three context modes, scoring, loading,
+resuming, odd input and the CLI. Small models really trained on the first 6,000 characters of the lyrics."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from charrnn import CharRNN, ModelFileError, NextLine, Vocab
+from charrnn.next_line import CONTEXTS
+from conftest import next_line_config
+from training.data import split
+from training.next_line import encode_pairs, line_pairs, pair_perplexity
+from training.train import train
+
+
+@pytest.fixture(scope="module")
+def model(next_line_dir) -> NextLine:
+    return NextLine.from_pretrained(next_line_dir)
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_shapes_and_attention_rows(context):
+    model = NextLine(Vocab(list("abc\n我你")).to_dict(), context=context, embed_size=8, hidden_size=16)
+    source, lengths = torch.tensor([[1, 2, 3, 4], [2, 3, 0, 0]]), torch.tensor([4, 2])
+    logits, attention = model(source, lengths, torch.tensor([[4, 1, 2], [4, 3, 3]]))
+    assert logits.shape == (2, 3, len(model.vocab))
+    if context != "attention":
+        assert attention is None
+        return
+    assert attention.shape == (2, 3, 4)
+    assert torch.allclose(attention.sum(-1), torch.ones(2, 3))
+    assert attention[1, :, 2:].abs().max() == 0, "no attention on padding"
+
+
+def test_the_three_modes_train_and_beat_the_unigram(lyrics_file, next_line_dir, tmp_path):
+    for context in CONTEXTS:
+        out = next_line_dir if context == "attention" else tmp_path / context
+        if context != "attention":
+            train(next_line_config(lyrics_file, out, context=context))
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["val_ppl"] < metrics["unigram_ppl"], (context, metrics["val_ppl"], metrics["unigram_ppl"])
+        assert json.loads((out / "config.json").read_text())["context"] == context
+
+
+def test_held_out_perplexity_is_the_score_of_every_pair(model, lyrics_file):
+    _, val = split(lyrics_file.read_text(encoding="utf-8"))
+    pairs = line_pairs(val)
+    scores = [model.score(b, context=a) for a, b in pairs]
+    assert sum(s.count for s in scores) == sum(len(b) + 1 for _, b in pairs), "each line's break counts"
+    expected = math.exp(sum(s.nll for s in scores) / sum(s.count for s in scores))
+    assert pair_perplexity(model, encode_pairs(pairs, model.vocab)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_score_reads_the_previous_line(model):
+    alone, after = model.score("窗外的麻雀"), model.score("窗外的麻雀", context="在电线杆上多嘴")
+    assert alone.count == after.count == 6 and alone.text == "窗外的麻雀\n"
+    assert alone.nll != after.nll
+    assert [c.rank >= 1 for c in after.chars] == [True] * 6
+    with pytest.raises(ValueError, match="one line"):
+        model.score("two\nlines")
+
+
+def test_writing_is_seeded_streamed_and_attended(model):
+    text = model.next_line("窗外的麻雀", temperature=0.8, seed=3)
+    assert text == "".join(model.stream_next_line("窗外的麻雀", temperature=0.8, seed=3))
+    assert "\n" not in text and 1 <= len(text) <= 40
+    same, attention = model.next_line("窗外的麻雀", temperature=0.8, seed=3, attention=True)
+    assert same == text and len(attention) == len(text)
+    assert all(len(row) == 5 and sum(row) == pytest.approx(1) for row in attention)
+    assert len(model.next_line("窗外的麻雀", temperature=0, max_length=3)) <= 3
+
+
+def test_odd_lines(model):
+    assert isinstance(model.next_line("", seed=1), str), "an empty line reads as a song's start"
+    assert isinstance(model.next_line("😀🎸 zz", seed=1), str), "unknown characters read as <unk>"
+    text, attention = model.next_line("你" * 10_000, seed=1, max_length=5, attention=True)
+    assert len(text) <= 5 and all(len(row) == 10_000 for row in attention)
+    assert model.next_line("第一行\n第二行\n\n", temperature=0) == model.next_line("第二行", temperature=0), "the last line"
+    for bad, message in [(dict(line=42), "must be text"), (dict(line="a", temperature=-1), "temperature"),
+                         (dict(line="a", max_length=0), "max_length"), (dict(line="a", max_length=1.5), "length"), (dict(line="a", top_p=2), "top_p")]:
+        with pytest.raises(ValueError, match=message):
+            model.next_line(**bad)
+
+
+def test_save_and_load_are_exact(model, next_line_dir, tmp_path):
+    model.save_pretrained(tmp_path / "again")
+    again = NextLine.from_pretrained(tmp_path / "again")
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], tensor), key
+    assert again.next_line("分开", seed=2) == model.next_line("分开", seed=2)
+
+
+def test_loading_is_strict(next_line_dir, tiny_model_dir, tmp_path):
+    with pytest.raises(ModelFileError, match="does not match its config.json"):
+        NextLine.from_pretrained(tiny_model_dir)
+    with pytest.raises(ModelFileError, match="does not match its config.json"):
+        CharRNN.from_pretrained(next_line_dir)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bad / name).write_bytes((next_line_dir / name).read_bytes())
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "context": "telepathy"}))
+    with pytest.raises(ModelFileError, match="context must be one of"):
+        NextLine.from_pretrained(bad)
+
+
+def test_resume_equals_an_uninterrupted_run(lyrics_file, tmp_path):
+    whole = next_line_config(lyrics_file, tmp_path / "whole", epochs=2, patience=99)
+    train(whole)
+    halves = next_line_config(lyrics_file, tmp_path / "halves", epochs=1, patience=99)
+    train(halves)
+    train(next_line_config(lyrics_file, tmp_path / "halves", epochs=2, patience=99, resume=True))
+    a, b = NextLine.from_pretrained(tmp_path / "whole"), NextLine.from_pretrained(tmp_path / "halves")
+    for key, tensor in a.state_dict().items():
+        assert torch.equal(b.state_dict()[key], tensor), key
+
+
+def test_the_cli_writes_the_next_line(next_line_dir, model):
+    done = subprocess.run([sys.executable, "-m", "charrnn", "next-line", "--model", str(next_line_dir), "--line",
+                           "窗外的麻雀", "--temperature", "0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == model.next_line("窗外的麻雀", temperature=0)
+    done = subprocess.run([sys.executable, "-m", "charrnn", "next-line", "--model", str(next_line_dir), "--line",
+                           "x", "--temperature", "-1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "temperature" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_card_shows_the_heatmap_and_the_context_modes(next_line_dir, tmp_path):
+    import shutil
+
+    from hub_card.card import write_card
+    from hub_card.next_line import HEATMAP_NAME
+    from hub_card.push import model_commit
+
+    folder = tmp_path / "jaychou-next-line"
+    shutil.copytree(next_line_dir, folder)
+    card = write_card(folder).text
+    assert "Not measured yet" in card and f"]({HEATMAP_NAME})" in card and "NextLine.from_pretrained" in card
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics |= {"val_pairs": 12, "context_modes": [{"model": f"next-line, context {m}", "params": "1", "perplexity": 9.5}
+                                                   for m in CONTEXTS]}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    card = write_card(folder, "org/charrnn-jaychou-next-line").text
+    assert "| next-line, context every-step | 1 | 9.5 |" in card and "12 line pairs" in card
+    assert (folder / HEATMAP_NAME).stat().st_size > 1000
+    assert HEATMAP_NAME in model_commit(folder, "org/charrnn-jaychou-next-line").files

@@ -1,0 +1,121 @@
+"""The next-line task: consecutive line pairs of the text, the first line the source, the second (with its line
+break) the target. Pairs come from each side of the split separately, so none crosses it."""
+import math
+
+import torch
+
+from charrnn.counts import Bigram
+from charrnn.evaluate import Judge
+from charrnn.next_line import NextLine
+from charrnn.vocab import Vocab, normalize
+
+from .data import rare_to_unk
+from .objective import smoothed_loss, unigram
+
+IGNORED = -100  # the target of a padding position
+EVAL_BATCH = 256
+
+
+def line_pairs(text: str) -> list[tuple[str, str]]:
+    """(a line, the line after it) for every two consecutive non-empty lines."""
+    lines = normalize(text).split("\n")
+    return [(a, b) for a, b in zip(lines, lines[1:]) if a and b]
+
+
+def padded(rows: list[list[int]], fill: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(map(len, rows))), fill, dtype=torch.long)
+    for k, row in enumerate(rows):
+        out[k, :len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def batch_of(pairs: list[tuple[list[int], list[int]]], newline: int) -> list[torch.Tensor]:
+    """source [B, S], its lengths [B], the decoder's inputs [B, T] and targets [B, T] (padding: IGNORED)."""
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    return [padded(sources, 0), torch.tensor([len(s) for s in sources]), padded([[newline] + t[:-1] for t in targets], 0),
+            padded(targets, IGNORED)]
+
+
+def encode_pairs(pairs: list[tuple[str, str]], vocab: Vocab) -> list[tuple[list[int], list[int]]]:
+    return [(vocab.encode(a), vocab.encode(b + "\n")) for a, b in pairs]
+
+
+def flat_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits and targets of a batch's real (unpadded) positions."""
+    source, lengths, previous, targets = batch
+    logits, _ = model(source, lengths, previous)
+    kept = targets != IGNORED
+    return logits[kept], targets[kept]
+
+
+@torch.inference_mode()
+def pair_perplexity(model: NextLine, pairs: list[tuple[list[int], list[int]]]) -> float:
+    """The fair per-character perplexity of each pair's second line (its break included) given the first: the same
+    figure as NextLine.score on every pair, in batches."""
+    model.eval()
+    nll, count = 0.0, 0
+    for start in range(0, len(pairs), EVAL_BATCH):
+        batch = [x.to(model.device) for x in batch_of(pairs[start:start + EVAL_BATCH], model.newline)]
+        logits, targets = flat_loss(model, batch)
+        judge = Judge(len(targets), len(model.vocab), model.vocab.unk_id, details=False)
+        judge(logits, targets, 0)
+        nll, count = nll + judge.nll, count + len(targets)
+    return math.exp(nll / count)
+
+
+class NextLineTask:
+    def __init__(self, cfg, vocab: Vocab, train_text: str, val_text: str):
+        if "\n" not in vocab:
+            raise ValueError("--task next-line needs line breaks in the text (and --newlines keep)")
+        self.cfg, self.vocab, self.train_text, self.val_text = cfg, vocab, train_text, val_text
+        self.train_pairs, self.val_pairs = line_pairs(train_text), line_pairs(val_text)
+        if not self.train_pairs or not self.val_pairs:
+            raise ValueError("the text needs consecutive non-empty lines on both sides of the split")
+        self.train_encoded = encode_pairs(self.train_pairs, vocab)
+        self.val_encoded = encode_pairs(self.val_pairs, vocab)
+
+    def build(self) -> NextLine:
+        cfg = self.cfg
+        model = NextLine(self.vocab.to_dict(), context=cfg.context, embed_size=cfg.embed_size,
+                         hidden_size=cfg.hidden_size, dropout=cfg.dropout, smoothing=cfg.label_smoothing)
+        targets = torch.tensor([i for _, t in self.train_encoded for i in t])
+        model.prior.copy_(unigram(targets, len(self.vocab)))
+        with torch.no_grad():  # start from the unigram, not the uniform: the first epochs learn pairs, not counts
+            model.head.bias.copy_(model.prior.log())
+        return model
+
+    def batches(self, generator):
+        """The training pairs in a new order, their rare characters turned into <unk> now and then (as CharTask)."""
+        flat = torch.tensor([i for s, t in self.train_encoded for i in s + t])
+        flat = rare_to_unk(flat, self.cfg.unk_dropout, self.vocab.unk_id, generator).tolist()
+        pairs, at = [], 0
+        for s, t in self.train_encoded:
+            pairs.append((flat[at:at + len(s)], flat[at + len(s):at + len(s) + len(t)]))
+            at += len(s) + len(t)
+        order = torch.randperm(len(pairs), generator=generator).tolist()
+        size = self.cfg.batch_size
+        count = len(pairs) // size
+        return (batch_of([pairs[k] for k in order[b * size:(b + 1) * size]], self.vocab.stoi["\n"])
+                for b in range(count)), count
+
+    def loss(self, model, batch):
+        logits, targets = flat_loss(model, batch)
+        return (*smoothed_loss(logits, targets, self.cfg.label_smoothing, model.prior), len(targets))
+
+    def validate(self, model) -> float:
+        return pair_perplexity(model, self.val_encoded)
+
+    def train_perplexity(self, model) -> float:
+        return pair_perplexity(model, self.train_encoded)
+
+    def samples(self, model) -> dict[str, str]:
+        lines = [b for _, b in self.val_pairs[:3]]
+        return {line: model.next_line(line, temperature=0.8, seed=self.cfg.seed) for line in lines}
+
+    def baselines(self):
+        """The bigram counted on the training text, and the unigram and bigram perplexities of the held-out pairs'
+        second lines, each read after the line break that ends the first."""
+        bigram = Bigram.count(self.train_text).tune(self.val_text)
+        nll = {w: sum(bigram.score(b + "\n", "\n", weight=w).nll for _, b in self.val_pairs) for w in (0.0, None)}
+        count = sum(len(b) + 1 for _, b in self.val_pairs)
+        return bigram, math.exp(nll[0.0] / count), math.exp(nll[None] / count)
