@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import gradio as gr
 import httpx
 import pytest
 from gradio_client import Client
 
 import app
 from charrnn.rhyme import Chinese
-from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, Variant, load_next_lines, load_variants
+from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, MAX_SEED, Variant, load_next_lines, load_variants, page_seed
 from ui.generate import LOOP_NGRAM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -373,3 +374,11 @@ def test_next_line_streams_what_the_library_writes(client, server):
 def test_bad_input_to_next_line_is_refused(client, args, message):
     job = finish(client.submit(*args, api_name="/next_line"))
     assert message in str(job.exception())
+
+
+def test_a_page_seed_left_empty_is_random_and_a_bad_one_is_refused():
+    assert page_seed("") is None and page_seed("  ") is None and page_seed(None) is None
+    assert page_seed(" 12 ") == 12 and page_seed(str(MAX_SEED)) == MAX_SEED
+    for bad in ("abc", "-1", "1.5", str(MAX_SEED + 1)):
+        with pytest.raises(gr.Error, match="Seed must be"):
+            page_seed(bad)

@@ -158,3 +158,18 @@ def string(label: str, value, most: int) -> str:
     if len(value) > most:
         raise refusal(f"{label} may have at most {most:,} characters, got {len(value):,}.")
     return value
+
+
+def seed_box(**options) -> gr.Textbox:
+    """A seed the page may leave empty for a new sample each time (a gr.Number shows and sends 0 when empty)."""
+    return gr.Textbox("", label="Seed", placeholder="empty: random", max_lines=1, **options)
+
+
+def page_seed(text) -> int | None:
+    """seed_box's text as a seed: None when empty, else a whole number in range, or a clear refusal."""
+    text = string("Seed", text, 40).strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise refusal(f"Seed must be a whole number from 0 to {MAX_SEED}, got {text!r}.")
+    return number("Seed", int(text), 0, MAX_SEED, whole=True)

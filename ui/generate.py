@@ -12,7 +12,8 @@ from charrnn.form import MAX_CANDIDATES
 from charrnn.rhyme import GROUPS
 
 from .common import (CONCURRENCY, DECODING, DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, Variant,
-                     number, prefix_notices, refusal, string, variant_of, warn_about_prefix)
+                     number, page_seed, prefix_notices, refusal, seed_box, string, variant_of,
+                     warn_about_prefix)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
 UPDATE_EVERY = 0.04  # seconds between streamed updates (the first character goes out at once)
@@ -110,8 +111,8 @@ def build(variants: dict[str, Variant]) -> None:
     def write(name, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
               loop_length, repetition_penalty):
         """The page's view of generate: the whole lyric as HTML, each new character shaded by its probability."""
-        chunks = decode(name, prefix, True, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
-                        repetition_penalty, loop_length if avoid_loops else 0)
+        chunks = decode(name, prefix, True, length, temperature, top_k, top_p, page_seed(seed), lines, acrostic,
+                        rhyme, repetition_penalty, loop_length if avoid_loops else 0)
         lyric = prefix_html(next(chunks))
         yield lyric
         for batch in chunks:
@@ -160,8 +161,8 @@ def build(variants: dict[str, Variant]) -> None:
 
     def write_candidates(name, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
                          loop_length, repetition_penalty):
-        found = candidates(name, prefix, PAGE_CANDIDATES, length, temperature, top_k, top_p, seed, lines, acrostic,
-                           rhyme, repetition_penalty, loop_length if avoid_loops else 0)
+        found = candidates(name, prefix, PAGE_CANDIDATES, length, temperature, top_k, top_p, page_seed(seed), lines,
+                           acrostic, rhyme, repetition_penalty, loop_length if avoid_loops else 0)
         tail = (prefix or "")[-MAX_PREFIX:].split("\n")[-1]  # the prefix's last line, to read each on from
         cards = [candidate_html(rank, tail, c["text"], c["perplexity"], c["mean_logprob"])
                  for rank, c in enumerate(found, 1)]
@@ -192,7 +193,7 @@ def build(variants: dict[str, Variant]) -> None:
         with gr.Row():
             top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="0 keeps every character")
             top_p = gr.Slider(0.01, 1, value=1, step=0.01, label="Top-p", info="1 keeps every character")
-            seed = gr.Number(None, label="Seed", info="empty for a new sample each time", minimum=0, maximum=MAX_SEED)
+            seed = seed_box(info="empty for a new sample each time")
         with gr.Row():
             loop_length = gr.Slider(2, MAX_NGRAM, value=LOOP_NGRAM, step=1, label="Loop length",
                                     info="“avoid loops” forbids repeating a run of this many characters")

@@ -6,7 +6,7 @@ from html import escape
 
 import gradio as gr
 
-from .common import CONCURRENCY, DECODING, MAX_SEED, Variant, number, refusal, string
+from .common import CONCURRENCY, DECODING, MAX_SEED, Variant, number, page_seed, refusal, seed_box, string
 from .lyric import plain, visible
 
 MAX_LINE = 500  # characters of the line answered: the lyrics' lines have at most 34
@@ -87,7 +87,7 @@ def build(models: dict[str, Variant]) -> None:
         """The page's view: the song so far with the new line growing, and the heatmap growing with it."""
         if continuing and song:
             line = song[-1]
-        source, steps = steps_of(variant, line, temperature, seed)
+        source, steps = steps_of(variant, line, temperature, page_seed(seed))
         song = list(song) if continuing and song else [source]
         written, new = [], ""
         yield song_html(song + [new]), "", song
@@ -107,7 +107,7 @@ def build(models: dict[str, Variant]) -> None:
             picker = gr.Dropdown(names, value=names[0] if names else None, label="Next-line model")
             with gr.Row():
                 temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", min_width=140)
-                seed = gr.Number(None, label="Seed", info="empty: random", minimum=0, maximum=MAX_SEED, min_width=100)
+                seed = seed_box(min_width=100, elem_id="next-line-seed")
     with gr.Row():
         go = gr.Button("Write the next line", variant="primary", min_width=160)
         more = gr.Button("Continue", min_width=100)
