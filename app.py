@@ -13,7 +13,7 @@ import gradio as gr  # noqa: E402
 
 from charrnn.catalog import model_sources  # noqa: E402
 from ui import compare, generate, lyric, next_line, score  # noqa: E402
-from ui.common import DEVICE, NO_MODELS, Variant, load_next_lines, load_variants, log  # noqa: E402
+from ui.common import DEVICE, NO_MODELS, Variant, load_models, log  # noqa: E402
 
 QUEUE_SIZE = 64
 THEME = gr.themes.Soft(primary_hue="rose", secondary_hue="slate")
@@ -51,8 +51,7 @@ def launch(demo: gr.Blocks, **options):
 def main() -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    sources = model_sources()
-    variants, next_lines = load_variants(sources, DEVICE), load_next_lines(sources, DEVICE)
+    variants, next_lines = load_models(model_sources(), DEVICE)
     if not variants:
         log.warning(NO_MODELS.replace("**", "").replace("`", ""))
     launch(build_demo(variants, next_lines))

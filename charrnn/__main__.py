@@ -14,15 +14,23 @@ from .next_line import MAX_LENGTH, NextLine
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m charrnn", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hub = argparse.ArgumentParser(add_help=False)
+    hub.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
+    sampling = argparse.ArgumentParser(add_help=False)
+    sampling.add_argument("--temperature", type=float, default=0.8, help="0 is greedy; higher is more adventurous")
+    sampling.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely characters")
+    sampling.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of characters whose probability reaches p")
+    sampling.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
     commands = p.add_subparsers(dest="command", required=True)
-    gen = commands.add_parser("generate", help="continue a prefix", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def command(name: str, help_: str, *parents) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_, parents=[*parents, hub],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    gen = command("generate", "continue a prefix", sampling)
     gen.add_argument("--model", required=True, help="a model folder (made by python -m training) or a Hub repo id")
     gen.add_argument("--prefix", default="", help="text to continue (characters the model does not know are read as <unk>)")
     gen.add_argument("--length", type=int, default=100, help="characters to generate")
-    gen.add_argument("--temperature", type=float, default=0.8, help="0 is greedy; higher is more adventurous")
-    gen.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely characters")
-    gen.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of characters whose probability reaches p")
-    gen.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
     gen.add_argument("--lines", type=int, default=None, help="stop after this many lines (--length stays the most characters)")
     gen.add_argument("--acrostic", default=None, help="one line per character, each beginning with it (藏头)")
     gen.add_argument("--rhyme", default=None, help="'auto' (the prefix's last line, else the first line written), "
@@ -30,25 +38,16 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--repetition-penalty", type=float, default=1.0, help="CTRL's penalty on characters already used (1 = off)")
     gen.add_argument("--no-repeat-ngram", type=int, default=0, help="no sequence of this many characters twice (0 = off)")
     gen.add_argument("--candidates", type=int, default=1, help="write this many (up to 16) together, print them best first")
-    gen.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
-    sc = commands.add_parser("score", help="fair perplexity of a text file, and where the model was most surprised",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sc = command("score", "fair perplexity of a text file, and where the model was most surprised")
     sc.add_argument("--model", required=True, help="a model folder or a Hub repo id")
     sc.add_argument("--text", required=True, help="UTF-8 text file to score")
     sc.add_argument("--context", default="", help="text before it: primes the model, not scored (default: a line start)")
     sc.add_argument("--top", type=int, default=10, help="how many of the most surprising characters to list")
-    sc.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
-    nl = commands.add_parser("next-line", help="write the line that follows a line (a next-line model)",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    nl = command("next-line", "write the line that follows a line (a next-line model)", sampling)
     nl.add_argument("--model", required=True, help="a next-line model folder or Hub repo id")
     nl.add_argument("--line", required=True, help="the line to answer (of several, the last non-empty one)")
-    nl.add_argument("--temperature", type=float, default=0.8, help="0 is greedy; higher is more adventurous")
-    nl.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely characters")
-    nl.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set reaching p")
-    nl.add_argument("--seed", type=int, default=None, help="the same seed gives the same line")
     nl.add_argument("--max-length", type=int, default=MAX_LENGTH, help="the most characters the line may have")
     nl.add_argument("--attention", action="store_true", help="then, per written character, where the model looked")
-    nl.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
     return p
 
 

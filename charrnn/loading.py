@@ -63,13 +63,17 @@ def fetch(model_id: str, filename: str, **hub_kwargs) -> str:
         raise ModelFileError(f"downloading {filename} of {model_id!r} failed: {e}") from None
 
 
-def read_config(source: str, path: str, model_class) -> dict:
-    """The constructor arguments saved in config.json, checked before any weight is read."""
+def read_json(source: str, path: str):
     try:
         with open(path, encoding="utf-8") as f:
-            config = json.load(f)
+            return json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{source}: {CONFIG_NAME} is not readable JSON ({e})") from None
+
+
+def read_config(source: str, path: str, model_class) -> dict:
+    """The constructor arguments saved in config.json, checked before any weight is read."""
+    config = read_json(source, path)
     if not isinstance(config, dict) or "vocab" not in config:
         raise ModelFileError(f"{source}: {CONFIG_NAME} has no 'vocab'")
     if config.get("cell", "lstm") not in CELLS:
@@ -113,8 +117,5 @@ def load_pretrained(model_class, source: str, map_location="cpu", **hub_kwargs):
 def is_next_line(source: str, **hub_kwargs) -> bool:
     """Whether source holds a NextLine model (its config names a context mode) rather than a CharRNN."""
     check_source(source)
-    try:
-        with open(fetch(source, CONFIG_NAME, **hub_kwargs), encoding="utf-8") as f:
-            return "context" in json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{source}: {CONFIG_NAME} is not readable JSON ({e})") from None
+    config = read_json(source, fetch(source, CONFIG_NAME, **hub_kwargs))
+    return isinstance(config, dict) and "context" in config

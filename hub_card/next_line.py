@@ -44,8 +44,9 @@ def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None
     model = NextLine.from_pretrained(folder)
     corpus = corpus_info(metrics, model)
     line = SAMPLE_LINE if not model.vocab.unknown(SAMPLE_LINE) else next(iter(metrics["samples"]), "")
-    sample, attention = model.next_line(line, temperature=0.8, seed=SEED, attention=model.context == "attention") \
-        if model.context == "attention" else (model.next_line(line, temperature=0.8, seed=SEED), None)
+    attends = model.context == "attention"
+    written = model.next_line(line, temperature=0.8, seed=SEED, attention=attends)
+    sample, attention = written if attends else (written, None)
     if attention and sample:
         write_heatmap(model.source(line), sample, attention, folder / HEATMAP_NAME)
     source = repo_id or str(folder)

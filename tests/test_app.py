@@ -17,7 +17,7 @@ from gradio_client import Client
 
 import app
 from charrnn.rhyme import Chinese
-from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, MAX_SEED, Variant, load_next_lines, load_variants, page_seed
+from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, MAX_SEED, Variant, load_models, load_variants, page_seed
 from ui.generate import LOOP_NGRAM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +66,8 @@ def warnings_of(job) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, english_model_dir, next_line_dir):
-    variants = load_variants([str(tiny_model_dir), str(english_model_dir), str(next_line_dir)], DEVICE)
+    variants, next_lines = load_models([str(tiny_model_dir), str(english_model_dir), str(next_line_dir)], DEVICE)
     variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, SLOW_DELAY), {})
-    next_lines = load_next_lines([str(tiny_model_dir), str(next_line_dir)], DEVICE)
     assert list(next_lines) == [NEXT_LINE] and NEXT_LINE not in variants, "each kind of model in its own list"
     demo = app.build_demo(variants, next_lines)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)

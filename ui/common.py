@@ -67,32 +67,28 @@ def read_bigram(source: str) -> Bigram | None:
         return None
 
 
-def load_variants(sources: list[str], device: torch.device) -> dict[str, Variant]:
-    """Every character model that loads, by display name; one that does not is skipped with a warning naming it."""
-    return load(sources, device, CharRNN)
-
-
-def load_next_lines(sources: list[str], device: torch.device) -> dict[str, Variant]:
-    """Every next-line model among sources (the others are load_variants' business)."""
-    return load(sources, device, NextLine)
-
-
-def load(sources: list[str], device: torch.device, model_class) -> dict[str, Variant]:
-    variants = {}
+def load_models(sources: list[str], device: torch.device) -> tuple[dict[str, Variant], dict[str, Variant]]:
+    """Every source that loads, by display name: the character models, and the next-line models (as their configs
+    say). One that does not load is skipped with a warning naming it."""
+    char_models, next_lines = {}, {}
     for source in sources:
         try:
-            if is_next_line(source) != (model_class is NextLine):
-                continue
+            model_class = NextLine if is_next_line(source) else CharRNN
             model = model_class.from_pretrained(source).to(device)
             warm_up(model)  # the first decode is several times slower than the next
         except Exception as e:  # a bad folder or repo must not take the other variants down with it
-            if model_class is CharRNN:  # said once, not once per kind
-                log.warning("skipping model %s: %s", source, e)
+            log.warning("skipping model %s: %s", source, e)
             continue
         name = display_name(source, sources)  # names the source too where two would read alike
-        variants[name] = Variant(source, model, read_metrics(source), read_bigram(source))
+        kind = next_lines if model_class is NextLine else char_models
+        kind[name] = Variant(source, model, read_metrics(source), read_bigram(source))
         log.info("loaded %s from %s on %s", name, source, device)
-    return variants
+    return char_models, next_lines
+
+
+def load_variants(sources: list[str], device: torch.device) -> dict[str, Variant]:
+    """The character models among sources (see load_models)."""
+    return load_models(sources, device)[0]
 
 
 def warm_up(model) -> None:
