@@ -13,9 +13,10 @@ import gradio as gr  # noqa: E402
 
 from charrnn.catalog import model_sources  # noqa: E402
 from ui import compare, generate, lyric, next_line, score  # noqa: E402
-from ui.common import DEVICE, NO_MODELS, Variant, load_models, log  # noqa: E402
+from ui.common import DEVICE, NO_MODELS, WRITING, Variant, load_models, log  # noqa: E402
 
 QUEUE_SIZE = 64
+THREADS = WRITING["concurrency_limit"] + 40  # each stream being written holds a worker thread while it waits
 THEME = gr.themes.Soft(primary_hue="rose", secondary_hue="slate")
 CSS = """
 .gradio-container { max-width: 1100px !important; margin: auto; }
@@ -45,7 +46,7 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
 def launch(demo: gr.Blocks, **options):
     """Launch with the page's look (Gradio 6 takes theme and css here) and its tools served over MCP too
     (at /gradio_api/mcp/); options go to demo.launch."""
-    return demo.launch(theme=THEME, css=CSS, mcp_server=True, **options)
+    return demo.launch(theme=THEME, css=CSS, mcp_server=True, max_threads=THREADS, **options)
 
 
 def main() -> None:

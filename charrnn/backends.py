@@ -90,6 +90,7 @@ TORCH = SimpleNamespace(
     sample=torch_sample,
     topk=lambda x, k: x.topk(k, 1),
     scatter=lambda into, ids, values: into.scatter_(1, ids, values),
+    cat=torch.cat,
 )
 
 NUMPY = SimpleNamespace(
@@ -105,6 +106,7 @@ NUMPY = SimpleNamespace(
     sample=numpy_sample,
     topk=numpy_topk,
     scatter=numpy_scatter,
+    cat=np.concatenate,
 )
 TORCH.top_filter = lambda w, k, p: top_filter(TORCH, w, k, p)
 NUMPY.top_filter = lambda w, k, p: top_filter(NUMPY, w, k, p)

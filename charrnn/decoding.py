@@ -156,28 +156,29 @@ def obey(weights, allowed: list[int] | None, banned: list[int]) -> bool:
     return float((weights[allowed] if allowed is not None else weights).sum()) > 0
 
 
-class Batch:
-    """Sequences decoded together: each step, every unfinished one gets a character, chosen its own way."""
+def per_array(fn, *states) -> list:
+    """fn over the arrays of states, layer by layer (an LSTM layer is (h, c), any other layer h)."""
+    return [tuple(map(fn, *layers)) if isinstance(layers[0], tuple) else fn(*layers) for layers in zip(*states)]
 
-    def __init__(self, model, prefixes: list[str], length: int, options: list[Options], details: bool = False,
-                 scored: bool = False):
+
+class Batch:
+    """Sequences decoded together: each step, every unfinished one gets a character, chosen its own way.
+
+    Sequences may join between steps (their prefixes primed in one pass) and leave (finished or cancelled), as
+    continuous batching needs (serving.py); an empty Batch(model) decodes with torch, ready for them to join.
+    """
+
+    def __init__(self, model, prefixes: list[str] = (), length: int = 0, options: list[Options] = (),
+                 details: bool = False, scored: bool = False):
         """scored: keep each sequence's log-probability under the model (candidates are ranked by it)."""
-        self.model, self.prefixes, self.details, self.scored = model, prefixes, details, scored
-        self.sequences = [Sequence(model, p, length, o, details) for p, o in zip(prefixes, options, strict=True)]
-        self.uniforms = [Uniforms(o.seed) for o in options]
+        self.model, self.scored = model, scored
         self.stepper = Stepper(model, batch_size=len(prefixes))
         self.ops, self.device, self.itos = self.stepper.ops, model.device, model.vocab.itos
-        self.greedy = [o.temperature == 0 for o in options]
-        exponents = [1 / o.temperature if o.temperature not in (0, 1) else 1.0 for o in options]
-        self.tempered = any(e != 1 for e in exponents)
-        self.exponent = exponents[0] if len(set(exponents)) == 1 else self.array([[e] for e in exponents])
-        self.filters = {}  # (top_k, top_p) -> the rows that use it
-        for row, o in enumerate(options):
-            if o.top_k or o.top_p:
-                self.filters.setdefault((o.top_k, o.top_p), []).append(row)
-        self.penalised = [row for row, o in enumerate(options) if o.repetition_penalty != 1]
-        self.rewinds = any(o.rhyme for o in options)
-        self.ahead = {}  # row -> (candidates, their states, their logits) of this step's look-ahead
+        self.sequences, self.uniforms = [], []
+        self.state = self.p = self.q = self.history = self.pending = None
+        self.number, self.ahead = 0, {}  # ahead: row -> (candidates, their states, their logits) of a look-ahead
+        self.join(list(prefixes), [Sequence(model, p, length, o, details)
+                                   for p, o in zip(prefixes, options, strict=True)])
 
     def array(self, values):
         """Plain values as an array of the stepper's kind, on the model's device."""
@@ -187,35 +188,107 @@ class Batch:
         return [s.candidate() for s in self.sequences]
 
     def __iter__(self) -> Iterator[list[list]]:
-        """Each step, per sequence, what became final: characters, or Steps with details=True. No grad-mode
-        context: nothing here records gradients, and entering one at every resumption costs 10 us a step."""
-        if all(s.done for s in self.sequences):
+        """Each step, per sequence, what became final: characters, or Steps with details=True."""
+        while not all(s.done for s in self.sequences):
+            yield self.step()
+
+    def join(self, prefixes: list[str], sequences: list[Sequence]) -> None:
+        """New sequences, one per prefix: their prefixes primed together; they write from the next step on."""
+        if not sequences:
             return
+        self.advance()
         self.model.eval()
-        logits, state = prime(self.model, self.stepper, self.prefixes)
-        p, q = self.distributions(logits)
-        history = deque(maxlen=REWIND_STEPS) if self.rewinds else None
-        for number in range(2**62):
-            if history is not None:
-                history.append((list(state), p, q))
-            ids, steps = self.choose(p, q, state)
-            rewinds = {}
-            for row, s in enumerate(self.sequences):
-                if not s.done:
-                    i = ids[row]
-                    logprob = math.log(max(float(p[row, i]), 1e-45)) if self.scored else 0.0
-                    back = s.take(i, logprob, steps[row], number)
-                    if back is not None:
-                        rewinds[row] = back
-            yield [s.flush() for s in self.sequences]
-            if all(s.done for s in self.sequences):
-                return
-            if len(self.sequences) == 1 and (rewinds or ids[0] in self.ahead.get(0, ((),))[0]):
-                p, q = self.lone_step(history[rewinds[0] - number - 1] if rewinds else None, ids[0], state)
-                continue
-            p, q = self.distributions(self.stepper.step(self.array(ids), state))
-            for row, back in rewinds.items():
-                self.restore(row, history[back - number - 1], state, p, q)
+        logits, state = prime(self.model, self.stepper, prefixes)
+        first = len(self.sequences)
+        self.sequences += sequences
+        self.uniforms += [Uniforms(s.options.seed) for s in sequences]
+        self.arrange()
+        p, q = self.distributions(logits, first)
+        if not first:
+            self.state, self.p, self.q = state, p, q
+            return
+        cat = self.ops.cat
+        self.state = per_array(lambda old, new: cat([old, new]), self.state, state)
+        self.p, self.q = cat([self.p, p]), cat([self.q, q])
+        if self.history:  # the newcomers never rewind to before they joined: any rows will do there
+            self.history = deque(((per_array(lambda old, new: cat([old, new]), saved, state), cat([sp, p]),
+                                   cat([sq, q])) for saved, sp, sq in self.history), maxlen=REWIND_STEPS)
+
+    def leave(self, rows: list[int]) -> None:
+        """Drop these sequences (finished or cancelled): no later step computes them."""
+        keep = [row for row in range(len(self.sequences)) if row not in set(rows)]
+        if len(keep) == len(self.sequences):
+            return
+        at = {row: k for k, row in enumerate(keep)}
+        self.sequences, self.uniforms = [self.sequences[r] for r in keep], [self.uniforms[r] for r in keep]
+        self.ahead = {}
+        if self.pending is not None:
+            ids, rewinds = self.pending
+            self.pending = [ids[r] for r in keep], {at[r]: back for r, back in rewinds.items() if r in at}
+        if not keep:
+            self.state = self.p = self.q = self.pending = None
+        else:
+            index = self.array(keep)
+            take = lambda x: x[index]  # noqa: E731
+            self.state, self.p, self.q = per_array(take, self.state), take(self.p), take(self.q)
+            if self.history:
+                self.history = deque(((per_array(take, s), take(p), take(q)) for s, p, q in self.history),
+                                     maxlen=REWIND_STEPS)
+        self.arrange()
+
+    def arrange(self) -> None:
+        """What each step needs to know of the sequences' options, worked out once whenever they change."""
+        options = [s.options for s in self.sequences]
+        self.greedy = [o.temperature == 0 for o in options]
+        exponents = [1 / o.temperature if o.temperature not in (0, 1) else 1.0 for o in options]
+        self.tempered = any(e != 1 for e in exponents)
+        self.exponent = exponents[0] if len(set(exponents)) == 1 else self.array([[e] for e in exponents])
+        self.filters = {}  # (top_k, top_p) -> the rows that use it
+        for row, o in enumerate(options):
+            if o.top_k or o.top_p:
+                self.filters.setdefault((o.top_k, o.top_p), []).append(row)
+        self.penalised = [row for row, o in enumerate(options) if o.repetition_penalty != 1]
+        self.details = any(s.details for s in self.sequences)
+        self.rewinds = any(o.rhyme for o in options)
+        if not self.rewinds:
+            self.history = None
+        elif self.history is None:  # a rhyming sequence rewinds no further back than the step it joined at
+            self.history = deque(maxlen=REWIND_STEPS)
+
+    def step(self) -> list[list]:
+        """A character for every unfinished sequence; per sequence, what became final (characters, or Steps)."""
+        self.advance()
+        number = self.number
+        if self.history is not None:
+            self.history.append((list(self.state), self.p, self.q))
+        ids, steps = self.choose(self.p, self.q, self.state)
+        logprobs = self.logprobs(ids) if self.scored else [0.0] * len(ids)
+        rewinds = {}
+        for row, s in enumerate(self.sequences):
+            if not s.done:
+                back = s.take(ids[row], logprobs[row], steps[row], number)
+                if back is not None:
+                    rewinds[row] = back
+        self.pending, self.number = (ids, rewinds), number + 1
+        return [s.flush() for s in self.sequences]
+
+    def advance(self) -> None:
+        """Step the state by the characters chosen last: lazily, so that a sequence leaving before it costs nothing."""
+        if self.pending is None:
+            return
+        (ids, rewinds), self.pending, number = self.pending, None, self.number - 1
+        if len(self.sequences) == 1 and (rewinds or ids[0] in self.ahead.get(0, ((),))[0]):
+            self.p, self.q = self.lone_step(self.history[rewinds[0] - number - 1] if rewinds else None, ids[0],
+                                            self.state)
+            return
+        self.p, self.q = self.distributions(self.stepper.step(self.array(ids), self.state))
+        for row, back in rewinds.items():
+            self.restore(row, self.history[back - number - 1], self.state, self.p, self.q)
+
+    def logprobs(self, ids: list[int]) -> list[float]:
+        """Each sequence's log-probability of its chosen character under the model."""
+        chosen = self.p[self.array(list(range(len(ids)))), self.array(ids)].tolist()
+        return [math.log(max(v, 1e-45)) for v in chosen]
 
     def lone_step(self, saved, i: int, state: list):
         """A lone stream's next (p, q) without a step: back to a saved step when it rewound, else the
@@ -229,19 +302,21 @@ class Batch:
         state[:] = [tuple(x[k:k + 1] for x in layer) if isinstance(layer, tuple) else layer[k:k + 1] for layer in rows]
         return self.distributions(logits[k:k + 1])
 
-    def distributions(self, logits):
-        """(p, q) [B, V]: the model's next-character distribution (what scoring uses), and the decoding weights
-        (the repetition penalty where asked for, the smoothing prior taken back out)."""
+    def distributions(self, logits, first: int = 0):
+        """(p, q) [B, V] for the sequences from `first` on: the model's next-character distribution (what scoring
+        uses), and the decoding weights (the repetition penalty where asked for, the smoothing prior taken back out)."""
         softmax = self.ops.softmax
-        if not self.penalised:
+        penalised = [row for row in self.penalised if row >= first]
+        if not penalised:
             p = softmax(logits)
             return p, self.stepper.weights(p)
         p = softmax(logits) if self.scored else None
-        for row in self.penalised:  # in place: the logits are this step's own
-            used = self.sequences[row].penalised()
+        for row in penalised:  # in place: the logits are this step's own
+            s = self.sequences[row]
+            used = s.penalised()
             if len(used):  # CTRL's penalty as transformers applies it: a used character's logit / θ if > 0, else * θ
-                theta, before = self.sequences[row].options.repetition_penalty, logits[row, used]
-                logits[row, used] = self.ops.xp.where(before > 0, before / theta, before * theta)
+                theta, before = s.options.repetition_penalty, logits[row - first, used]
+                logits[row - first, used] = self.ops.xp.where(before > 0, before / theta, before * theta)
         penalised = softmax(logits)
         return (penalised if p is None else p), self.stepper.weights(penalised)
 
@@ -262,7 +337,8 @@ class Batch:
             ids = [forced or 0 for forced, _, _ in rules]  # nothing to draw (the form decides, or all are done)
             for u in self.uniforms:  # each sequence still uses up its number: its draws stay where they'd be batched
                 u.next()
-            return ids, [Step(self.itos[i], 1.0, forced=True) if self.details else None for i in ids]
+            return ids, [Step(self.itos[i], 1.0, forced=True) if s.details else None
+                         for i, s in zip(ids, self.sequences)]
         weights = self.ruled(p, q, rules)
         if self.rewinds:
             for row, s in enumerate(self.sequences):
@@ -280,7 +356,8 @@ class Batch:
                 ids[row] = forced
         if not self.details:
             return ids, [None] * len(ids)
-        return ids, [self.step_details(weights[row], ids[row], rules[row][0] is not None) for row in range(len(ids))]
+        return ids, [self.step_details(weights[row], ids[row], rules[row][0] is not None) if s.details else None
+                     for row, s in enumerate(self.sequences)]
 
     def look_ahead(self, row: int, weights, state, allowed: list[int]) -> None:
         """A redrawn line end: weigh its likeliest candidates by how likely the line break is after each, so the

@@ -381,3 +381,39 @@ def test_a_page_seed_left_empty_is_random_and_a_bad_one_is_refused():
     for bad in ("abc", "-1", "1.5", str(MAX_SEED + 1)):
         with pytest.raises(gr.Error, match="Seed must be"):
             page_seed(bad)
+
+
+def test_64_streams_at_once_all_complete_batched_in_the_models_loop(server):
+    """64 gradio_client streams on one model (loopback, bounded in time): every one completes with the text it writes
+    alone, and the loop decoded them together (far fewer steps than characters). Alone, a stream steps in numpy;
+    batched, in torch: where a draw lands within float rounding of a boundary the two may part (1 in 64 here)."""
+    loop, many = server.variants[LSTM].loop, Client(server.url, verbose=False, max_workers=64)
+    steps = loop.steps
+    jobs = [many.submit(LSTM, "分开", 60, 1.0, 0, 1, k, no_repeat_ngram=0, api_name="/generate") for k in range(64)]
+    for job in jobs:
+        finish(job, 120)
+    texts = [text_of(job) for job in jobs]
+    assert [len(t) for t in texts] == [60] * 64
+    model = server.variants[LSTM].model
+    alone = [model.generate("分开", 60, 1.0, seed=k) for k in range(64)]
+    assert sum(t == a for t, a in zip(texts, alone)) >= 60
+    assert loop.steps - steps < 64 * 60 / 4, "the streams were not decoded together"
+
+
+def test_a_stop_frees_the_loops_row_at_once(client, server):
+    loop = server.variants[LSTM].loop
+    job = client.submit(LSTM, "分开", 1000, 1.0, 0, 1, None, no_repeat_ngram=0, api_name="/generate")
+    wait_until(lambda: len(job.outputs()) >= 2, 15, "no streaming")
+    job.cancel()
+    wait_until(lambda: not loop.active, 5, "the cancelled stream kept its row")
+    finish(job)
+    assert len(job.outputs()[-1]) < 1000
+
+
+def test_a_full_loop_answers_busy_at_once(client, server, monkeypatch):
+    """A loop with no place left (the library's tests fill one for real) refuses the page and the API clearly."""
+    loop = server.variants[LSTM].loop
+    monkeypatch.setattr(loop, "most_waiting", 0)
+    for api_name, args in (("/generate", ()), ("/candidates", (2,))):
+        refused = finish(client.submit(LSTM, "分开", *args, api_name=api_name), 10)
+        assert "busy" in str(refused.exception()) and "Try again" in str(refused.exception())

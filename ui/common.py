@@ -3,15 +3,18 @@ import html
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 
 import gradio as gr
 import torch
+from spaces.config import Config as SpacesConfig
 
 from charrnn import CharRNN, ModelFileError, NextLine
 from charrnn.catalog import CELL_NAMES, display_name
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.loading import fetch, is_next_line
+from charrnn.serving import ROWS, WAITING, Busy, Loop
 
 log = logging.getLogger("charrnn.app")
 
@@ -22,7 +25,14 @@ MAX_LINES = 100
 MAX_SEED = 2**32 - 1
 MAX_NGRAM = 12  # the longest run "avoid loops" may forbid repeating
 CONCURRENCY = 16 if DEVICE.type == "cuda" else 8  # measured: a burst of 16 all get text within 0.5 s on 2 cores
-DECODING = "decoding"  # the concurrency group every decoding endpoint shares
+DECODING = "decoding"  # the concurrency group of the endpoints that decode per request
+# Writing goes through each model's decoding loop (charrnn.serving), except on ZeroGPU, which lends the GPU per call.
+SERVING = os.environ.get("CHARRNN_DECODING", "per-request" if SpacesConfig.zero_gpu else "loop")
+if SERVING not in ("loop", "per-request"):
+    raise SystemExit(f"CHARRNN_DECODING must be loop or per-request, got {SERVING!r}")
+# Every request the loops can hold reaches them; beyond that they answer Busy themselves, at once.
+WRITING = (dict(concurrency_limit=ROWS + WAITING, concurrency_id="writing") if SERVING == "loop" else
+           dict(concurrency_limit=CONCURRENCY, concurrency_id=DECODING))
 NO_MODELS = (
     "**No model is available yet.** Train the variants with `make models` (a few CPU minutes each), "
     "or point `CHARRNN_MODELS` at Hugging Face Hub repos, e.g. "
@@ -36,6 +46,7 @@ class Variant:
     model: CharRNN
     metrics: dict
     bigram: Bigram | None = None  # the baseline counted on the model's training text, where its folder ships one
+    loop: Loop | None = None  # the model's decoding loop, when writing is served by one
 
     def describe(self) -> str:
         model, m = self.model, self.metrics
@@ -81,7 +92,8 @@ def load_models(sources: list[str], device: torch.device) -> tuple[dict[str, Var
             continue
         name = display_name(source, sources)  # names the source too where two would read alike
         kind = next_lines if model_class is NextLine else char_models
-        kind[name] = Variant(source, model, read_metrics(source), read_bigram(source))
+        loop = Loop(model) if model_class is CharRNN and SERVING == "loop" else None
+        kind[name] = Variant(source, model, read_metrics(source), read_bigram(source), loop)
         log.info("loaded %s from %s on %s", name, source, device)
     return char_models, next_lines
 

@@ -2,6 +2,7 @@
 shaded by the model's confidence; or four candidates side by side, any of which one click continues.
 Also the /generate and /candidates endpoints (gradio_client, MCP): the same checks and the same library calls."""
 import html
+import threading
 import time
 from collections.abc import Iterator
 
@@ -11,9 +12,8 @@ import spaces
 from charrnn.form import MAX_CANDIDATES
 from charrnn.rhyme import GROUPS
 
-from .common import (CONCURRENCY, DECODING, DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, Variant,
-                     number, page_seed, prefix_notices, refusal, seed_box, string, variant_of,
-                     warn_about_prefix)
+from .common import (DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, WRITING, Busy, Variant, number,
+                     page_seed, prefix_notices, refusal, seed_box, string, variant_of, warn_about_prefix)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
 UPDATE_EVERY = 0.04  # seconds between streamed updates (the first character goes out at once)
@@ -25,6 +25,43 @@ EXAMPLES = {  # prefix, lines, acrostic, rhyme
                         ["天青色等烟雨", 6, "", "auto"], ["说了再见", 4, "", "言前"], ["不分开", 0, "", "off"]],
     "The Time Machine": [["The Time Traveller", 0, "", "off"], ["It was ", 4, "", "auto"], ["the machine ", 0, "", "off"]],
 }
+
+
+UPDATES_PER_SECOND = 100  # all streams together: each update costs gradio about 1 ms of CPU (bench/app_latency.py)
+SLOWEST_UPDATE = 0.5
+
+
+class Pace:
+    """How often a stream sends what it has: every UPDATE_EVERY seconds alone, less often when many stream at once,
+    so that together they send about UPDATES_PER_SECOND (at 0.04 s, 16 streams spent more CPU on gradio's updates
+    than on decoding)."""
+
+    def __init__(self):
+        self.streams, self.lock = 0, threading.Lock()
+
+    def interval(self) -> float:
+        return min(max(UPDATE_EVERY, self.streams / UPDATES_PER_SECOND), SLOWEST_UPDATE)
+
+    def throttled(self, lists: Iterator[list]) -> Iterator[list]:
+        """Lists of pieces merged so that each goes out one interval after the last (the first at once)."""
+        with self.lock:
+            self.streams += 1
+        try:
+            batch, last = [], 0.0
+            for pieces in lists:
+                batch += pieces
+                if time.perf_counter() - last >= self.interval():
+                    last = time.perf_counter()
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+        finally:
+            with self.lock:
+                self.streams -= 1
+
+
+throttled = Pace().throttled
 
 
 def rhyme_choices(variant: Variant | None) -> list[tuple[str, str]]:
@@ -57,18 +94,17 @@ def build(variants: dict[str, Variant]) -> None:
     """The writer's controls and events, inside the caller's Blocks."""
 
     @spaces.GPU
-    def pieces(name: str, prefix: str, length: int, options: dict, details: bool):
-        """The continuation in lists of pieces, one list per UPDATE_EVERY at most. On ZeroGPU this runs in a GPU
+    def alone(name: str, prefix: str, length: int, options: dict, details: bool):
+        """The continuation decoded for this request alone, in lists of pieces. On ZeroGPU this runs in a GPU
         worker: plain arguments only."""
-        batch, last = [], 0.0
-        for piece in variants[name].model.stream(prefix, length, details=details, **options):
-            batch.append(piece)
-            if time.perf_counter() - last >= UPDATE_EVERY:
-                last = time.perf_counter()
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from throttled([piece] for piece in variants[name].model.stream(prefix, length, details=details,
+                                                                              **options))
+
+    def pieces(variant: Variant, name: str, prefix: str, length: int, options: dict, details: bool):
+        """The continuation in lists of pieces: from the model's decoding loop, where there is one."""
+        if variant.loop is None:
+            return alone(name, prefix, length, options, details)
+        return throttled(variant.loop.stream(prefix, length, details=details, **options))
 
     def decode(name, prefix, details, length, *options) -> Iterator[list]:
         variant = variant_of(variants, name)
@@ -76,8 +112,8 @@ def build(variants: dict[str, Variant]) -> None:
         length, options = form_options(variant, length, *options)
         try:
             yield prefix
-            yield from pieces(name, prefix, length, options, details)
-        except ValueError as e:
+            yield from pieces(variant, name, prefix, length, options, details)
+        except (ValueError, Busy) as e:
             raise refusal(str(e)) from None
 
     def generate(variant: str, prefix: str, length: int = 200, temperature: float = 0.8, top_k: int = 0,
@@ -153,8 +189,9 @@ def build(variants: dict[str, Variant]) -> None:
         length, options = form_options(variant_, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
                                        repetition_penalty, no_repeat_ngram)
         try:
-            found = ranked(variant, prefix, n, length, options)
-        except ValueError as e:
+            loop = variant_.loop
+            found = loop.candidates(prefix, n, length, **options) if loop else ranked(variant, prefix, n, length, options)
+        except (ValueError, Busy) as e:
             raise refusal(str(e)) from None
         return [dict(text=c.text, logprob=c.logprob, mean_logprob=c.mean_logprob, perplexity=c.perplexity)
                 for c in found]
@@ -238,7 +275,7 @@ def build(variants: dict[str, Variant]) -> None:
           show_progress="hidden", api_visibility="private")
     inputs = [picker, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
               loop_length, repetition_penalty]
-    writing = dict(concurrency_limit=CONCURRENCY, concurrency_id=DECODING, api_visibility="private")
+    writing = dict(**WRITING, api_visibility="private")
     run = gr.on([go.click, prefix.submit], write, inputs, lyric, trigger_mode="once", show_progress="hidden",
                 **writing)  # the growing text is the progress (and a Stop can race to "Error")
     many = go_many.click(write_candidates, inputs, [*cards, picks, choices], trigger_mode="once", **writing)
@@ -248,5 +285,5 @@ def build(variants: dict[str, Variant]) -> None:
         chosen = button.click(lambda p, texts, i=i: (p or "") + texts[i] if i < len(texts) else p, [prefix, picks],
                               prefix, queue=False, api_visibility="private")
         chosen.then(write, inputs, lyric, show_progress="hidden", **writing)
-    gr.api(generate, api_name="generate", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
-    gr.api(candidates, api_name="candidates", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
+    gr.api(generate, api_name="generate", **WRITING)
+    gr.api(candidates, api_name="candidates", **WRITING)
