@@ -12,7 +12,7 @@ import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches t
 import gradio as gr  # noqa: E402
 
 from charrnn.catalog import model_sources  # noqa: E402
-from ui import compare, generate, lyric, next_line, score  # noqa: E402
+from ui import arrivals, compare, generate, lyric, next_line, score  # noqa: E402
 from ui.common import DEVICE, NO_MODELS, WRITING, Variant, load_models, log  # noqa: E402
 
 QUEUE_SIZE = 64
@@ -26,20 +26,28 @@ CSS = """
 """ + lyric.CSS + next_line.CSS
 
 
-def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | None = None) -> gr.Blocks:
+def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | None = None,
+               coming: arrivals.Arrivals | None = None) -> gr.Blocks:
+    """The page; `coming` brings the models still training into it as they arrive."""
+    next_lines = {} if next_lines is None else next_lines
     with gr.Blocks(title="charrnn · character-level lyrics writer") as demo:
         gr.Markdown("# charrnn\nCharacter-level recurrent networks that write Jay Chou style lyrics (and Victorian "
                     "prose), one character at a time. Choose a model, give it a start and a form, and watch it write.")
-        if not variants:
+        if not variants and not (coming and coming.coming):
             gr.Markdown(NO_MODELS)
+        banner = gr.Column()
         with gr.Tab("Write"):
-            generate.build(variants)
+            writer = generate.build(variants)
         with gr.Tab("Score"):
-            score.build(variants)
+            shader = score.build(variants)
         with gr.Tab("Compare"):
-            compare.build(variants)
+            cards = compare.build(variants, slots=len(variants) + len(coming.coming if coming else []))
         with gr.Tab("Next line"):
-            next_line.build(next_lines or {})
+            next_writer = next_line.build(next_lines)
+        if coming:
+            with banner:
+                arrivals.build(coming, [("variants", writer), ("variants", shader), ("next_lines", next_writer)],
+                               cards, lambda: compare.refresh(variants, cards))
     return demo.queue(max_size=QUEUE_SIZE)
 
 
@@ -52,10 +60,13 @@ def launch(demo: gr.Blocks, **options):
 def main() -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    variants, next_lines = load_models(model_sources(), DEVICE)
-    if not variants:
+    sources = model_sources()
+    coming = arrivals.Arrivals(sources)
+    variants, next_lines = load_models([s for s in sources if s not in coming.coming], DEVICE, sources)
+    coming.start(variants, next_lines)
+    if not variants and not coming.coming:
         log.warning(NO_MODELS.replace("**", "").replace("`", ""))
-    launch(build_demo(variants, next_lines))
+    launch(build_demo(variants, next_lines, coming))
 
 
 if __name__ == "__main__":

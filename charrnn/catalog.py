@@ -2,7 +2,8 @@
 
 Sources, first match wins: the CHARRNN_MODELS environment variable (comma-separated), else the file named
 by CHARRNN_MODELS_FILE (default: models.txt at the project root, one source per line, # comments).
-A folder named in a models file is found relative to that file, so the app works from any directory.
+A folder named in a models file is found relative to that file, so the app works from any directory; a line is a
+folder when it names one, or a path under a folder beside the file (models/x while `make demo` still trains it).
 """
 import os
 from pathlib import Path
@@ -22,7 +23,13 @@ def model_sources() -> list[str]:
     if not path.is_file():
         return []
     lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    return unique(str(path.parent / line) if (path.parent / line).is_dir() else line for line in lines if line)
+    return unique(str(path.parent / line) if is_folder(path.parent, line) else line for line in lines if line)
+
+
+def is_folder(root: Path, line: str) -> bool:
+    """A folder beside the models file, or one yet to be written in a folder there (`make demo` still training it)."""
+    folder = root / line
+    return folder.is_dir() or folder.parent != root and folder.parent.is_dir()
 
 
 def unique(sources) -> list[str]:

@@ -27,6 +27,7 @@ from .data import SAMPLERS, num_batches, rare_to_unk, read_corpus, split
 DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 DEFAULT_CORPUS = str(DATA_DIR / "jaychou_lyrics.txt")
 METRICS_NAME = "metrics.json"
+PROGRESS_SUFFIX = ".progress.json"  # <out>.progress.json while a run trains: the demo shows it (ui/arrivals.py)
 # Settings a resumed run may change; any other difference means a different run.
 RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress"}
 
@@ -214,6 +215,7 @@ def train(cfg: TrainConfig) -> dict:
         tqdm.write(f"resumed {path} after epoch {run['epoch']}")
 
     for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
+        write_progress(cfg, run)
         if run["epoch"] - run["best_epoch"] >= cfg.patience:
             break
         if cfg.max_minutes is not None and run["seconds"] + epoch_seconds(run) > 60 * cfg.max_minutes:
@@ -241,9 +243,27 @@ def train(cfg: TrainConfig) -> dict:
     bigram, unigram_ppl, bigram_ppl = task.baselines()
     metrics = final_metrics(model, task, run, text, unigram_ppl, bigram_ppl)
     export(model, bigram, Path(cfg.out), metrics)
+    progress_path(cfg).unlink(missing_ok=True)
     if cfg.progress:
         tqdm.write(f"best val ppl {run['best_val']:.2f} (epoch {run['best_epoch']}); saved to {cfg.out}")
     return metrics
+
+
+def progress_path(cfg: TrainConfig) -> Path:
+    out = Path(cfg.out)
+    return out.with_name(out.name + PROGRESS_SUFFIX)
+
+
+def write_progress(cfg: TrainConfig, run: dict) -> None:
+    """Where the run is, for whoever waits for the model (written whole, then swapped in)."""
+    path = progress_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    last = run["history"][-1]["val_ppl"] if run["history"] else None
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"epoch": run["epoch"], "epochs": cfg.epochs, "seconds": round(run["seconds"], 1),
+                               "budget_seconds": 60 * cfg.max_minutes if cfg.max_minutes else None,
+                               "val_ppl": last}))
+    os.replace(tmp, path)
 
 
 def epoch_seconds(run: dict) -> float:

@@ -78,9 +78,10 @@ def read_bigram(source: str) -> Bigram | None:
         return None
 
 
-def load_models(sources: list[str], device: torch.device) -> tuple[dict[str, Variant], dict[str, Variant]]:
-    """Every source that loads, by display name: the character models, and the next-line models (as their configs
-    say). One that does not load is skipped with a warning naming it."""
+def load_models(sources: list[str], device: torch.device,
+                names_from: list[str] | None = None) -> tuple[dict[str, Variant], dict[str, Variant]]:
+    """Every source that loads, by display name (told apart among names_from, by default the sources): the character
+    models, and the next-line models (as their configs say). One that does not load is skipped with a warning."""
     char_models, next_lines = {}, {}
     for source in sources:
         try:
@@ -90,7 +91,7 @@ def load_models(sources: list[str], device: torch.device) -> tuple[dict[str, Var
         except Exception as e:  # a bad folder or repo must not take the other variants down with it
             log.warning("skipping model %s: %s", source, e)
             continue
-        name = display_name(source, sources)  # names the source too where two would read alike
+        name = display_name(source, names_from or sources)  # names the source too where two would read alike
         kind = next_lines if model_class is NextLine else char_models
         loop = Loop(model) if model_class is CharRNN and SERVING == "loop" else None
         kind[name] = Variant(source, model, read_metrics(source), read_bigram(source), loop)

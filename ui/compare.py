@@ -33,11 +33,12 @@ def written(batch: Batch | None, error: str | None) -> tuple[str, float | None, 
     return "".join(s.chars), (sum(s.logprobs) / len(s.logprobs) if s.logprobs else None), ""
 
 
-def build(variants: dict[str, Variant]) -> None:
-    """The side-by-side writers, inside the caller's Blocks."""
+def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
+    """The side-by-side writers, inside the caller's Blocks, with a card for each model and for `slots` in all
+    (models still training get theirs when they arrive: see refresh); returns the cards."""
 
     def race(start, length, temperature, seed, lines, no_repeat_ngram) -> Iterator[list[tuple]]:
-        """Every model writing the same start together, a step each in turn: per model, written(...)."""
+        """Every model writing the same start together, a step each in turn: per model, (name, *written(...))."""
         if not variants:
             raise refusal("No model is available.")
         start = string("Start", start, 10**7)[-MAX_PREFIX:]
@@ -45,8 +46,9 @@ def build(variants: dict[str, Variant]) -> None:
                           lines=number("Lines", lines, 0, MAX_LINES, whole=True) or None,
                           no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, MAX_NGRAM, whole=True))
         length = number("Length", length, 1, MAX_LENGTH, whole=True)
-        batches, errors = {}, {}
-        for name, variant in variants.items():
+        batches, errors, names = {}, {}, list(variants)  # a model arriving meanwhile joins the next comparison
+        for name in names:
+            variant = variants[name]
             try:
                 batches[name] = Batch(variant.model, [start], length, [options], scored=True)
             except ValueError as e:  # this model cannot take these options (no line breaks, say)
@@ -58,7 +60,7 @@ def build(variants: dict[str, Variant]) -> None:
                     del running[name]
             if time.perf_counter() - last >= UPDATE_EVERY or not running:
                 last = time.perf_counter()
-                yield [written(batches.get(name), errors.get(name)) for name in variants]
+                yield [(name, *written(batches.get(name), errors.get(name))) for name in names]
 
     def compare(start: str, length: int = 120, temperature: float = 0.8, seed: int = 1, lines: int = 0,
                 no_repeat_ngram: int = 4) -> Iterator[list[dict]]:
@@ -76,12 +78,12 @@ def build(variants: dict[str, Variant]) -> None:
             one dict per model: variant, text (the continuation so far), mean_logprob (under that model), error.
         """
         for rows in race(start, length, temperature, seed, lines, no_repeat_ngram):
-            yield [dict(variant=name, text=text, mean_logprob=mean, error=error)
-                   for name, (text, mean, error) in zip(variants, rows)]
+            yield [dict(variant=name, text=text, mean_logprob=mean, error=error) for name, text, mean, error in rows]
 
     def write_all(start, length, temperature, seed, lines, avoid_loops):
         for rows in race(start, length, temperature, seed, lines, 4 if avoid_loops else 0):
-            yield [card(name, start or "", *row) for name, row in zip(variants, rows)]
+            shown = [card(name, start or "", *row) for name, *row in rows]
+            yield shown + [gr.skip()] * (len(cards) - len(shown))
 
     with gr.Row():
         start = gr.Textbox(label="Start", value="分开", max_lines=4, scale=3, placeholder="what every model continues")
@@ -94,12 +96,21 @@ def build(variants: dict[str, Variant]) -> None:
     with gr.Row():
         go = gr.Button("Compare every model", variant="primary")
         stop = gr.Button("Stop", variant="stop")
-    cards = []
+    cards, names = [], list(variants)
     with gr.Row():
-        for name in variants:
+        for k in range(max(slots, len(names))):
             with gr.Column(min_width=220):  # side by side on a laptop, one under another on a phone
-                cards.append(gr.HTML(card(name, "", "", None, ""), elem_classes="compare-card"))
+                cards.append(gr.HTML(card(names[k], "", "", None, "") if k < len(names) else "", visible=k < len(names),
+                                     elem_classes="compare-card"))
     run = go.click(write_all, [start, length, temperature, seed, lines, avoid_loops], cards, api_visibility="private",
                    concurrency_limit=CONCURRENCY, concurrency_id=DECODING, trigger_mode="once", show_progress="hidden")
     stop.click(None, cancels=[run])
     gr.api(compare, api_name="compare", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
+    return cards
+
+
+def refresh(variants: dict[str, Variant], cards: list[gr.HTML]) -> list:
+    """The cards' updates once more models have arrived: a card each, the rest hidden."""
+    names = list(variants)
+    return [gr.HTML(card(names[k], "", "", None, ""), visible=True) if k < len(names) else gr.HTML(visible=False)
+            for k in range(len(cards))]

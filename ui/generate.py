@@ -90,8 +90,8 @@ def form_options(variant: Variant, length, temperature, top_k, top_p, seed, line
     return number("Length", length, 1, MAX_LENGTH, whole=True), options
 
 
-def build(variants: dict[str, Variant]) -> None:
-    """The writer's controls and events, inside the caller's Blocks."""
+def build(variants: dict[str, Variant]) -> gr.Dropdown:
+    """The writer's controls and events, inside the caller's Blocks; returns its model list."""
 
     @spaces.GPU
     def alone(name: str, prefix: str, length: int, options: dict, details: bool):
@@ -287,3 +287,4 @@ def build(variants: dict[str, Variant]) -> None:
         chosen.then(write, inputs, lyric, show_progress="hidden", **writing)
     gr.api(generate, api_name="generate", **WRITING)
     gr.api(candidates, api_name="candidates", **WRITING)
+    return picker

@@ -40,7 +40,7 @@ def attention_html(source: str, steps: list[tuple[str, list[float] | None]]) -> 
             f'answers (columns); darker is where the model looked.</caption>{head}{rows}</table></div>')
 
 
-def build(models: dict[str, Variant]) -> None:
+def build(models: dict[str, Variant]) -> gr.Dropdown:
     """The next-line writer, inside the caller's Blocks."""
 
     def model_of(variant):
@@ -130,3 +130,4 @@ def build(models: dict[str, Variant]) -> None:
     stop.click(None, cancels=[first, after])
     take.click(None, None, line, js=TAKE_LAST_LINE)
     gr.api(next_line, api_name="next_line", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
+    return picker

@@ -24,7 +24,7 @@ def bigram_perplexity(variant: Variant, text: str, context: str = "") -> float |
     return variant.bigram.score(text, context).perplexity if variant.bigram else None
 
 
-def build(variants: dict[str, Variant]) -> None:
+def build(variants: dict[str, Variant]) -> gr.Dropdown:
     """The scoring endpoint, inside the caller's Blocks."""
 
     def score(variant: str, text: str, context: str = "", top: int = TOP) -> dict:
@@ -70,7 +70,7 @@ def build(variants: dict[str, Variant]) -> None:
         """
         return [dict(name=name, cell=v.model.cell, parameters=v.model.num_parameters(), vocabulary=len(v.model.vocab),
                      corpus=v.metrics.get("corpus"), held_out_perplexity=v.metrics.get("val_ppl"),
-                     bigram_perplexity=v.metrics.get("bigram_ppl")) for name, v in variants.items()]
+                     bigram_perplexity=v.metrics.get("bigram_ppl")) for name, v in list(variants.items())]
 
     def read(text_: str, name: str):
         """The page's view: the table of every model, then the chosen model's shaded text, plot and list."""
@@ -80,7 +80,7 @@ def build(variants: dict[str, Variant]) -> None:
             raise refusal("Paste a lyric (or click an example) to score.")
         result = chosen.score(lyric)  # the chosen model's row reuses it: each model reads the text once
         rows = sorted((result.perplexity if other == name else variant.model.score(lyric, details=False).perplexity,
-                       other, bigram_perplexity(variant, lyric)) for other, variant in variants.items())
+                       other, bigram_perplexity(variant, lyric)) for other, variant in list(variants.items()))
         table_ = "".join(f"<tr><td>{html.escape(other)}</td><td>{ppl:.1f}</td><td>{f'{bigram:.1f}' if bigram else '–'}"
                          f"</td><td>{f'{ppl / bigram:.2f}x' if bigram else '–'}</td></tr>" for ppl, other, bigram in rows)
         surprising = ["| line:column | char | probability (rank) | expected instead |", "|---|---|---|---|"]
@@ -109,3 +109,4 @@ def build(variants: dict[str, Variant]) -> None:
 
     gr.api(score, api_name="score", concurrency_limit=CONCURRENCY, concurrency_id="scoring")
     gr.api(models, api_name="models", queue=False)
+    return shade_by
