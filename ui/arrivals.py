@@ -46,7 +46,7 @@ class Arrivals:
         """The banner: each model still training, and how far it is."""
         if not self.coming:
             return ""
-        lines = [f"⏳ **Still training** (`make demo`): each model joins the lists when it is ready. "
+        lines = [f"**Still training** (`make demo`): each model joins the lists when it is ready. "
                  f"{len(self.variants) + len(self.next_lines)} ready."]
         for source in self.coming:
             lines.append(f"- {Path(source).name}: {progress(source)}")
@@ -68,7 +68,7 @@ def build(arrivals: Arrivals, pickers: list[tuple[str, gr.Dropdown]], compare_ca
     "next_lines")."""
     banner = gr.Markdown(arrivals.status(), elem_id="training")
     timer = gr.Timer(CHECK_EVERY, active=bool(arrivals.coming))
-    seen = gr.State(-1)
+    seen = gr.State(len(arrivals.variants) + len(arrivals.next_lines))  # the lists as built; a later page catches up
     lists = {"variants": arrivals.variants, "next_lines": arrivals.next_lines}
 
     def tick(count, *chosen):

@@ -104,7 +104,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
     shaded = gr.HTML("", html_template='<div class="lyric">${value}</div>', elem_id="scored")
     plot = gr.HTML(elem_id="surprise-plot")
     listed = gr.Markdown(elem_id="surprising")
-    gr.on([go.click, shade_by.change], read, [lyric, shade_by], [table, shaded, plot, listed], api_visibility="private",
+    gr.on([go.click, shade_by.input], read, [lyric, shade_by], [table, shaded, plot, listed], api_visibility="private",
           concurrency_limit=CONCURRENCY, concurrency_id="scoring", trigger_mode="once")
 
     gr.api(score, api_name="score", concurrency_limit=CONCURRENCY, concurrency_id="scoring")
