@@ -10,6 +10,7 @@ from charrnn.next_line import NextLine
 from charrnn.vocab import Vocab, normalize
 
 from .data import rare_to_unk
+from .distributed import unwrapped
 from .objective import smoothed_loss, unigram
 
 IGNORED = -100  # the target of a padding position
@@ -100,7 +101,8 @@ class NextLineTask:
 
     def loss(self, model, batch):
         logits, targets = flat_loss(model, batch)
-        return (*smoothed_loss(logits, targets, self.cfg.label_smoothing, model.prior), len(targets))
+        return (*smoothed_loss(logits, targets, self.cfg.label_smoothing, unwrapped(model).prior),
+                len(targets))
 
     def validate(self, model) -> float:
         return pair_perplexity(model, self.val_encoded)

@@ -19,6 +19,7 @@ from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.evaluate import fair_perplexity, score
 
 from . import checkpoint
+from .distributed import World, joined, unwrapped
 from .baselines import baselines
 from .next_line import NextLineTask
 from .objective import smoothed_loss, unigram
@@ -102,24 +103,32 @@ def detach(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
-def run_epoch(model, averaged, optimizer, task, cfg, epoch, device) -> tuple[float, int]:
-    """One pass over the task's training batches; returns the mean training loss (unsmoothed) and the targets seen."""
+def run_epoch(model, averaged, optimizer, task, cfg, epoch, device, world=World()) -> tuple[float, int]:
+    """One pass over the task's training batches; returns the mean training loss (unsmoothed) and the targets seen,
+    over all ranks. model is what training calls (DistributedDataParallel on more than one process)."""
     model.train()
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    # Dropout's draws: seeded per epoch (a resumed run draws what the uninterrupted one did), each rank its own.
+    # A tuple of ints hashes the same in every process.
+    torch.manual_seed(hash((cfg.seed, epoch, world.rank)))
     batches, total = task.batches(generator)
-    bar = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
+    bar = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not (cfg.progress and world.main),
+               unit="batch")
     loss_sum, count = 0.0, 0
     for batch in bar:
-        loss, plain, n = task.loss(model, [x.to(device) for x in batch])
+        loss, plain, n = task.loss(model, [x.to(device) for x in world.share(batch)])
+        if world.size > 1:  # gradients are averaged over ranks: weigh each by its share of the batch's targets
+            loss = loss * (n * world.size / world.total(n)[0])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
-        averaged.update_parameters(model)
+        averaged.update_parameters(unwrapped(model))
         loss_sum += plain.item() * n
         count += n
         bar.set_postfix(ppl=f"{math.exp(loss_sum / count):.1f}")
-    return loss_sum / max(count, 1), count
+    loss_sum, count = world.total(loss_sum, count)
+    return loss_sum / max(count, 1), int(count)
 
 
 class CharTask:
@@ -149,7 +158,8 @@ class CharTask:
         x, y = batch
         logits, state = model(x, self.state if self.cfg.sampler == "sequential" else None)
         self.state = detach(state)
-        return (*smoothed_loss(logits.flatten(0, 1), y.flatten(), self.cfg.label_smoothing, model.prior), y.numel())
+        prior = unwrapped(model).prior
+        return (*smoothed_loss(logits.flatten(0, 1), y.flatten(), self.cfg.label_smoothing, prior), y.numel())
 
     def validate(self, model) -> float:
         return fair_perplexity(model, self.val_text)
@@ -189,8 +199,14 @@ TASKS = {"chars": CharTask, "next-line": NextLineTask}
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train one variant and export its best weights to cfg.out; returns the metrics written beside them."""
-    device = pick_device(cfg.device)
+    """Train one variant and export its best weights to cfg.out; returns the metrics written beside them.
+    Under torchrun every process calls this; each returns the same metrics."""
+    with joined(pick_device(cfg.device)) as (world, device):
+        return train_in(world, device, cfg)
+
+
+def train_in(world, device, cfg: TrainConfig) -> dict:
+    world.check(cfg.batch_size)
     text = read_corpus(cfg.corpus)
     train_text, val_text = split(text, cfg.val_fraction)
     vocab = Vocab.build(train_text, cfg.min_count, cfg.newlines)
@@ -204,49 +220,55 @@ def train(cfg: TrainConfig) -> dict:
     best_state = copy.deepcopy(averaged.module.state_dict())
 
     path = cfg.checkpoint_path
-    if cfg.resume and path.exists():
+    if cfg.resume and path.exists():  # every rank reads it: each has its own optimizer state to restore
         saved = checkpoint.load(path)
         check_resumable(saved["config"], cfg)
         model.load_state_dict(saved["model"])
         averaged.load_state_dict(saved["averaged"])
         optimizer.load_state_dict(saved["optimizer"])
         best_state, run = saved["best"], saved["run"]
-        torch.set_rng_state(saved["rng"])
-        tqdm.write(f"resumed {path} after epoch {run['epoch']}")
+        if world.main:
+            tqdm.write(f"resumed {path} after epoch {run['epoch']}")
+    trained_model = world.wrap(model)
 
     for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
-        write_progress(cfg, run)
+        if world.main:
+            write_progress(cfg, run)
         if run["epoch"] - run["best_epoch"] >= cfg.patience:
             break
         if cfg.max_minutes is not None and run["seconds"] + epoch_seconds(run) > 60 * cfg.max_minutes:
             break
         started = time.perf_counter()
-        loss, chars = run_epoch(model, averaged, optimizer, task, cfg, epoch, device)
+        loss, chars = run_epoch(trained_model, averaged, optimizer, task, cfg, epoch, device, world)
         trained = time.perf_counter() - started
-        val_ppl = task.validate(averaged.module)
-        if val_ppl < run["best_val"]:
-            run["best_val"], run["best_epoch"] = val_ppl, epoch
-            best_state = copy.deepcopy(averaged.module.state_dict())
-        run["epoch"], run["chars"] = epoch, run["chars"] + chars
-        run["train_seconds"] += trained
-        run["seconds"] += time.perf_counter() - started
-        run["history"].append({"epoch": epoch, "train_ppl": math.exp(loss), "val_ppl": val_ppl,
-                               "seconds": round(run["seconds"], 2)})
-        if cfg.progress:
-            tqdm.write(f"epoch {epoch:3d}  train ppl {math.exp(loss):8.2f}  val ppl {val_ppl:8.2f}"
-                       f"{'  *best' if run['best_epoch'] == epoch else ''}  {run['seconds']:6.1f}s")
-        checkpoint.save(path, {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
-                               "averaged": averaged.state_dict(), "optimizer": optimizer.state_dict(),
-                               "best": best_state, "run": run, "rng": torch.get_rng_state()})
+        if world.main:
+            val_ppl = task.validate(averaged.module)
+            if val_ppl < run["best_val"]:
+                run["best_val"], run["best_epoch"] = val_ppl, epoch
+                best_state = copy.deepcopy(averaged.module.state_dict())
+            run["epoch"], run["chars"] = epoch, run["chars"] + chars
+            run["train_seconds"] += trained
+            run["seconds"] += time.perf_counter() - started
+            run["history"].append({"epoch": epoch, "train_ppl": math.exp(loss), "val_ppl": val_ppl,
+                                   "seconds": round(run["seconds"], 2)})
+            if cfg.progress:
+                tqdm.write(f"epoch {epoch:3d}  train ppl {math.exp(loss):8.2f}  val ppl {val_ppl:8.2f}"
+                           f"{'  *best' if run['best_epoch'] == epoch else ''}  {run['seconds']:6.1f}s")
+            checkpoint.save(path, {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
+                                   "averaged": averaged.state_dict(), "optimizer": optimizer.state_dict(),
+                                   "best": best_state, "run": run})
+        run = world.from_main(run)  # every rank stops where rank 0 does
 
+    if not world.main:
+        return world.from_main(None)
     model.load_state_dict(best_state)
     bigram, unigram_ppl, bigram_ppl = task.baselines()
-    metrics = final_metrics(model, task, run, text, unigram_ppl, bigram_ppl)
+    metrics = final_metrics(model, task, run, text, unigram_ppl, bigram_ppl) | {"processes": world.size}
     export(model, bigram, Path(cfg.out), metrics)
     progress_path(cfg).unlink(missing_ok=True)
     if cfg.progress:
         tqdm.write(f"best val ppl {run['best_val']:.2f} (epoch {run['best_epoch']}); saved to {cfg.out}")
-    return metrics
+    return world.from_main(metrics)
 
 
 def progress_path(cfg: TrainConfig) -> Path:
