@@ -1,8 +1,11 @@
 """Decoding speed: our one-step decoder against the classic tutorial's predict, and batch against single stream.
 
-python -m bench.decoding_speed   (uses models/jaychou-rnn when trained; speed does not depend on the weights)
+python -m bench.decoding_speed   (uses models/jaychou-rnn when trained; speed does not depend on the weights; the
+                                  mixture table needs models/jaychou-lstm)
 Every setup runs once per round, taking turns for ROUNDS rounds; each keeps its best round.
 """
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +55,25 @@ def main() -> None:
     table(f"Decoding {LENGTH} characters, best of {ROUNDS} rounds; jaychou-rnn = {model.cell}, hidden "
           f"{model.rnn.hidden_size}, head {model.proj.out_features if model.proj else 0}, vocabulary {len(model.vocab)}",
           ["decoder", "streams", "ms/char", "chars/s", "speed vs tutorial"], rows)
+    mixture_table()
+
+
+def mixture_table() -> None:
+    """The cost of mixing the count model in: the trained LSTM against its own network alone."""
+    folder = Path("models/jaychou-lstm")
+    if not (folder / "model.safetensors").exists():
+        print("\n(no models/jaychou-lstm: train it for the mixture's table)")
+        return
+    mixed = CharRNN.from_pretrained(folder)
+    alone = CharRNN.from_pretrained(folder).mix_counts(None, 0.0)
+    setups = {}
+    for name, model in (("network alone", alone), (f"mixed ({mixed.count_weight:.0%} counts)", mixed)):
+        setups[name, 1] = lambda r, m=model: len(m.generate(PREFIX, LENGTH, 0.8, seed=r))
+        setups[name, BATCH] = lambda r, m=model: sum(map(len, m.generate_batch([PREFIX] * BATCH, LENGTH, 0.8, seed=r)))
+    rates = best_rates(setups, ROUNDS)
+    table(f"Decoding {LENGTH} characters at T=0.8, jaychou-lstm, best of {ROUNDS} rounds",
+          ["model", "streams", "ms/char", "time vs network alone"],
+          [[name, streams, 1e3 / rate, rates["network alone", streams] / rate] for (name, streams), rate in rates.items()])
 
 
 if __name__ == "__main__":

@@ -18,15 +18,17 @@ def main(folder: str = "models") -> None:
         m = json.loads(path.read_text(encoding="utf-8"))
         cfg = m["train_config"]
         baselines[m["corpus"]] = (m["unigram_ppl"], m["bigram_ppl"])
-        rows.append([path.parent.name, cfg["cell"], f"{m['params']:,}", f"{m['best_epoch']}/{m['epochs']}",
-                     m["train_seconds"], m["train_ppl"], m["val_ppl"], m["val_ppl"] / m["bigram_ppl"],
+        network = m.get("network_val_ppl", m["val_ppl"])  # folders made before the mixture: the network alone
+        rows.append([path.parent.name, cfg["cell"] if cfg.get("task", "chars") == "chars" else "next-line", f"{m['params']:,}",
+                     f"{m['best_epoch']}/{m['epochs']}", m["train_seconds"], m["train_ppl"], network,
+                     f"{m.get('count_weight', 0):.0%}", m["val_ppl"], m["val_ppl"] / m["bigram_ppl"],
                      m["val_ppl"] / m["unigram_ppl"]])
     for corpus, (unigram, bigram) in baselines.items():
-        rows.append([f"unigram baseline ({corpus})", "", "", "", "", "", unigram, unigram / bigram, 1.0])
-        rows.append([f"bigram baseline ({corpus})", "", "", "", "", "", bigram, 1.0, bigram / unigram])
+        rows.append([f"unigram baseline ({corpus})", "", "", "", "", "", "", "", unigram, unigram / bigram, 1.0])
+        rows.append([f"bigram baseline ({corpus})", "", "", "", "", "", "", "", bigram, 1.0, bigram / unigram])
     table("Fair held-out perplexity (last 10% of each corpus; lower is better)",
-          ["variant", "cell", "params", "best/epochs", "train s", "train ppl", "held-out ppl", "vs bigram",
-           "vs unigram"], rows)
+          ["variant", "cell", "params", "best/epochs", "train s", "train ppl", "network alone", "counts mixed in",
+           "held-out ppl", "vs bigram", "vs unigram"], rows)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ never counted (its Witten-Bell share: kinds / (total + kinds)). After a characte
 anything, P(c | p) is the unigram alone, so every row sums to one. Scored by the same fair rule as the models:
 a character outside the counted ones costs -log P(<unk>) + log(10000). The weight w is chosen on held-out
 text, which makes the baseline optimistic and hard to beat.
+
+A character model mixes its network with this count model (CharRNN's count_weight): `table` is the bigram seen
+through the model's vocabulary, so that the mixture is a distribution over the same ids.
 """
 import json
 import math
@@ -12,6 +15,7 @@ from collections import Counter
 
 import numpy as np
 import safetensors.numpy
+import torch
 
 from .evaluate import OOV_PENALTY, Score
 from .vocab import normalize
@@ -65,6 +69,27 @@ class Bigram:
             raise ValueError("nothing to score: the text is empty")
         text = normalize(text, self.newlines)
         return Score(text, self.nll(self.events(text, context), weight), [])
+
+    def table(self, vocab) -> torch.Tensor:
+        """P(next id | previous id) [V, V] over a model's vocabulary: row p is P(. | the character of id p), and
+        the <unk> column holds the mass of every character outside the vocabulary. After <unk>, whose character
+        is not known, the row is the unigram's (as after any character never followed)."""
+        chars = vocab.itos[1:]
+        index = {c: i for i, c in enumerate(vocab.itos) if i}
+        unigram = np.zeros(len(vocab))
+        unigram[1:] = [self.p_unigram(c) for c in chars]
+        unigram[vocab.unk_id] = 1 - unigram.sum()
+        rows = np.tile(unigram, (len(vocab), 1))
+        for i, c in enumerate(chars, 1):
+            if self.follows[c]:
+                rows[i] *= 1 - self.weight
+                rows[i, vocab.unk_id] += self.weight  # the pairs' mass, all first put on <unk>...
+        for (p, c), n in self.pairs.items():
+            if p in index and c in index:  # ... then moved to their own columns
+                share = self.weight * n / self.follows[p]
+                rows[index[p], index[c]] += share
+                rows[index[p], vocab.unk_id] -= share
+        return torch.from_numpy(rows.clip(0, None)).float()
 
     def save(self, path) -> None:
         chars = sorted(self.unigram)

@@ -49,8 +49,12 @@ class Stepper:
         self.input_table = self.array(torch.addmm(b_ih0, inputs, w_ih0.t()))  # [V, G*H]: row v is token v's input
         self.layers = [(self.array(w_ih.t()) if k else None, self.array(b_ih), self.array(w_hh.t()), self.array(b_hh))
                        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers)]
-        # A model trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
-        self.prior = self.array(model.prior * model.smoothing) if model.smoothing else None
+        # The network's share of the model's probabilities, the rest the count model's (model.mixed), whose table
+        # gives each row's counted share after the character just read.
+        self.network = 1 - model.count_weight
+        self.counts = self.array(model.count_table(model.device) * model.count_weight) if model.count_weight else None
+        # A network trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
+        self.prior = self.array(model.prior * model.smoothing * self.network) if model.smoothing else None
         self.proj_w = self.array(model.proj.weight.detach().t()) if model.proj else None
         self.head_w, self.head_b = self.array(model.head.weight.detach().t()), self.array(model.head.bias.detach())
 
@@ -63,9 +67,17 @@ class Stepper:
             return [(self.array(h), self.array(c)) for h, c in zip(state[0], state[1])]
         return [self.array(h) for h in state]
 
-    def logits(self, features):
-        """The model's next-character scores [B, V]."""
-        return self.ops.affine(features, self.head_w, self.head_b)
+    def logits(self, features, previous):
+        """The model's next-character scores [B, V] after the characters previous [B]: the network's logits, or
+        where it mixes in a count model, the mixture's log-probabilities (the softmax of either is the model's
+        distribution)."""
+        logits = self.ops.affine(features, self.head_w, self.head_b)
+        if self.counts is None:
+            return logits
+        mixed = self.ops.softmax(logits)
+        mixed *= self.network
+        mixed += self.ops.rows(self.counts, previous)
+        return self.ops.xp.log(mixed, out=mixed)
 
     def weights(self, p):
         """What decoding draws from: the smoothing prior taken back out of p, clipped at 0, <unk> never."""
@@ -93,7 +105,7 @@ class Stepper:
                 x = state[k] = n + z * (h - n)
             else:
                 x = state[k] = tanh(affine(state[k], w_hh, gi))
-        return self.logits(x if self.proj_w is None else x @ self.proj_w)
+        return self.logits(x if self.proj_w is None else x @ self.proj_w, ids)
 
 
 @torch.no_grad()
@@ -115,7 +127,8 @@ def prime(model, stepper: Stepper, prefixes: list[str]):
         state = tuple(torch.cat([s[i] for s in states], 1)[:, order] for i in range(2))
     else:
         state = torch.cat(states, 1)[:, order]
-    return stepper.logits(stepper.array(torch.cat(tops)[order])), stepper.split_state(state)
+    last = stepper.ops.asarray([ids[-1] for ids in encoded], model.device)
+    return stepper.logits(stepper.array(torch.cat(tops)[order]), last), stepper.split_state(state)
 
 
 class Uniforms:

@@ -97,8 +97,8 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
     inputs = torch.cat([torch.tensor(lead[-1:], device=model.device), targets[:-1]])
     judge = Judge(len(targets), len(vocab), vocab.unk_id, details)
     for start in range(0, len(targets), CHUNK):
-        logits, state = model(inputs[None, start:start + CHUNK], state)
-        judge(logits[0], targets[start:start + CHUNK], start)
+        log_probs, state = model.log_probs(inputs[None, start:start + CHUNK], state)
+        judge(log_probs[0], targets[start:start + CHUNK], start)
     return judge.score(text, vocab.itos)
 
 
@@ -122,7 +122,7 @@ class Judge:
                         np.empty((n, self.top_k), np.float32))
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, start: int) -> None:
-        """logits [T, V] for the targets y [T] at positions start.."""
+        """logits (or log-probabilities) [T, V] for the targets y [T] at positions start.."""
         log_probs = logits.float().log_softmax(-1)
         chosen = log_probs.gather(1, y[:, None])[:, 0] - (y == self.unk) * OOV_PENALTY
         self.nll -= chosen.double().sum().item()

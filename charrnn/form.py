@@ -170,6 +170,7 @@ class Sequence:
                 raise ValueError(f"lines ({options.lines}) are fewer than the acrostic's {len(acrostic)} characters")
         self.heads = vocab.encode(acrostic) if acrostic else []
         self.opens_line = not prefix or prefix.endswith("\n")  # the first character starts a line
+        self.prefix_line = prefix.split("\n")[-1]  # the start of the first line, where the prefix left it unfinished
         self.lines_to_go = options.lines
         if acrostic:  # as many lines as the acrostic has characters, or more; first a line break if the prefix needs one
             self.lines_to_go = max(options.lines or 0, len(acrostic)) + (not self.opens_line)
@@ -338,7 +339,7 @@ class Sequence:
 
     def rhyme_or_rewind(self) -> int | None:
         """At a line break: keep the line if it rhymes (or sets the rhyme), else rewind to its last token."""
-        line = "".join(self.chars[self.line_start or 0:])
+        line = (self.prefix_line if self.line_start is None else "") + "".join(self.chars[self.line_start or 0:])
         key = self.rhymes.scheme.key(line)
         if self.rhyme_key is None:
             self.rhyme_key = key  # "auto" with no rhyme in the prefix: the first line sets it

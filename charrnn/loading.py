@@ -15,6 +15,7 @@ from huggingface_hub.errors import (
 )
 
 from .cells import CELLS
+from .counts import BIGRAM_NAME, Bigram
 
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE
 CONFIG_NAME = constants.CONFIG_NAME
@@ -112,6 +113,14 @@ def load_pretrained(model_class, source: str, map_location="cpu", **hub_kwargs):
         raise ModelFileError(f"{source}: {CONFIG_NAME} does not describe a {model_class.__name__}: {e}") from None
     load_weights(model, fetch(source, WEIGHTS_NAME, **hub_kwargs), map_location)
     return model.eval()
+
+
+def load_counts(source: str, **hub_kwargs):
+    """The count model a character model mixes in (config.json's count_weight says it has one)."""
+    try:
+        return Bigram.load(fetch(source, BIGRAM_NAME, **hub_kwargs))
+    except ValueError as e:
+        raise ModelFileError(f"{source}: its config.json mixes in a count model, but {BIGRAM_NAME} is not usable: {e}") from None
 
 
 def is_next_line(source: str, **hub_kwargs) -> bool:

@@ -1,6 +1,7 @@
 """CharRNN: embedding (or one-hot) -> recurrent cell -> linear head, saved and loaded the Hugging Face way."""
 from collections.abc import Iterator
 from functools import cached_property
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from torch.func import functional_call
 
 from . import decoding, evaluate, loading
 from .cells import dropout, make_cell
+from .counts import BIGRAM_NAME, Bigram
 from .form import MAX_CANDIDATES, Candidate, Options, Rhymes, Step
 from .vocab import Vocab
 
@@ -35,8 +37,11 @@ class CharRNN(
         embed_dropout: float = 0.0,
         weight_drop: float = 0.0,
         smoothing: float = 0.0,
+        count_weight: float = 0.0,
     ):
         super().__init__()
+        if not 0 <= count_weight < 1:
+            raise ValueError(f"count_weight must be at least 0 and below 1, got {count_weight!r}")
         self.vocab = Vocab.from_dict(vocab)
         self.cell, self.one_hot = cell, one_hot
         self.embed_dropout, self.weight_drop, self.smoothing = embed_dropout, weight_drop, smoothing
@@ -49,6 +54,9 @@ class CharRNN(
         self.head = nn.Linear(head_size or hidden_size, vocab_size)
         # The distribution label smoothing spread `smoothing` of each target over; decoding removes it again.
         self.register_buffer("prior", torch.full((vocab_size,), 1 / vocab_size))
+        # The model's probabilities: (1 - count_weight) * the network's + count_weight * the count model's, a
+        # bigram of the training text (Mikolov's RNNLM mixed its network with an n-gram the same way).
+        self.count_weight, self.counts = count_weight, None
 
     def features(self, ids: torch.Tensor, state=None):
         """What the output layer reads [B, T, head_size or H], and the final state."""
@@ -77,6 +85,44 @@ class CharRNN(
         """ids: LongTensor [B, T] -> logits [B, T, V] and the state to carry on with."""
         out, state = self.features(ids, state)
         return self.head(out), state
+
+    def log_probs(self, ids: torch.Tensor, state=None):
+        """The model's log-probabilities of each next character [B, T, V] (the network mixed with its count
+        model), and the state to carry on with: what scoring reads."""
+        logits, state = self(ids, state)
+        if not self.count_weight:
+            return logits.log_softmax(-1), state
+        return self.mixed(logits.softmax(-1), ids).log(), state
+
+    def mixed(self, network, previous):
+        """The network's probabilities [..., V] after the characters previous [...], mixed with the count model's."""
+        return (1 - self.count_weight) * network + self.count_weight * self.count_table(network.device)[previous]
+
+    def count_table(self, device) -> torch.Tensor:
+        """The count model as P(next id | previous id) [V, V], made once per device."""
+        if self.counts is None:
+            raise ValueError("this model mixes in a count model (count_weight > 0) but has none: load it with "
+                             "from_pretrained, or give it one with mix_counts")
+        tables = self.__dict__.setdefault("_count_tables", {})
+        if device not in tables:
+            tables[device] = self.counts.table(self.vocab).to(device)
+        return tables[device]
+
+    def mix_counts(self, counts: Bigram | None, weight: float) -> "CharRNN":
+        """Mix the count model counts in with this share of every probability (0: the network alone); saved with
+        the model (bigram.safetensors, count_weight in config.json)."""
+        if not 0 <= weight < 1 or (weight and counts is None):
+            raise ValueError(f"count_weight must be at least 0 and below 1, with a count model; got {weight!r}")
+        if counts is not self.counts:
+            self.__dict__.pop("_count_tables", None)
+        self.counts, self.count_weight = counts, weight
+        self._hub_mixin_config = {**self._hub_mixin_config, "count_weight": weight}  # what config.json says
+        return self
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        super()._save_pretrained(save_directory)
+        if self.counts is not None:
+            self.counts.save(save_directory / BIGRAM_NAME)
 
     @property
     def device(self) -> torch.device:
@@ -151,5 +197,9 @@ class CharRNN(
 
         Downloads go through huggingface_hub's cache (revision, cache_dir, local_files_only, HF_HUB_OFFLINE).
         """
-        return loading.load_pretrained(cls, str(source), map_location, revision=revision, cache_dir=cache_dir,
-                                       force_download=force_download, local_files_only=local_files_only, token=token)
+        hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
+                   local_files_only=local_files_only, token=token)
+        model = loading.load_pretrained(cls, str(source), map_location, **hub)
+        if model.count_weight:
+            model.counts = loading.load_counts(str(source), **hub)
+        return model

@@ -105,7 +105,10 @@ def training_rows(metrics: dict) -> list[tuple[str, str]]:
 
 def result_rows(metrics: dict) -> list[tuple[str, str]]:
     val = f"last {metrics['val_fraction']:.0%}"
-    return [(f"this model, held-out text ({val})", f"**{metrics['val_ppl']:.1f}**"),
+    mixed = [(f"its network alone, held-out text (the model is {1 - metrics['count_weight']:.0%} network, "
+              f"{metrics['count_weight']:.0%} the bigram below)", f"{metrics['network_val_ppl']:.1f}")
+             ] if metrics.get("count_weight") else []
+    return [(f"this model, held-out text ({val})", f"**{metrics['val_ppl']:.1f}**"), *mixed,
             (f"this model, training text (first {1 - metrics['val_fraction']:.0%})", f"{metrics['train_ppl']:.1f}"),
             ("bigram baseline, held-out text (interpolated, tuned on it)", f"{metrics['bigram_ppl']:.1f}"),
             ("unigram baseline, held-out text", f"{metrics['unigram_ppl']:.1f}")]

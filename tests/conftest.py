@@ -3,11 +3,23 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from training.train import DATA_DIR, TrainConfig, train  # noqa: E402
+
+
+def forward_probs(model, ids: list[int]) -> torch.Tensor:
+    """The model's probability of each next character [len(ids), V] from one full forward pass, by hand: the
+    network's softmax, mixed with the count model's row after each character where the model has one."""
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids]))
+    probs = logits[0].softmax(-1)
+    if model.count_weight:
+        probs = (1 - model.count_weight) * probs + model.count_weight * model.counts.table(model.vocab)[ids]
+    return probs
 
 
 def cut(name: str, chars: int) -> str:

@@ -15,6 +15,7 @@ from charrnn import CharRNN, Vocab
 from charrnn.decoding import Batch
 from charrnn.form import Options
 from charrnn.rhyme import GROUPS, English, english_key, is_han
+from conftest import forward_probs
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = range(8)
@@ -132,17 +133,21 @@ def assert_form(model, prefix, text, length, **options):
 
 
 def forward_logits(model, prefix: str, text: str = "") -> torch.Tensor:
-    """The logits [len(text) + 1, V] that predict each character of text and the one after, from one full
-    forward pass (an empty prefix is read as a line break, as decoding primes it)."""
+    """The scores decoding reads [len(text) + 1, V], predicting each character of text and the one after, from one
+    full forward pass (an empty prefix is read as a line break, as decoding primes it): the network's logits, or
+    for a model that mixes in a count model, the log of the mixture (conftest.forward_probs)."""
     ids = model.vocab.encode((prefix or "\n") + text)
-    with torch.no_grad():
-        logits, _ = model(torch.tensor([ids]))
-    return logits[0, len(prefix or "\n") - 1:]
+    if model.count_weight:
+        scores = forward_probs(model, ids).log()
+    else:
+        with torch.no_grad():
+            scores = model(torch.tensor([ids]))[0][0]
+    return scores[len(prefix or "\n") - 1:]
 
 
 def decoding_distribution(model, logits: torch.Tensor, temperature: float = 1.0, top_k=None) -> torch.Tensor:
     """What decoding samples from (see test_decoding.next_char_probs), normalised, then cut to the top k."""
-    probs = (logits.softmax(-1) - model.smoothing * model.prior).clamp(min=0)
+    probs = (logits.softmax(-1) - (1 - model.count_weight) * model.smoothing * model.prior).clamp(min=0)
     probs[..., model.vocab.unk_id] = 0
     probs = probs ** (1 / temperature)
     if top_k:

@@ -36,6 +36,8 @@ HELP = {
     "label_smoothing": "share of each target's probability spread over the training unigram distribution",
     "clip": "largest global gradient norm (all parameters together)",
     "ema": "decay of the exponential moving average of weights that is evaluated and exported",
+    "mix_counts": "character models: mix the network with the bigram of the training text, at the share that "
+                  "scores the held-out text best (saved with the model, used by decoding and scoring alike)",
     "epochs": "most passes over the training text",
     "patience": "stop after this many epochs without a better validation perplexity",
     "max_minutes": "stop before an epoch that would end past this many minutes",

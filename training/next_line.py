@@ -114,6 +114,10 @@ class NextLineTask:
         lines = [b for _, b in self.val_pairs[:3]]
         return {line: model.next_line(line, temperature=0.8, seed=self.cfg.seed) for line in lines}
 
+    def mix(self, model: NextLine, bigram: Bigram) -> NextLine:
+        """The encoder-decoder is not mixed with a count model: it stays as trained."""
+        return model
+
     def baselines(self):
         """The bigram counted on the training text, and the unigram and bigram perplexities of the held-out pairs'
         second lines, each read after the line break that ends the first."""

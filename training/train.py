@@ -30,7 +30,8 @@ DEFAULT_CORPUS = str(DATA_DIR / "jaychou_lyrics.txt")
 METRICS_NAME = "metrics.json"
 PROGRESS_SUFFIX = ".progress.json"  # <out>.progress.json while a run trains: the demo shows it (ui/arrivals.py)
 # Settings a resumed run may change; any other difference means a different run.
-RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress"}
+RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts"}
+COUNT_WEIGHTS = [k / 20 for k in range(20)]  # the count model's shares tried on the held-out text
 
 
 @dataclass
@@ -59,8 +60,9 @@ class TrainConfig:
     lr: float = 5e-3
     weight_decay: float = 0.01
     clip: float = 1.0
-    label_smoothing: float = 0.5
+    label_smoothing: float = 0.3
     ema: float = 0.99
+    mix_counts: bool = True
     epochs: int = 100
     patience: int = 4
     max_minutes: float | None = None
@@ -176,6 +178,14 @@ class CharTask:
         """The bigram counted on the training text, and the unigram and bigram perplexities of the held-out text."""
         return baselines(self.train_text, self.val_text, self.cfg.newlines)
 
+    def mix(self, model: CharRNN, bigram: Bigram) -> CharRNN:
+        """The model with the bigram mixed in at the share that scores the held-out text best, as the bigram's own
+        weight is chosen (one number fitted on that text, the same optimism as the baseline's)."""
+        if not self.cfg.mix_counts:
+            return model
+        share = min(COUNT_WEIGHTS, key=lambda w: fair_perplexity(model.mix_counts(bigram, w), self.val_text))
+        return model.mix_counts(bigram, share)
+
 
 def check_resumable(saved: dict, cfg: TrainConfig) -> None:
     now = dataclasses.asdict(cfg)
@@ -188,8 +198,9 @@ def export(model, bigram: Bigram, out: Path, metrics: dict) -> None:
     """Write the Hub-ready folder next to its final place, then swap it in, so a failure leaves the old one."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    bigram.save(tmp / BIGRAM_NAME)
+    model.save_pretrained(tmp)  # with the count model it mixes in, if any: that is the bigram
+    if not (tmp / BIGRAM_NAME).exists():
+        bigram.save(tmp / BIGRAM_NAME)
     (tmp / METRICS_NAME).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
@@ -263,11 +274,13 @@ def train_in(world, device, cfg: TrainConfig) -> dict:
         return world.from_main(None)
     model.load_state_dict(best_state)
     bigram, unigram_ppl, bigram_ppl = task.baselines()
+    model = task.mix(model, bigram)
     metrics = final_metrics(model, task, run, text, unigram_ppl, bigram_ppl) | {"processes": world.size}
     export(model, bigram, Path(cfg.out), metrics)
     progress_path(cfg).unlink(missing_ok=True)
     if cfg.progress:
-        tqdm.write(f"best val ppl {run['best_val']:.2f} (epoch {run['best_epoch']}); saved to {cfg.out}")
+        tqdm.write(f"held-out ppl {metrics['val_ppl']:.2f} (the network alone {run['best_val']:.2f} at epoch "
+                   f"{run['best_epoch']}, the bigram mixed in at {metrics['count_weight']:.0%}); saved to {cfg.out}")
     return world.from_main(metrics)
 
 
@@ -302,7 +315,8 @@ def final_metrics(model, task, run, text, unigram_ppl, bigram_ppl) -> dict:
         "val_fraction": cfg.val_fraction,
         "vocab_size": len(model.vocab), "params": model.num_parameters(),
         "train_ppl": task.train_perplexity(model),
-        "val_ppl": run["best_val"],
+        "val_ppl": task.validate(model),
+        "network_val_ppl": run["best_val"], "count_weight": getattr(model, "count_weight", 0.0),
         "unigram_ppl": unigram_ppl, "bigram_ppl": bigram_ppl,
         "best_epoch": run["best_epoch"], "epochs": run["epoch"],
         "train_seconds": round(run["seconds"], 2),

@@ -1,0 +1,124 @@
+"""A character model mixes its network with a count model (the bigram of its training text): the count model's
+rows sum to one over the model's vocabulary; scoring, decoding and candidates all read the same mixture; the
+extended Hub folder saves and loads exactly and strictly; a folder made before the mixture still loads."""
+import json
+import shutil
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from charrnn import CharRNN, Vocab
+from charrnn.counts import BIGRAM_NAME, Bigram
+from charrnn.decoding import Batch
+from charrnn.form import Options
+from charrnn.loading import ModelFileError
+from conftest import forward_probs
+
+
+@pytest.fixture(scope="module")
+def mixed(tiny_model_dir):
+    model = CharRNN.from_pretrained(tiny_model_dir)
+    assert model.count_weight > 0 and model.counts is not None  # training mixed it in
+    return model.mix_counts(model.counts, 0.3)  # a share where both parts weigh
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(alphabet="abc\n我你", min_size=2, max_size=60), st.floats(0.05, 0.95), st.integers(1, 3))
+def test_the_count_model_is_a_distribution_over_the_vocabulary(text, weight, min_count):
+    vocab = Vocab.build(text, min_count)
+    bigram = Bigram.count(text)
+    bigram.weight = weight
+    table = bigram.table(vocab)
+    assert table.shape == (len(vocab), len(vocab)) and (table >= 0).all()
+    torch.testing.assert_close(table.sum(1), torch.ones(len(vocab)), rtol=0, atol=1e-5)
+    for p in vocab.chars:  # each known character's own column is the bigram's probability of it
+        for c in vocab.chars:
+            assert table[vocab.stoi[p], vocab.stoi[c]].item() == pytest.approx(bigram.p(c, p), rel=1e-5)
+    unigram = torch.tensor([bigram.p_unigram(c) for c in vocab.chars])
+    torch.testing.assert_close(table[vocab.unk_id, 1:], unigram.float())  # after <unk>: the unigram
+
+
+def test_scoring_reads_the_mixture(mixed, lyrics_file):
+    text, context = "我想要你的微笑\n窗外", "分开\n"
+    ids = mixed.vocab.encode(context + text)
+    probs = forward_probs(mixed, ids)[len(context) - 1:-1]
+    targets = ids[len(context):]
+    expected = [float(row[t]) / (10000 if t == mixed.vocab.unk_id else 1) for row, t in zip(probs, targets)]
+    score = mixed.score(text, context)
+    assert [c.prob for c in score.chars] == pytest.approx(expected, rel=1e-4)
+    alone = mixed.mix_counts(mixed.counts, 0.0).score(text, context).nll  # the network alone scores otherwise:
+    mixed.mix_counts(mixed.counts, 0.3)                                  # the mixture is really read
+    assert abs(alone - score.nll) > 0.1
+
+
+@pytest.mark.parametrize("rows", [1, 3], ids=["one stream: numpy", "batch: torch"])
+def test_decoding_reads_the_same_mixture_less_the_networks_smoothing(mixed, rows):
+    """Batch.p, what candidates are ranked by, is the scored distribution; the weights decoding draws from take
+    the network's share of its label-smoothing prior back out (the one place decoding departs, on purpose)."""
+    prefix = "分开"
+    batch = Batch(mixed, [prefix] * rows, 10, [Options(1.0, seed=1)] * rows)
+    probs = forward_probs(mixed, mixed.vocab.encode(prefix))[-1]
+    for row in range(rows):
+        torch.testing.assert_close(torch.as_tensor(batch.p[row]), probs, rtol=1e-4, atol=1e-7)
+        expected = (probs - (1 - mixed.count_weight) * mixed.smoothing * mixed.prior).clamp(min=0)
+        expected[mixed.vocab.unk_id] = 0
+        torch.testing.assert_close(torch.as_tensor(batch.q[row]), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_candidates_log_probability_is_the_scored_one(mixed):
+    for c in mixed.candidates("分开", 3, 30, seed=2):
+        assert c.logprob == pytest.approx(-mixed.score(c.text, "分开").nll, rel=1e-4)
+
+
+def test_the_mixture_saves_and_loads_exactly(mixed, tmp_path):
+    mixed.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["count_weight"] == 0.3
+    loaded = CharRNN.from_pretrained(tmp_path / "m")
+    assert loaded.count_weight == 0.3
+    assert (loaded.counts.unigram, loaded.counts.pairs, loaded.counts.weight) == (
+        mixed.counts.unigram, mixed.counts.pairs, mixed.counts.weight)
+    assert loaded.score("我想要你的微笑").nll == mixed.score("我想要你的微笑").nll
+    assert loaded.generate("分开", 40, seed=3) == mixed.generate("分开", 40, seed=3)
+
+
+def test_a_mixing_folder_without_its_count_model_is_refused_clearly(tiny_model_dir, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / BIGRAM_NAME).unlink()
+    with pytest.raises(ModelFileError, match="mixes in a count model, but bigram.safetensors is not usable"):
+        CharRNN.from_pretrained(folder)
+    (folder / BIGRAM_NAME).write_bytes(b"\x00damaged")
+    with pytest.raises(ModelFileError, match="mixes in a count model"):
+        CharRNN.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.0, 2])
+def test_a_share_out_of_range_is_refused(tiny_model_dir, tmp_path, weight):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "count_weight": weight}))
+    with pytest.raises(ModelFileError, match="count_weight must be at least 0 and below 1"):
+        CharRNN.from_pretrained(folder)
+    with pytest.raises(ValueError, match="count_weight must be"):
+        CharRNN.from_pretrained(tiny_model_dir).mix_counts(Bigram.count("ab"), weight)
+
+
+def test_a_folder_made_before_the_mixture_still_loads(tiny_model_dir, tmp_path):
+    """Its config.json has no count_weight (and the oldest folders have no bigram either): the network alone."""
+    folder = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["count_weight"]
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / BIGRAM_NAME).unlink()
+    old = CharRNN.from_pretrained(folder)
+    assert old.count_weight == 0 and old.counts is None
+    ids = old.vocab.encode("\n我想要你的微笑")
+    with torch.no_grad():
+        logits, _ = old(torch.tensor([ids]))
+    expected = logits[0, :-1].log_softmax(-1).gather(1, torch.tensor(ids[1:])[:, None]).sum().item()
+    assert old.score("我想要你的微笑").nll == pytest.approx(-expected, rel=1e-5)
+    assert len(old.generate("分开", 20, seed=1)) == 20
