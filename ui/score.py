@@ -19,6 +19,11 @@ EXAMPLES = ["窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏�
             "The Time Traveller (for so it will be convenient to speak of him)\nwas expounding a recondite matter to us."]
 
 
+def figure(perplexity: float) -> str:
+    """A perplexity as the table shows it: no decimals once they say nothing (and would widen a phone's table)."""
+    return f"{perplexity:.1f}" if perplexity < 1000 else f"{perplexity:.0f}"
+
+
 def bigram_perplexity(variant: Variant, text: str, context: str = "") -> float | None:
     """text under the bigram of the variant's training text, or None where its folder ships none."""
     return variant.bigram.score(text, context).perplexity if variant.bigram else None
@@ -81,7 +86,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
         result = chosen.score(lyric)  # the chosen model's row reuses it: each model reads the text once
         rows = sorted((result.perplexity if other == name else variant.model.score(lyric, details=False).perplexity,
                        other, bigram_perplexity(variant, lyric)) for other, variant in list(variants.items()))
-        table_ = "".join(f"<tr><td>{html.escape(other)}</td><td>{ppl:.1f}</td><td>{f'{bigram:.1f}' if bigram else '–'}"
+        table_ = "".join(f"<tr><td>{html.escape(other)}</td><td>{figure(ppl)}</td><td>{figure(bigram) if bigram else '–'}"
                          f"</td><td>{f'{ppl / bigram:.2f}x' if bigram else '–'}</td></tr>" for ppl, other, bigram in rows)
         surprising = ["| line:column | char | probability (rank) | expected instead |", "|---|---|---|---|"]
         for k in result.most_surprising(TOP):
