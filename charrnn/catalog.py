@@ -13,6 +13,7 @@ DEFAULT_LIST = ROOT / "models.txt"
 CORPUS_NAMES = {"jaychou": "Jay Chou lyrics", "timemachine": "The Time Machine"}
 CELL_NAMES = {"rnn-scratch": "RNN (from scratch)", "rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
 KIND_NAMES = {**CELL_NAMES, "next-line": "next line (encoder-decoder)"}
+PROGRESS_SUFFIX = ".progress.json"  # <folder>.progress.json while the folder's model trains
 
 
 def model_sources() -> list[str]:
@@ -30,6 +31,12 @@ def is_folder(root: Path, line: str) -> bool:
     """A folder beside the models file, or one yet to be written in a folder there (`make demo` still training it)."""
     folder = root / line
     return folder.is_dir() or folder.parent != root and folder.parent.is_dir()
+
+
+def progress_file(folder: str | Path) -> Path:
+    """Where the trainer says how far it is while it trains folder (the demo's banner reads it)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + PROGRESS_SUFFIX)
 
 
 def unique(sources) -> list[str]:

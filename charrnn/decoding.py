@@ -49,12 +49,12 @@ class Stepper:
         self.input_table = self.array(torch.addmm(b_ih0, inputs, w_ih0.t()))  # [V, G*H]: row v is token v's input
         self.layers = [(self.array(w_ih.t()) if k else None, self.array(b_ih), self.array(w_hh.t()), self.array(b_hh))
                        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers)]
-        # The network's share of the model's probabilities, the rest the count model's (model.mixed), whose table
-        # gives each row's counted share after the character just read.
-        self.network = 1 - model.count_weight
-        self.counts = self.array(model.count_table(model.device) * model.count_weight) if model.count_weight else None
+        # The count model's share of the model's probabilities (model.mixed), and its table: each row's counted
+        # distribution after the character just read.
+        self.count_weight = model.count_weight
+        self.counts = self.array(model.count_table(model.device)) if model.count_weight else None
         # A network trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
-        self.prior = self.array(model.prior * model.smoothing * self.network) if model.smoothing else None
+        self.prior = self.array(model.prior * model.smoothing * (1 - self.count_weight)) if model.smoothing else None
         self.proj_w = self.array(model.proj.weight.detach().t()) if model.proj else None
         self.head_w, self.head_b = self.array(model.head.weight.detach().t()), self.array(model.head.bias.detach())
 
@@ -75,8 +75,10 @@ class Stepper:
         if self.counts is None:
             return logits
         mixed = self.ops.softmax(logits)
-        mixed *= self.network
-        mixed += self.ops.rows(self.counts, previous)
+        mixed *= 1 - self.count_weight
+        counted = self.ops.rows(self.counts, previous)
+        counted *= self.count_weight
+        mixed += counted
         return self.ops.xp.log(mixed, out=mixed)
 
     def weights(self, p):

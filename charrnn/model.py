@@ -57,6 +57,7 @@ class CharRNN(
         # The model's probabilities: (1 - count_weight) * the network's + count_weight * the count model's, a
         # bigram of the training text (Mikolov's RNNLM mixed its network with an n-gram the same way).
         self.count_weight, self.counts = count_weight, None
+        self.count_tables = {}  # device -> the count model as a table (count_table), made on first use
 
     def features(self, ids: torch.Tensor, state=None):
         """What the output layer reads [B, T, head_size or H], and the final state."""
@@ -103,10 +104,9 @@ class CharRNN(
         if self.counts is None:
             raise ValueError("this model mixes in a count model (count_weight > 0) but has none: load it with "
                              "from_pretrained, or give it one with mix_counts")
-        tables = self.__dict__.setdefault("_count_tables", {})
-        if device not in tables:
-            tables[device] = self.counts.table(self.vocab).to(device)
-        return tables[device]
+        if device not in self.count_tables:
+            self.count_tables[device] = self.counts.table(self.vocab).to(device)
+        return self.count_tables[device]
 
     def mix_counts(self, counts: Bigram | None, weight: float) -> "CharRNN":
         """Mix the count model counts in with this share of every probability (0: the network alone); saved with
@@ -114,7 +114,7 @@ class CharRNN(
         if not 0 <= weight < 1 or (weight and counts is None):
             raise ValueError(f"count_weight must be at least 0 and below 1, with a count model; got {weight!r}")
         if counts is not self.counts:
-            self.__dict__.pop("_count_tables", None)
+            self.count_tables = {}
         self.counts, self.count_weight = counts, weight
         self._hub_mixin_config = {**self._hub_mixin_config, "count_weight": weight}  # what config.json says
         return self

@@ -15,6 +15,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from charrnn import CharRNN, Vocab
+from charrnn.catalog import progress_file
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.evaluate import fair_perplexity, score
 
@@ -28,7 +29,6 @@ from .data import SAMPLERS, num_batches, rare_to_unk, read_corpus, split
 DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 DEFAULT_CORPUS = str(DATA_DIR / "jaychou_lyrics.txt")
 METRICS_NAME = "metrics.json"
-PROGRESS_SUFFIX = ".progress.json"  # <out>.progress.json while a run trains: the demo shows it (ui/arrivals.py)
 # Settings a resumed run may change; any other difference means a different run.
 RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts"}
 COUNT_WEIGHTS = [k / 20 for k in range(20)]  # the count model's shares tried on the held-out text
@@ -277,21 +277,16 @@ def train_in(world, device, cfg: TrainConfig) -> dict:
     model = task.mix(model, bigram)
     metrics = final_metrics(model, task, run, text, unigram_ppl, bigram_ppl) | {"processes": world.size}
     export(model, bigram, Path(cfg.out), metrics)
-    progress_path(cfg).unlink(missing_ok=True)
+    progress_file(cfg.out).unlink(missing_ok=True)
     if cfg.progress:
         tqdm.write(f"held-out ppl {metrics['val_ppl']:.2f} (the network alone {run['best_val']:.2f} at epoch "
                    f"{run['best_epoch']}, the bigram mixed in at {metrics['count_weight']:.0%}); saved to {cfg.out}")
     return world.from_main(metrics)
 
 
-def progress_path(cfg: TrainConfig) -> Path:
-    out = Path(cfg.out)
-    return out.with_name(out.name + PROGRESS_SUFFIX)
-
-
 def write_progress(cfg: TrainConfig, run: dict) -> None:
     """Where the run is, for whoever waits for the model (written whole, then swapped in)."""
-    path = progress_path(cfg)
+    path = progress_file(cfg.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     last = run["history"][-1]["val_ppl"] if run["history"] else None
     tmp = path.with_name(path.name + ".tmp")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from charrnn.catalog import progress_file
+
 from .common import DEVICE, Variant, load_models, log
 
-PROGRESS_SUFFIX = ".progress.json"  # what the trainer writes beside the folder it trains (training/train.py)
 CHECK_EVERY = 2.0  # seconds
 
 
@@ -55,7 +56,7 @@ class Arrivals:
 
 def progress(source: str) -> str:
     try:
-        p = json.loads(Path(source + PROGRESS_SUFFIX).read_text())
+        p = json.loads(progress_file(source).read_text())
     except (OSError, ValueError):
         return "waiting for its turn"
     budget = f" of {p['budget_seconds']:.0f}" if p.get("budget_seconds") else ""

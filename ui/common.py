@@ -94,7 +94,8 @@ def load_models(sources: list[str], device: torch.device,
         name = display_name(source, names_from or sources)  # names the source too where two would read alike
         kind = next_lines if model_class is NextLine else char_models
         loop = Loop(model) if model_class is CharRNN and SERVING == "loop" else None
-        kind[name] = Variant(source, model, read_metrics(source), read_bigram(source), loop)
+        bigram = getattr(model, "counts", None) or read_bigram(source)  # a model that mixes it in has read it
+        kind[name] = Variant(source, model, read_metrics(source), bigram, loop)
         log.info("loaded %s from %s on %s", name, source, device)
     return char_models, next_lines
 
