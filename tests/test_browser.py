@@ -232,7 +232,8 @@ def test_the_score_tab_shades_plots_and_lists_the_surprises(page, server):
     assert [float(row[1]) for row in cells] == sorted(float(row[1]) for row in cells), "best first"
     assert cells[-1][0] == ENGLISH and cells[0][3].endswith("x"), cells
     for name, _, bigram, _ in cells:  # each model's bigram, counted on its training text, scores the pasted text
-        assert float(bigram) == round(server[1][name].bigram.score(lyric).perplexity, 1), name
+        expected = server[1][name].bigram.score(lyric).perplexity  # shown to 0.1, to 1 from 1,000 on (a phone's width)
+        assert float(bigram) == pytest.approx(expected, abs=0.05 if expected < 1000 else 0.5), name
     assert page.locator("#surprise-plot polyline").count() == 1
     assert page.locator("#surprise-plot line.line").count() == 1, "the second line's start is marked"
     assert page.locator("#surprising tbody tr").count() == 10
