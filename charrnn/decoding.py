@@ -49,10 +49,11 @@ class Stepper:
         self.input_table = self.array(torch.addmm(b_ih0, inputs, w_ih0.t()))  # [V, G*H]: row v is token v's input
         self.layers = [(self.array(w_ih.t()) if k else None, self.array(b_ih), self.array(w_hh.t()), self.array(b_hh))
                        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers)]
-        # The count model's share of the model's probabilities (model.mixed), and its table: each row's counted
-        # distribution after the character just read.
+        # The count model's share of the model's probabilities (model.mixed), and its table times that share: each
+        # row's counted part after the character just read.
         self.count_weight = model.count_weight
-        self.counts = self.array(model.count_table(model.device)) if model.count_weight else None
+        # Scaled once here, not each step: a long-lived batch (serving.Loop) steps thousands of times.
+        self.counts = self.array(model.count_table(model.device) * model.count_weight) if model.count_weight else None
         # A network trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
         self.prior = self.array(model.prior * model.smoothing * (1 - self.count_weight)) if model.smoothing else None
         self.proj_w = self.array(model.proj.weight.detach().t()) if model.proj else None
@@ -76,9 +77,7 @@ class Stepper:
             return logits
         mixed = self.ops.softmax(logits)
         mixed *= 1 - self.count_weight
-        counted = self.ops.rows(self.counts, previous)
-        counted *= self.count_weight
-        mixed += counted
+        mixed += self.ops.rows(self.counts, previous)
         return self.ops.xp.log(mixed, out=mixed)
 
     def weights(self, p):
