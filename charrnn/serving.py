@@ -2,15 +2,19 @@
 
 A request joins at the next step (the prefixes of all that join then primed in one pass) and leaves as soon as it
 is finished or its reader stops reading, so a Stop frees its row at once. Every request keeps its own options and
-random stream (decoding.Batch), so a seeded request writes the same text alone or batched. The loop sleeps while
-nothing is active; at most `rows` requests decode at once, `waiting` more wait for a row, and beyond that a
-request is refused with Busy.
+random stream (decoding.Batch), so a seeded request writes the same text alone or batched. One thread steps every
+model's loop in turn and sleeps while none has work; at most `rows` requests of a model decode at once, `waiting`
+more wait for a row, and beyond that a request is refused with Busy. A reader may let pieces gather between reads
+(`every`), so that it wakes once an update rather than once a step.
 """
 import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cache
+
+import torch
 
 from .decoding import Batch
 from .form import Candidate, Options, Sequence
@@ -28,10 +32,19 @@ class Busy(RuntimeError):
 class Request:
     """One sequence being served: the loop puts in each step's new pieces, the reader takes them out."""
 
-    def __init__(self, prefix: str, sequence: Sequence):
-        self.prefix, self.sequence = prefix, sequence
+    def __init__(self, prefix: str, sequence: Sequence, every: Callable[[], float] | None = None):
+        """every: the seconds to let pieces gather between two reads, asked anew after each (None: read at every
+        step). A reader that wakes at every step of a busy loop costs the server more than the step itself."""
+        self.prefix, self.sequence, self.every = prefix, sequence, every
         self.pieces = queue.SimpleQueue()  # lists of pieces, then END or the exception that ended it
+        self.ended = threading.Event()  # the last item is in: a gathering reader need not wait any longer
         self.cancelled = False
+
+    def put(self, item) -> None:
+        """Pieces from the loop, or END, or the exception that ended the request."""
+        self.pieces.put(item)
+        if not isinstance(item, list):
+            self.ended.set()
 
     def __iter__(self) -> Iterator[list]:
         """Lists of pieces as they come, all that is ready in one list. A reader that stops early (a Stop, a closed
@@ -48,6 +61,8 @@ class Request:
                     return
                 if isinstance(ready[-1], BaseException):
                     raise ready[-1]
+                if self.every is not None:
+                    self.ended.wait(self.every())  # the next steps' pieces gather meanwhile
         finally:
             self.cancelled = True
 
@@ -55,23 +70,52 @@ class Request:
         return self.sequence.candidate()
 
 
-class Loop:
-    """The decoding loop of one model, in a thread of its own."""
+class Worker:
+    """The one thread that steps every model's loop, each in turn while any has requests. One thread for all, not
+    one each: on a CPU, threads stepping small batches side by side spend more on contending for the interpreter
+    than on decoding (bench/app_latency.py), and a step this small gains nothing from a second BLAS thread."""
 
-    def __init__(self, model, rows: int = ROWS, waiting: int = WAITING):
+    def __init__(self):
+        self.loops: list[Loop] = []
+        self.wake = threading.Condition()  # also guards every loop's waiting requests
+        self.thread = threading.Thread(target=self.run, name="decoding loops", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        torch.set_num_threads(1)  # this thread's own setting: its OpenMP threads would spin on the cores the server needs
+        while True:
+            with self.wake:
+                while not any(loop.active or loop.waiting for loop in self.loops):
+                    self.wake.wait()  # idle: asleep until a request comes
+                turns = [loop for loop in self.loops if loop.active or loop.waiting]
+            for loop in turns:
+                loop.turn()
+
+
+@cache
+def shared_worker() -> Worker:
+    return Worker()
+
+
+class Loop:
+    """The decoding loop of one model: its batch, stepped by the shared worker thread."""
+
+    def __init__(self, model, rows: int = ROWS, waiting: int = WAITING, worker: Worker | None = None):
         self.model, self.rows, self.most_waiting = model, rows, waiting
         self.batch = Batch(model, scored=True)  # candidates are ranked by their log-probability
         self.active: list[Request] = []
         self.waiting: deque[Request] = deque()
-        self.wake = threading.Condition()
         self.steps = 0  # steps decoded so far (for tests and benchmarks)
-        self.thread = threading.Thread(target=self.run, name="decoding loop", daemon=True)
-        self.thread.start()
+        self.worker = worker or shared_worker()
+        self.wake, self.thread = self.worker.wake, self.worker.thread
+        with self.wake:
+            self.worker.loops.append(self)
 
-    def submit(self, prefixes: list[str], length: int, options: list[Options], details: bool = False) -> list[Request]:
-        """One request per prefix, joining together. Options are checked here, in the caller's thread: a bad one
-        raises ValueError at once; a full loop raises Busy."""
-        requests = [Request(p, Sequence(self.model, p, length, o, details))
+    def submit(self, prefixes: list[str], length: int, options: list[Options], details: bool = False,
+               every: Callable[[], float] | None = None) -> list[Request]:
+        """One request per prefix, joining together (every: see Request). Options are checked here, in the caller's
+        thread: a bad one raises ValueError at once; a full loop raises Busy."""
+        requests = [Request(p, Sequence(self.model, p, length, o, details), every)
                     for p, o in zip(prefixes, options, strict=True)]
         with self.wake:
             if len(self.waiting) + len(requests) > self.most_waiting:
@@ -81,9 +125,11 @@ class Loop:
             self.wake.notify()
         return requests
 
-    def stream(self, prefix: str, length: int, *, details: bool = False, **options) -> Iterator[list]:
-        """CharRNN.stream through the loop, in lists of pieces (each list what one step or more made final)."""
-        [request] = self.submit([prefix], length, [Options(**options)], details)
+    def stream(self, prefix: str, length: int, *, details: bool = False, every: Callable[[], float] | None = None,
+               **options) -> Iterator[list]:
+        """CharRNN.stream through the loop, in lists of pieces (each list what one step or more made final; with
+        every, what the steps of that many seconds made)."""
+        [request] = self.submit([prefix], length, [Options(**options)], details, every)
         return iter(request)
 
     def candidates(self, prefix: str, n: int, length: int, seed: int | None = None, **options) -> list[Candidate]:
@@ -92,27 +138,26 @@ class Loop:
         requests = self.submit([prefix] * n, length, [Options(seed=s, **options) for s in seeds])
         try:
             for request in requests:
-                for _ in request:
+                request.ended.wait()
+                for _ in request:  # all of it at once, or the error that ended it
                     pass
         finally:
             for request in requests:
                 request.cancelled = True
         return sorted((r.candidate() for r in requests), key=lambda c: -c.mean_logprob)
 
-    def run(self) -> None:
-        while True:
-            with self.wake:
-                while not self.active and not self.waiting:
-                    self.wake.wait()  # idle: asleep until a request comes
-                free = self.rows - len(self.active)
-                joining = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
-            try:
-                self.serve(joining)
-            except Exception as e:  # a bug must not leave readers waiting forever: each gets the error
-                log.exception("decoding loop failed; its requests end with the error")
-                for request in self.active + joining:
-                    request.pieces.put(e)
-                self.active, self.batch = [], Batch(self.model, scored=True)
+    def turn(self) -> None:
+        """One step of this loop, with the requests that a free row lets join first."""
+        with self.wake:
+            free = self.rows - len(self.active)
+            joining = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
+        try:
+            self.serve(joining)
+        except Exception as e:  # a bug must not leave readers waiting forever: each gets the error
+            log.exception("decoding loop failed; its requests end with the error")
+            for request in self.active + joining:
+                request.put(e)
+            self.active, self.batch = [], Batch(self.model, scored=True)
 
     def serve(self, joining: list[Request]) -> None:
         """Drop the cancelled, join the new, decode one step, hand out its pieces, drop the finished."""
@@ -125,9 +170,9 @@ class Loop:
         finished = []
         for request, pieces in zip(self.active, self.batch.step()):
             if pieces:
-                request.pieces.put(pieces)
+                request.put(pieces)
             if request.sequence.done:
-                request.pieces.put(END)
+                request.put(END)
                 finished.append(request)
         self.steps += 1
         self.drop(finished)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from charrnn import CELLS, CharRNN, Vocab
+from charrnn.backends import NUMPY_ROWS
 from charrnn.decoding import Stepper, prime
 from conftest import forward_probs
 
@@ -46,7 +47,8 @@ def test_greedy_follows_the_full_forward_pass(model):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("batch_size", [1, 3], ids=["one stream: numpy", "batch: torch"])
+@pytest.mark.parametrize("batch_size", [1, 3, NUMPY_ROWS + 1],
+                         ids=["one stream: numpy", "small batch: numpy", "large batch: torch"])
 def test_one_step_decoding_matches_the_model_for_every_cell(cell, batch_size, lyrics_file):
     vocab = Vocab.build(lyrics_file.read_text(encoding="utf-8"))
     torch.manual_seed(0)
@@ -59,7 +61,7 @@ def test_one_step_decoding_matches_the_model_for_every_cell(cell, batch_size, ly
     _, state = prime(model, stepper, ["分开不分开"] * batch_size)
     model_probs = stepper.ops.softmax(stepper.step(stepper.array(ids[:, -1].repeat(batch_size)), state))
     step_probs = stepper.weights(model_probs)
-    assert isinstance(step_probs, np.ndarray if batch_size == 1 else torch.Tensor)
+    assert isinstance(step_probs, np.ndarray if batch_size <= NUMPY_ROWS else torch.Tensor)
     step_probs = torch.as_tensor(step_probs)
     expected = next_char_probs(model, logits[0, -1].softmax(-1))
     for row, model_row in zip(step_probs, torch.as_tensor(model_probs)):

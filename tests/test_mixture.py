@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn import CharRNN, Vocab
+from charrnn.backends import NUMPY_ROWS
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.decoding import Batch
 from charrnn.form import Options
@@ -53,7 +54,8 @@ def test_scoring_reads_the_mixture(mixed, lyrics_file):
     assert abs(alone - score.nll) > 0.1
 
 
-@pytest.mark.parametrize("rows", [1, 3], ids=["one stream: numpy", "batch: torch"])
+@pytest.mark.parametrize("rows", [1, 3, NUMPY_ROWS + 1],
+                         ids=["one stream: numpy", "small batch: numpy", "large batch: torch"])
 def test_decoding_reads_the_same_mixture_less_the_networks_smoothing(mixed, rows):
     """Batch.p, what candidates are ranked by, is the scored distribution; the weights decoding draws from take
     the network's share of its label-smoothing prior back out (the one place decoding departs, on purpose)."""

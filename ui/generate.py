@@ -61,7 +61,8 @@ class Pace:
                 self.streams -= 1
 
 
-throttled = Pace().throttled
+PACE = Pace()
+throttled = PACE.throttled
 
 
 def rhyme_choices(variant: Variant | None) -> list[tuple[str, str]]:
@@ -104,7 +105,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
         """The continuation in lists of pieces: from the model's decoding loop, where there is one."""
         if variant.loop is None:
             return alone(name, prefix, length, options, details)
-        return throttled(variant.loop.stream(prefix, length, details=details, **options))
+        return throttled(variant.loop.stream(prefix, length, details=details, every=PACE.interval, **options))
 
     def decode(name, prefix, details, length, *options) -> Iterator[list]:
         variant = variant_of(variants, name)
