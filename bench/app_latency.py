@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = [ROOT / "models" / name for name in
           ("jaychou-lstm", "jaychou-gru", "jaychou-rnn", "jaychou-rnn-scratch", "timemachine-lstm")]
 LENGTH = 200
-SCENARIOS = {"1 listener at a time": (1, 10), "16 at once": (16, 1), "64 at once": (64, 1)}  # streams, bursts
+SCENARIOS = {"1 listener at a time": (1, 10), "16 at once": (16, 4), "64 at once": (64, 1)}  # streams, bursts
 SETUPS = {"per-request decoding": "per-request", "decoding loop": "loop"}
 ROUNDS = 2
 VISITORS = max(streams for streams, _ in SCENARIOS.values())

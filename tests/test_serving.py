@@ -140,3 +140,24 @@ def test_a_failure_inside_the_loop_reaches_its_readers_and_the_loop_goes_on(mode
     with pytest.raises(ZeroDivisionError):
         text(stream)
     assert text(loop.stream("分开", 30, seed=2)) == model.generate("分开", 30, seed=2)
+
+
+def test_a_gathering_reader_wakes_once_an_interval_and_ends_when_its_request_does(model, loop):
+    """With `every`, pieces gather between reads: far fewer reads than steps, the same text, and no wait for the
+    interval to run out once the request has ended."""
+    start = time.perf_counter()
+    lists = list(loop.stream("分开", 300, every=lambda: 0.05, temperature=1.0, seed=4))
+    took = time.perf_counter() - start
+    assert text(lists) == model.generate("分开", 300, seed=4)
+    assert len(lists) <= took / 0.05 + 2 < 300
+    start = time.perf_counter()
+    assert text(loop.stream("分开", 3, every=lambda: 30.0, seed=4)) == model.generate("分开", 3, seed=4)
+    assert time.perf_counter() - start < 5, "the reader waited out its interval after the end"
+
+
+def test_every_models_loop_is_stepped_by_one_thread(model):
+    """Loops of several models share the worker's thread: they decode side by side, each as it would alone."""
+    first, second = Loop(model), Loop(model)
+    assert first.thread is second.thread
+    streams = [first.stream("分开", 80, seed=5), second.stream("我", 80, seed=6)]
+    assert [text(s) for s in streams] == [model.generate("分开", 80, seed=5), model.generate("我", 80, seed=6)]

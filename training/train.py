@@ -56,6 +56,7 @@ class TrainConfig:
     sampler: str = "random"
     batch_size: int = 32
     num_steps: int = 48
+    bf16: bool = False
     optimizer: str = "adam"
     lr: float = 5e-3
     weight_decay: float = 0.01
@@ -118,7 +119,8 @@ def run_epoch(model, averaged, optimizer, task, cfg, epoch, device, world=World(
                unit="batch")
     loss_sum, count = 0.0, 0
     for batch in bar:
-        loss, plain, n = task.loss(model, [x.to(device) for x in world.share(batch)])
+        with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
+            loss, plain, n = task.loss(model, [x.to(device) for x in world.share(batch)])
         if world.size > 1:  # gradients are averaged over ranks: weigh each by its share of the batch's targets
             loss = loss * (n * world.size / world.total(n)[0])
         optimizer.zero_grad(set_to_none=True)
