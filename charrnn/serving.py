@@ -100,13 +100,13 @@ def shared_worker() -> Worker:
 class Loop:
     """The decoding loop of one model: its batch, stepped by the shared worker thread."""
 
-    def __init__(self, model, rows: int = ROWS, waiting: int = WAITING, worker: Worker | None = None):
+    def __init__(self, model, rows: int = ROWS, waiting: int = WAITING):
         self.model, self.rows, self.most_waiting = model, rows, waiting
         self.batch = Batch(model, scored=True)  # candidates are ranked by their log-probability
         self.active: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.steps = 0  # steps decoded so far (for tests and benchmarks)
-        self.worker = worker or shared_worker()
+        self.worker = shared_worker()
         self.wake, self.thread = self.worker.wake, self.worker.thread
         with self.wake:
             self.worker.loops.append(self)

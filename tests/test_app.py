@@ -385,8 +385,8 @@ def test_a_page_seed_left_empty_is_random_and_a_bad_one_is_refused():
 
 def test_64_streams_at_once_all_complete_batched_in_the_models_loop(server):
     """64 gradio_client streams on one model (loopback, bounded in time): every one completes with the text it writes
-    alone, and the loop decoded them together (far fewer steps than characters). Alone, a stream steps in numpy;
-    batched, in torch: where a draw lands within float rounding of a boundary the two may part (1 in 64 here)."""
+    alone, and the loop decoded them together (far fewer steps than characters). A matrix product of one row and one
+    of many may round differently: where a draw lands within float rounding of a boundary the two may part."""
     loop, many = server.variants[LSTM].loop, Client(server.url, verbose=False, max_workers=64)
     steps = loop.steps
     jobs = [many.submit(LSTM, "分开", 60, 1.0, 0, 1, k, no_repeat_ngram=0, api_name="/generate") for k in range(64)]
