@@ -16,6 +16,7 @@ import pytest
 from gradio_client import Client
 
 import app
+from charrnn.form import Options
 from charrnn.rhyme import Chinese
 from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, MAX_SEED, Variant, load_models, load_variants, page_seed
 from ui.generate import LOOP_NGRAM
@@ -401,13 +402,21 @@ def test_64_streams_at_once_all_complete_batched_in_the_models_loop(server):
 
 
 def test_a_stop_frees_the_loops_row_at_once(client, server):
+    """63 long requests share the loop meanwhile: a tiny model alone writes 1,000 characters in about 0.1 s, faster
+    than a Stop arrives; among them it takes seconds, so a stream that ends short was stopped."""
     loop = server.variants[LSTM].loop
-    job = client.submit(LSTM, "分开", 1000, 1.0, 0, 1, None, no_repeat_ngram=0, api_name="/generate")
-    wait_until(lambda: len(job.outputs()) >= 2, 15, "no streaming")
-    job.cancel()
-    wait_until(lambda: not loop.active, 5, "the cancelled stream kept its row")
-    finish(job)
-    assert len(job.outputs()[-1]) < 1000
+    others = loop.submit(["分开"] * 63, 10**6, [Options(seed=k) for k in range(63)], details=True)
+    try:
+        job = client.submit(LSTM, "分开", 1000, 1.0, 0, 1, None, no_repeat_ngram=0, api_name="/generate")
+        wait_until(lambda: len(job.outputs()) >= 2, 15, "no streaming")
+        job.cancel()
+        wait_until(lambda: len(loop.active) + len(loop.waiting) <= len(others), 5, "the cancelled stream kept its row")
+        finish(job)
+        assert len(job.outputs()[-1]) < 1000
+    finally:
+        for request in others:
+            request.cancelled = True
+    wait_until(lambda: not loop.active, 5, "the library's requests kept their rows")
 
 
 def test_a_full_loop_answers_busy_at_once(client, server, monkeypatch):
