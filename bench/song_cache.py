@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 from charrnn import CharRNN
-from charrnn.evaluate import OOV_PENALTY
 from training.baselines import baselines
 from training.data import read_corpus, split
 from training.train import DATA_DIR
@@ -71,8 +70,7 @@ def main() -> None:
     train_text, held_out = split(read_corpus(DATA_DIR / "jaychou_lyrics.txt"))
     bigram, _, bigram_ppl = baselines(train_text, held_out)
     cache = cache_probabilities(held_out)
-    oov = math.exp(-OOV_PENALTY)
-    counted = [bigram.p(c, p) * (oov if c not in bigram.unigram else 1) for p, c in zip(held_out, held_out[1:])]
+    counted = [bigram.fair_p(c, p) for p, c in bigram.events(held_out[1:], held_out[:1])]
     rows = [["bigram baseline", bigram_ppl, *with_cache(counted, cache)]]
     for folder in MODELS:
         if (folder / "model.safetensors").exists():

@@ -47,6 +47,10 @@ class Bigram:
             return self.p_unigram(c)
         return w * self.pairs[prev, c] / self.follows[prev] + (1 - w) * self.p_unigram(c)
 
+    def fair_p(self, c: str, prev: str, weight: float | None = None) -> float:
+        """P(c | prev) by the fair rule: a character never counted shares its <unk> slot with 10,000 others."""
+        return self.p(c, prev, weight) * (1.0 if c in self.unigram else math.exp(-OOV_PENALTY))
+
     def events(self, text: str, context: str = "") -> list[tuple[str, str]]:
         """(previous, next) for each character of text; the first follows context's end, else a line's start."""
         text, context = normalize(text, self.newlines), normalize(context, self.newlines)
@@ -54,7 +58,7 @@ class Bigram:
         return list(zip(lead + text, text))
 
     def nll(self, events: list[tuple[str, str]], weight: float | None = None) -> float:
-        return sum(-math.log(self.p(c, p, weight)) + (c not in self.unigram) * OOV_PENALTY for p, c in events)
+        return sum(-math.log(self.fair_p(c, p, weight)) for p, c in events)
 
     def tune(self, held_out: str) -> "Bigram":
         """Choose the weight that scores held_out best (its first character is the context of the rest)."""

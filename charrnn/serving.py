@@ -85,9 +85,8 @@ class Worker:
         torch.set_num_threads(1)  # this thread's own setting: its OpenMP threads would spin on the cores the server needs
         while True:
             with self.wake:
-                while not any(loop.active or loop.waiting for loop in self.loops):
+                while not (turns := [loop for loop in self.loops if loop.active or loop.waiting]):
                     self.wake.wait()  # idle: asleep until a request comes
-                turns = [loop for loop in self.loops if loop.active or loop.waiting]
             for loop in turns:
                 loop.turn()
 
@@ -106,10 +105,10 @@ class Loop:
         self.active: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.steps = 0  # steps decoded so far (for tests and benchmarks)
-        self.worker = shared_worker()
-        self.wake, self.thread = self.worker.wake, self.worker.thread
+        worker = shared_worker()
+        self.wake, self.thread = worker.wake, worker.thread
         with self.wake:
-            self.worker.loops.append(self)
+            worker.loops.append(self)
 
     def submit(self, prefixes: list[str], length: int, options: list[Options], details: bool = False,
                every: Callable[[], float] | None = None) -> list[Request]:
