@@ -73,5 +73,6 @@ def joined(device: torch.device):
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
     try:
         yield World(dist.get_rank(), dist.get_world_size()), device
+        dist.barrier()  # every rank leaves the group together (a rank tearing gloo down alone once aborted)
     finally:
         dist.destroy_process_group()
