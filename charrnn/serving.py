@@ -10,6 +10,7 @@ more wait for a row, and beyond that a request is refused with Busy. A reader ma
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -22,11 +23,25 @@ from .form import Candidate, Options, Sequence
 log = logging.getLogger(__name__)
 ROWS = 64  # a batch of 64 decodes 6-9x the characters per second of one stream on a CPU (bench/decoding_speed.py)
 WAITING = 64
+# Seconds a loop keeps the thread (several steps of a small batch, one of a large): five models stepped one step
+# each in turn read their weights from memory at every step; 2 ms keeps them in the core's cache and served 16
+# listeners 1.2x the characters per second (bench/app_latency.py; 1 ms and 5 ms did less).
+TURN = 0.002
 END = None  # what a request's queue gets after its last pieces
 
 
 class Busy(RuntimeError):
     """Every row and every waiting place of the loop is taken."""
+
+    @staticmethod
+    def full(held: int, new: int, rows: int, waiting: int) -> bool:
+        """Whether new requests find no place beside the held ones (writing or waiting) in rows and waiting places."""
+        return held + new > rows + waiting
+
+    @classmethod
+    def of(cls, rows: int, held: int) -> "Busy":
+        return cls(f"The server is busy: all {rows} rows of this model are writing and {max(0, held - rows)} "
+                   "requests are waiting. Try again in a moment.")
 
 
 class Request:
@@ -64,7 +79,11 @@ class Request:
                 if self.every is not None:
                     self.ended.wait(self.every())  # the next steps' pieces gather meanwhile
         finally:
-            self.cancelled = True
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Leave the loop: its next step drops the row."""
+        self.cancelled = True
 
     def candidate(self) -> Candidate:
         return self.sequence.candidate()
@@ -78,6 +97,7 @@ class Worker:
     def __init__(self):
         self.loops: list[Loop] = []
         self.wake = threading.Condition()  # also guards every loop's waiting requests
+        self.after_turns: Callable[[], None] = lambda: None  # called after each round of turns
         self.thread = threading.Thread(target=self.run, name="decoding loops", daemon=True)
         self.thread.start()
 
@@ -88,7 +108,11 @@ class Worker:
                 while not (turns := [loop for loop in self.loops if loop.active or loop.waiting]):
                     self.wake.wait()  # idle: asleep until a request comes
             for loop in turns:
+                ends = time.perf_counter() + TURN
                 loop.turn()
+                while loop.active and time.perf_counter() < ends:
+                    loop.turn()
+            self.after_turns()
 
 
 @cache
@@ -96,33 +120,8 @@ def shared_worker() -> Worker:
     return Worker()
 
 
-class Loop:
-    """The decoding loop of one model: its batch, stepped by the shared worker thread."""
-
-    def __init__(self, model, rows: int = ROWS, waiting: int = WAITING):
-        self.model, self.rows, self.most_waiting = model, rows, waiting
-        self.batch = Batch(model, scored=True)  # candidates are ranked by their log-probability
-        self.active: list[Request] = []
-        self.waiting: deque[Request] = deque()
-        self.steps = 0  # steps decoded so far (for tests and benchmarks)
-        worker = shared_worker()
-        self.wake, self.thread = worker.wake, worker.thread
-        with self.wake:
-            worker.loops.append(self)
-
-    def submit(self, prefixes: list[str], length: int, options: list[Options], details: bool = False,
-               every: Callable[[], float] | None = None) -> list[Request]:
-        """One request per prefix, joining together (every: see Request). Options are checked here, in the caller's
-        thread: a bad one raises ValueError at once; a full loop raises Busy."""
-        requests = [Request(p, Sequence(self.model, p, length, o, details), every)
-                    for p, o in zip(prefixes, options, strict=True)]
-        with self.wake:
-            if len(self.waiting) + len(requests) > self.most_waiting:
-                raise Busy(f"The server is busy: all {self.rows} rows of this model are writing and "
-                           f"{len(self.waiting)} requests are waiting. Try again in a moment.")
-            self.waiting.extend(requests)
-            self.wake.notify()
-        return requests
+class Serves:
+    """What a loop offers beyond submit: CharRNN's stream and candidates through it."""
 
     def stream(self, prefix: str, length: int, *, details: bool = False, every: Callable[[], float] | None = None,
                **options) -> Iterator[list]:
@@ -142,8 +141,44 @@ class Loop:
                     pass
         finally:
             for request in requests:
-                request.cancelled = True
+                request.cancel()
         return sorted((r.candidate() for r in requests), key=lambda c: -c.mean_logprob)
+
+
+class Loop(Serves):
+    """The decoding loop of one model: its batch, stepped by the shared worker thread."""
+
+    def __init__(self, model, rows: int = ROWS, waiting: int = WAITING):
+        self.model, self.rows, self.most_waiting = model, rows, waiting
+        self.batch = Batch(model, scored=True)  # candidates are ranked by their log-probability
+        self.active: list[Request] = []
+        self.waiting: deque[Request] = deque()
+        self.steps = 0  # steps decoded so far (for tests and benchmarks)
+        worker = shared_worker()
+        self.wake, self.thread = worker.wake, worker.thread
+        with self.wake:
+            worker.loops.append(self)
+
+    def submit(self, prefixes: list[str], length: int, options: list[Options], details: bool = False,
+               every: Callable[[], float] | None = None) -> list[Request]:
+        """One request per prefix, joining together (every: see Request). Options are checked here, in the caller's
+        thread: a bad one raises ValueError at once; a full loop raises Busy."""
+        requests = [Request(p, Sequence(self.model, p, length, o, details), every)
+                    for p, o in zip(prefixes, options, strict=True)]
+        self.admit(requests)
+        return requests
+
+    def admit(self, requests: list[Request]) -> None:
+        """Let these requests wait for rows, or raise Busy if there is no place for all of them."""
+        with self.wake:
+            if Busy.full(self.held(), len(requests), self.rows, self.most_waiting):
+                raise Busy.of(self.rows, self.held())
+            self.waiting.extend(requests)
+            self.wake.notify()
+
+    def held(self) -> int:
+        """Requests writing or waiting."""
+        return len(self.active) + len(self.waiting)
 
     def turn(self) -> None:
         """One step of this loop, with the requests that a free row lets join first."""

@@ -14,7 +14,8 @@ from charrnn import CharRNN, ModelFileError, NextLine
 from charrnn.catalog import CELL_NAMES, display_name
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.loading import fetch, is_next_line
-from charrnn.serving import ROWS, WAITING, Busy, Loop
+from charrnn.remote import RemoteLoop, shared_decoder
+from charrnn.serving import ROWS, WAITING, Busy
 
 log = logging.getLogger("charrnn.app")
 
@@ -46,7 +47,7 @@ class Variant:
     model: CharRNN
     metrics: dict
     bigram: Bigram | None = None  # the baseline counted on the model's training text, where its folder ships one
-    loop: Loop | None = None  # the model's decoding loop, when writing is served by one
+    loop: RemoteLoop | None = None  # the model's decoding loop, when writing is served by one
 
     def describe(self) -> str:
         model, m = self.model, self.metrics
@@ -93,7 +94,7 @@ def load_models(sources: list[str], device: torch.device,
             continue
         name = display_name(source, names_from or sources)  # names the source too where two would read alike
         kind = next_lines if model_class is NextLine else char_models
-        loop = Loop(model) if model_class is CharRNN and SERVING == "loop" else None
+        loop = shared_decoder().loop(source, model) if model_class is CharRNN and SERVING == "loop" else None
         bigram = getattr(model, "counts", None) or read_bigram(source)  # a model that mixes it in has read it
         kind[name] = Variant(source, model, read_metrics(source), bigram, loop)
         log.info("loaded %s from %s on %s", name, source, device)

@@ -1,0 +1,248 @@
+"""The decoding loops in a process of their own, beside a server: `Decoder().loop(source, model)`.
+
+A web server and the loops in one process take turns at one interpreter lock, so on a CPU neither runs while the
+other does; here the loops decode on one core while the server answers on another (bench/app_latency.py). The
+server's process keeps the model too (it checks each request's options at once, in the caller's thread, and scores
+and draws with it); the decoding process loads its own copy from the same source. The two talk over a socket
+pair: requests and cancellations one way, each request's pieces the other, gathered for a few milliseconds into
+one message. Both are this package's own objects, so pickle, multiprocessing's format, is safe here: nothing read
+from a download goes through it.
+"""
+import itertools
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from functools import cache
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import torch
+
+from .form import Candidate, Options, Sequence
+from .model import CharRNN
+from .serving import END, ROWS, WAITING, Busy, Loop, Request, Serves, shared_worker
+
+log = logging.getLogger(__name__)
+GATHER = 0.002  # seconds of pieces in one message: the server's process wakes 500 times a second, not once a step
+
+
+class DecoderGone(Busy):
+    """The decoding process ended (killed, or out of memory): a refusal like Busy's, but for good."""
+
+
+class Decoder:
+    """The server's side: starts the decoding process and hands each request's pieces to its reader."""
+
+    def __init__(self):
+        ours, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parent.parent)  # the child finds charrnn from any directory
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen([sys.executable, "-m", "charrnn.remote", str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], env=env)
+        theirs.close()
+        self.connection = Connection(ours.detach())
+        # Two locks: one guards the requests and each loop's count of them, one the sending. Reading never waits
+        # for a send, so a send that waits for the process to read cannot stop the process's own sends being read.
+        self.lock, self.sending = threading.Lock(), threading.Lock()
+        self.requests: dict[int, RemoteRequest] = {}
+        self.loops: dict[int, RemoteLoop] = {}
+        self.ids = itertools.count()
+        self.gone: DecoderGone | None = None
+        threading.Thread(target=self.receive, name="decoding process", daemon=True).start()
+
+    def loop(self, source: str, model, rows: int = ROWS, waiting: int = WAITING) -> "RemoteLoop":
+        """The decoding loop of the model loaded from source (the process loads it from there too)."""
+        with self.lock:
+            key = next(self.ids)
+            self.loops[key] = loop = RemoteLoop(self, key, model, rows, waiting)
+        self.send(("load", key, source, str(model.device), rows, waiting))
+        return loop
+
+    def send(self, message) -> None:
+        with self.sending:
+            if self.gone:
+                raise self.gone
+            self.connection.send(message)
+
+    def receive(self) -> None:
+        """Until the process ends: each message's pieces to their requests, and the loops' counts."""
+        while True:
+            try:
+                items, counts = self.connection.recv()
+            except (EOFError, OSError):
+                return self.end()
+            with self.lock:
+                for key, (steps, held) in counts.items():
+                    self.loops[key].steps, self.loops[key].rows_held = steps, held
+                readers = [(self.requests.get(i), item) for i, item in items]
+                for request, item in readers:
+                    if request is not None and not isinstance(item, list):
+                        self.forget(request)
+            for request, item in readers:
+                if request is not None:
+                    request.put(item)
+
+    def forget(self, request: "RemoteRequest") -> bool:
+        """Whether the request was still open (call with self.lock held)."""
+        if self.requests.pop(request.id, None) is None:
+            return False
+        request.loop.open -= 1
+        return True
+
+    def end(self) -> None:
+        log.error("the decoding process ended (exit status %s)", self.process.poll())
+        with self.lock:
+            self.gone = DecoderGone("The decoding process has ended; restart the app to write again.")
+            left, self.requests = list(self.requests.values()), {}
+        for request in left:
+            request.put(self.gone)
+
+
+@cache
+def shared_decoder() -> Decoder:
+    return Decoder()
+
+
+class RemoteRequest(Request):
+    """A request whose pieces come from the decoding process."""
+
+    def __init__(self, loop: "RemoteLoop", id_: int, prefix: str, every: Callable[[], float] | None):
+        super().__init__(prefix, None, every)
+        self.loop, self.id, self.result = loop, id_, None
+
+    def put(self, item) -> None:
+        if isinstance(item, Candidate):  # the last message: what it wrote and its log-probability
+            self.result, item = item, END
+        super().put(item)
+
+    def cancel(self) -> None:
+        super().cancel()
+        decoder = self.loop.decoder
+        with decoder.lock:
+            was_open = decoder.forget(self)
+        if was_open and not decoder.gone:
+            decoder.send(("cancel", [self.id]))
+
+    def candidate(self) -> Candidate:
+        return self.result
+
+
+class RemoteLoop(Serves):
+    """Loop's submit, stream and candidates, decoded in the decoding process."""
+
+    def __init__(self, decoder: Decoder, key: int, model, rows: int, waiting: int):
+        self.decoder, self.key, self.model, self.rows, self.most_waiting = decoder, key, model, rows, waiting
+        self.open = 0  # requests submitted and not yet ended or cancelled
+        self.steps = self.rows_held = 0  # as the decoding process last said (for tests and benchmarks)
+
+    def submit(self, prefixes: list[str], length: int, options: list[Options], details: bool = False,
+               every: Callable[[], float] | None = None) -> list[RemoteRequest]:
+        """As Loop.submit: bad options raise ValueError here, a full loop Busy."""
+        for prefix, o in zip(prefixes, options, strict=True):
+            Sequence(self.model, prefix, length, o, details)  # raises what the loop would, but here and now
+        decoder = self.decoder
+        with decoder.lock:
+            if Busy.full(self.open, len(prefixes), self.rows, self.most_waiting):
+                raise Busy.of(self.rows, self.open)
+            requests = [RemoteRequest(self, next(decoder.ids), p, every) for p in prefixes]
+            decoder.requests.update((r.id, r) for r in requests)
+            self.open += len(requests)
+        try:
+            decoder.send(("submit", self.key, [(r.id, r.prefix, length, o, details) for r, o in zip(requests, options)]))
+        except DecoderGone:
+            with decoder.lock:
+                for request in requests:
+                    decoder.forget(request)
+            raise
+        return requests
+
+    def held(self) -> int:
+        """Requests writing or waiting in the decoding process, as it last said."""
+        return self.rows_held
+
+
+class ForwardedRequest(Request):
+    """The decoding process's side of a RemoteRequest: what the loop puts in goes out to the server."""
+
+    def __init__(self, outbox: "Outbox", id_: int, prefix: str, sequence: Sequence):
+        super().__init__(prefix, sequence)
+        self.outbox, self.id = outbox, id_
+
+    def put(self, item) -> None:
+        self.outbox.add(self, self.candidate() if item is END else item)
+
+
+class Outbox:
+    """What the decoding process sends: pieces gathered for GATHER seconds, with the loops' counts."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.loops: dict[int, Loop] = {}
+        self.requests: dict[int, ForwardedRequest] = {}  # those not yet ended, to cancel
+        self.items, self.lock, self.last, self.counts = [], threading.Lock(), 0.0, {}
+
+    def add(self, request: ForwardedRequest, item) -> None:
+        with self.lock:
+            self.items.append((request.id, item))
+            if not isinstance(item, list):
+                self.requests.pop(request.id, None)
+
+    def flush(self, now: bool = False) -> None:
+        """Send what has gathered, once GATHER seconds have passed (now: at once) and there is news."""
+        loops = list(self.loops.items())
+        if not now and time.perf_counter() - self.last < GATHER and any(loop.held() for _, loop in loops):
+            return
+        with self.lock:
+            counts = {key: (loop.steps, loop.held()) for key, loop in loops}
+            if self.items or counts != self.counts:
+                self.connection.send((self.items, counts))
+            self.items, self.counts, self.last = [], counts, time.perf_counter()
+
+
+def serve(connection: Connection) -> None:
+    """The decoding process: load, submit and cancel as the server says, until it goes away."""
+    outbox = Outbox(connection)
+    unloadable: dict[int, Exception] = {}
+    shared_worker().after_turns = outbox.flush
+    while True:
+        try:
+            command, *args = connection.recv()
+        except (EOFError, OSError):  # the server has gone
+            os._exit(0)
+        if command == "load":
+            key, source, device, rows, waiting = args
+            try:
+                model = CharRNN.from_pretrained(source).to(torch.device(device))
+                model.generate("", 2)  # the first decode is several times slower than the next
+                outbox.loops[key] = Loop(model, rows, waiting)
+            except Exception as e:  # the server loaded it: this is rare (the folder changed), and said to each request
+                log.exception("the decoding process could not load %s", source)
+                unloadable[key] = e
+        elif command == "submit":
+            key, wanted = args
+            new = [ForwardedRequest(outbox, i, prefix, None) for i, prefix, *_ in wanted]
+            try:
+                if key in unloadable:
+                    raise unloadable[key]
+                loop = outbox.loops[key]
+                for request, (_, prefix, length, o, details) in zip(new, wanted):
+                    request.sequence = Sequence(loop.model, prefix, length, o, details)
+                outbox.requests.update((r.id, r) for r in new)
+                loop.admit(new)
+            except Exception as e:  # Busy: the server counted a cancelled request as gone a step before the loop did
+                for request in new:
+                    outbox.add(request, e)
+        elif command == "cancel":
+            for i in args[0]:
+                if (request := outbox.requests.pop(i, None)) is not None:
+                    request.cancel()
+        outbox.flush(now=True)
+
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1])))

@@ -1,0 +1,117 @@
+"""The decoding loops in a process of their own (charrnn.remote): a real child process on a small trained model."""
+import time
+
+import pytest
+
+from charrnn import CharRNN
+from charrnn.form import Options
+from charrnn.remote import Decoder, DecoderGone
+from charrnn.serving import Busy
+
+MIXED = [dict(temperature=0.8, seed=1), dict(temperature=1.0, seed=2, top_k=20), dict(temperature=0, seed=3),
+         dict(temperature=0.7, seed=5, lines=3, rhyme="auto"), dict(temperature=0.9, seed=6, acrostic="我你")]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir) -> CharRNN:
+    return CharRNN.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    decoder = Decoder()
+    yield decoder
+    decoder.process.kill()
+
+
+@pytest.fixture(scope="module")
+def loop(decoder, model, tiny_model_dir):
+    return decoder.loop(str(tiny_model_dir), model)
+
+
+def text(pieces) -> str:
+    return "".join(piece for batch in pieces for piece in batch)
+
+
+def wait_until(condition, deadline: float = 20.0, message: str = "timed out") -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, message
+        time.sleep(0.002)
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_requests_decoded_in_the_process_write_what_each_writes_alone(model, loop):
+    """Mixed options joining one batch in the other process: each seeded text is the one the model writes alone,
+    and with details each piece is the same Step."""
+    alone = [model.generate("分开", 80, **options) for options in MIXED]
+    streams = [loop.stream("分开", 80, **options) for options in MIXED]
+    assert [text(stream) for stream in streams] == alone
+    steps = [step for batch in loop.stream("分开", 40, details=True, seed=7) for step in batch]
+    assert steps == list(model.stream("分开", 40, seed=7, details=True))
+    wait_until(lambda: loop.held() == 0 and loop.open == 0, message="finished requests keep their rows")
+
+
+def test_candidates_in_the_process_are_the_libraries(model, loop):
+    assert loop.candidates("分开", 4, 30, seed=3, temperature=0.9) == model.candidates("分开", 4, 30, seed=3,
+                                                                                       temperature=0.9)
+
+
+def test_a_reader_that_stops_frees_its_row_in_the_process(loop):
+    stream = loop.stream("分开", 10**6, seed=1)
+    next(stream)
+    wait_until(lambda: loop.held() == 1, message="the process never said it was writing")
+    stream.close()
+    wait_until(lambda: loop.held() == 0, 5, "a cancelled request keeps its row in the process")
+    stopped = loop.steps
+    time.sleep(0.1)
+    assert loop.steps == stopped and loop.open == 0
+
+
+def test_bad_options_are_refused_in_the_callers_thread(loop):
+    for bad, match in ((dict(temperature=-1), "temperature"), (dict(acrostic="我\n"), "acrostic"),
+                       (dict(lines=-2), "lines")):
+        with pytest.raises(ValueError, match=match):
+            loop.stream("分开", 20, **bad)
+    assert loop.open == 0
+
+
+def test_a_full_loop_refuses_at_once(decoder, model, tiny_model_dir):
+    small = decoder.loop(str(tiny_model_dir), model, rows=1, waiting=1)
+    writing = small.submit(["分开"], 10**6, [Options(seed=1)])
+    waiting = small.submit(["分开"], 10, [Options(seed=2)])
+    with pytest.raises(Busy, match="busy.*Try again"):
+        small.submit(["分开"], 10, [Options(seed=3)])
+    writing[0].cancel()
+    assert text(waiting[0]) == "".join(small.model.generate("分开", 10, seed=2))
+    assert text(small.stream("分开", 5, seed=4)) == small.model.generate("分开", 5, seed=4)
+
+
+def test_an_idle_process_uses_no_cpu(decoder, loop):
+    assert text(loop.stream("分开", 20, seed=1))
+    time.sleep(0.2)
+    before = cpu_ticks(decoder.process.pid)
+    time.sleep(1.0)
+    assert cpu_ticks(decoder.process.pid) - before <= 1  # one clock tick is 10 ms
+
+
+def test_a_source_the_process_cannot_load_is_said_to_each_request(decoder, model, tmp_path):
+    missing = decoder.loop(str(tmp_path / "gone"), model)
+    with pytest.raises(ValueError, match="gone"):
+        text(missing.stream("分开", 10, seed=1))
+
+
+def test_when_the_process_dies_every_reader_is_told_and_new_requests_are_refused(model, tiny_model_dir):
+    decoder = Decoder()
+    loop = decoder.loop(str(tiny_model_dir), model)
+    stream = loop.stream("分开", 10**6, seed=1)
+    next(stream)
+    decoder.process.kill()
+    with pytest.raises(DecoderGone, match="restart"):
+        text(stream)
+    with pytest.raises(DecoderGone, match="restart"):
+        loop.stream("分开", 10)
