@@ -17,8 +17,9 @@ from ui import arrivals, compare, generate, lyric, next_line, score  # noqa: E40
 from ui.common import DEVICE, NO_MODELS, WRITING, Variant, load_models, log  # noqa: E402
 
 QUEUE_SIZE = 64
-# The decoding thread and gradio's event loop take turns at the interpreter: handing it over every 0.2 ms instead
-# of every 5 ms let 16 listeners get 1.4x the characters per second (bench/app_latency.py).
+# Where requests decode in gradio's own threads (CHARRNN_DECODING=per-request), they and its event loop take turns at
+# the interpreter: handing it over every 0.2 ms instead of every 5 ms served 16 listeners 1.1-1.2x the characters
+# per second (bench/app_latency.py). The decoding loops run in a process of their own and do not mind.
 SWITCH_INTERVAL = 0.0002
 THREADS = WRITING["concurrency_limit"] + 40  # each stream being written holds a worker thread while it waits
 THEME = gr.themes.Soft(primary_hue="rose", secondary_hue="slate")

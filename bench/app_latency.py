@@ -1,11 +1,12 @@
 """The demo as many listeners see it: `python -m bench.app_latency` (needs `make models`).
 
 Starts `app.py` in its own process on the five default character models, once with each model's decoding loop
-(continuous batching, charrnn.serving) and once decoding per request (CHARRNN_DECODING=per-request: the demo before
-the loop, and what a ZeroGPU Space still does), and drives /generate over HTTP as a Space's visitors would: each
-stream its own connection, the variants in turn, temperature 1, 200 characters. One asyncio client drives every
-stream (gradio_client in threads would compete with the server for the 2 cores). Scenarios: 1 listener at a time,
-16 at once, 64 at once. The two setups take turns, twice, and each keeps its best round.
+(continuous batching, charrnn.serving, in a decoding process of its own: charrnn.remote) and once decoding per
+request (CHARRNN_DECODING=per-request: the demo before the loop, and what a ZeroGPU Space still does), and drives
+/generate over HTTP as a Space's visitors would: each stream its own connection, the variants in turn,
+temperature 1, 200 characters. One asyncio client drives every stream (gradio_client in threads would compete with
+the server for the 2 cores). Scenarios: 1 listener at a time, 16 at once, 64 at once. The two setups take turns,
+twice, and each keeps its best round.
 
 Targets (issue 11): 16 at once, first update p95 <= 0.3 s; 64 at once, all complete and first update p95 <= 1 s;
 characters per second served at 16 at once >= 4x per-request decoding's.
