@@ -11,6 +11,7 @@ from a download goes through it.
 import itertools
 import logging
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -174,7 +175,20 @@ class ForwardedRequest(Request):
         self.outbox, self.id = outbox, id_
 
     def put(self, item) -> None:
-        self.outbox.add(self, self.candidate() if item is END else item)
+        if item is END:
+            item = self.candidate()
+        elif isinstance(item, BaseException):
+            item = sendable(item)
+        self.outbox.add(self, item)
+
+
+def sendable(error: BaseException) -> BaseException:
+    """The error itself where it pickles (ValueError and Busy, which the page shows as refusals), else its words."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"decoding failed: {error!r}")
 
 
 class Outbox:

@@ -5,7 +5,7 @@ import pytest
 
 from charrnn import CharRNN
 from charrnn.form import Options
-from charrnn.remote import Decoder, DecoderGone
+from charrnn.remote import Decoder, DecoderGone, sendable
 from charrnn.serving import Busy
 
 MIXED = [dict(temperature=0.8, seed=1), dict(temperature=1.0, seed=2, top_k=20), dict(temperature=0, seed=3),
@@ -115,3 +115,14 @@ def test_when_the_process_dies_every_reader_is_told_and_new_requests_are_refused
         text(stream)
     with pytest.raises(DecoderGone, match="restart"):
         loop.stream("分开", 10)
+
+
+def test_an_error_pickle_cannot_carry_travels_as_its_words():
+    """What the process sends its readers must pickle, or its sending thread would die with it."""
+    class Unpicklable(Exception):  # a local class: pickle cannot find it by name
+        pass
+
+    carried = sendable(Unpicklable("lost"))
+    assert isinstance(carried, RuntimeError) and "lost" in str(carried)
+    busy, bad = Busy("full"), ValueError("temperature")
+    assert sendable(busy) is busy and sendable(bad) is bad
