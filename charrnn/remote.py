@@ -3,7 +3,7 @@
 A web server and the loops in one process take turns at one interpreter lock, so on a CPU neither runs while the
 other does; here the loops decode on one core while the server answers on another (bench/app_latency.py). The
 server's process keeps the model too (it checks each request's options at once, in the caller's thread, and scores
-and draws with it); the decoding process loads its own copy from the same source. The two talk over a socket
+with it); the decoding process loads its own copy from the same source. The two talk over a socket
 pair: requests and cancellations one way, each request's pieces the other, gathered for a few milliseconds into
 one message. Both are this package's own objects, so pickle, multiprocessing's format, is safe here: nothing read
 from a download goes through it.
@@ -250,7 +250,7 @@ def serve(connection: Connection) -> None:
                 loop.admit(new)
             except Exception as e:  # Busy: the server counted a cancelled request as gone a step before the loop did
                 for request in new:
-                    outbox.add(request, e)
+                    request.put(e)
         elif command == "cancel":
             for i in args[0]:
                 if (request := outbox.requests.pop(i, None)) is not None:
