@@ -1,5 +1,6 @@
 """Shared fixtures: small real corpora cut from ../shared/data and tiny models really trained on them."""
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,18 @@ def forward_probs(model, ids: list[int]) -> torch.Tensor:
     if model.count_weight:
         probs = (1 - model.count_weight) * probs + model.count_weight * model.counts.table(model.vocab)[ids]
     return probs
+
+
+def pieces_text(pieces) -> str:
+    """The text of a decoding loop's stream: lists of pieces."""
+    return "".join(piece for batch in pieces for piece in batch)
+
+
+def wait_until(condition, deadline: float = 20.0, message: str = "timed out") -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, message
+        time.sleep(0.002)
 
 
 def cut(name: str, chars: int) -> str:

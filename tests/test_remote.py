@@ -7,6 +7,7 @@ from charrnn import CharRNN
 from charrnn.form import Options
 from charrnn.remote import Decoder, DecoderGone, sendable
 from charrnn.serving import Busy
+from conftest import pieces_text as text, wait_until
 
 MIXED = [dict(temperature=0.8, seed=1), dict(temperature=1.0, seed=2, top_k=20), dict(temperature=0, seed=3),
          dict(temperature=0.7, seed=5, lines=3, rhyme="auto"), dict(temperature=0.9, seed=6, acrostic="我你")]
@@ -27,17 +28,6 @@ def decoder():
 @pytest.fixture(scope="module")
 def loop(decoder, model, tiny_model_dir):
     return decoder.loop(str(tiny_model_dir), model)
-
-
-def text(pieces) -> str:
-    return "".join(piece for batch in pieces for piece in batch)
-
-
-def wait_until(condition, deadline: float = 20.0, message: str = "timed out") -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, message
-        time.sleep(0.002)
 
 
 def cpu_ticks(pid: int) -> int:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from charrnn import CharRNN
 from charrnn.serving import Busy, Loop
+from conftest import pieces_text as text, wait_until
 
 MIXED = [dict(temperature=0.8, seed=1), dict(temperature=1.0, seed=2, top_k=20), dict(temperature=0, seed=3),
          dict(temperature=1.2, seed=4, top_p=0.9, repetition_penalty=1.3),
@@ -24,17 +25,6 @@ def model(tiny_model_dir) -> CharRNN:
 @pytest.fixture(scope="module")
 def loop(model) -> Loop:
     return Loop(model)
-
-
-def text(pieces) -> str:
-    return "".join(piece for batch in pieces for piece in batch)
-
-
-def wait_until(condition, deadline: float = 20.0, message: str = "timed out") -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, message
-        time.sleep(0.002)
 
 
 def cpu_ticks(thread: threading.Thread) -> int:
