@@ -8,6 +8,7 @@ pair: requests and cancellations one way, each request's pieces the other, gathe
 one message. Both are this package's own objects, so pickle, multiprocessing's format, is safe here: nothing read
 from a download goes through it.
 """
+import contextlib
 import itertools
 import logging
 import os
@@ -32,21 +33,18 @@ log = logging.getLogger(__name__)
 GATHER = 0.002  # seconds of pieces in one message: the server's process wakes 500 times a second, not once a step
 
 
+RESTARTS = 3  # a process that dies more often than this (out of memory at every load) is not started again
+
+
 class DecoderGone(Busy):
-    """The decoding process ended (killed, or out of memory): a refusal like Busy's, but for good."""
+    """The decoding process ended (killed, or out of memory) under a request, or for good: a refusal like Busy's."""
 
 
 class Decoder:
-    """The server's side: starts the decoding process and hands each request's pieces to its reader."""
+    """The server's side: starts the decoding process, hands each request's pieces to its reader, and starts the
+    process again, its models loaded anew, if it dies (what it was writing then ends with DecoderGone)."""
 
     def __init__(self):
-        ours, theirs = socket.socketpair()
-        package_root = str(Path(__file__).resolve().parent.parent)  # the child finds charrnn from any directory
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, "-m", "charrnn.remote", str(theirs.fileno())],
-                                        pass_fds=[theirs.fileno()], env=env)
-        theirs.close()
-        self.connection = Connection(ours.detach())
         # Two locks: one guards the requests and each loop's count of them, one the sending. Reading never waits
         # for a send, so a send that waits for the process to read cannot stop the process's own sends being read.
         self.lock, self.sending = threading.Lock(), threading.Lock()
@@ -54,29 +52,49 @@ class Decoder:
         self.loops: dict[int, RemoteLoop] = {}
         self.ids = itertools.count()
         self.gone: DecoderGone | None = None
-        threading.Thread(target=self.receive, name="decoding process", daemon=True).start()
+        self.restarts = 0
+        with self.sending:
+            self.start()
+
+    def start(self) -> None:
+        """A new decoding process with every loop's model (call with self.sending held)."""
+        ours, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parent.parent)  # the child finds charrnn from any directory
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen([sys.executable, "-m", "charrnn.remote", str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], env=env)
+        theirs.close()
+        self.connection = Connection(ours.detach())
+        for loop in list(self.loops.values()):
+            self.connection.send(loop.load_message())
+        threading.Thread(target=self.receive, args=(self.connection, self.process), name="decoding process",
+                         daemon=True).start()
 
     def loop(self, source: str, model, rows: int = ROWS, waiting: int = WAITING) -> "RemoteLoop":
         """The decoding loop of the model loaded from source (the process loads it from there too)."""
         with self.lock:
             key = next(self.ids)
-            self.loops[key] = loop = RemoteLoop(self, key, model, rows, waiting)
-        self.send(("load", key, source, str(model.device), rows, waiting))
+            self.loops[key] = loop = RemoteLoop(self, key, source, model, rows, waiting)
+        self.send(loop.load_message())
         return loop
 
     def send(self, message) -> None:
         with self.sending:
             if self.gone:
                 raise self.gone
-            self.connection.send(message)
+            try:
+                self.connection.send(message)
+            except OSError:  # the process has just died: its reader starts another
+                raise DecoderGone("The decoding process ended; try again in a moment.") from None
 
-    def receive(self) -> None:
-        """Until the process ends: each message's pieces to their requests, and the loops' counts."""
+    def receive(self, connection: Connection, process: subprocess.Popen) -> None:
+        """Until this process ends: each message's pieces to their requests, and the loops' counts."""
         while True:
             try:
-                items, counts = self.connection.recv()
+                items, counts = connection.recv()
             except (EOFError, OSError):
-                return self.end()
+                connection.close()
+                return self.end(process)
             with self.lock:
                 for key, (steps, held) in counts.items():
                     self.loops[key].steps, self.loops[key].rows_held = steps, held
@@ -95,13 +113,35 @@ class Decoder:
         request.loop.open -= 1
         return True
 
-    def end(self) -> None:
-        log.error("the decoding process ended (exit status %s)", self.process.poll())
-        with self.lock:
-            self.gone = DecoderGone("The decoding process has ended; restart the app to write again.")
-            left, self.requests = list(self.requests.values()), {}
+    def close(self) -> None:
+        """Stop the decoding process for good: its open requests end with DecoderGone, new ones are refused."""
+        with self.sending:
+            self.gone = DecoderGone("The decoding process has been stopped.")
+            # A shutdown, not a close: it wakes this side's reader too, and the process reads the end of its input.
+            with socket.fromfd(self.connection.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as ours:
+                ours.shutdown(socket.SHUT_RDWR)
+        self.process.wait(10)
+
+    def end(self, process: subprocess.Popen) -> None:
+        """The process ended: its requests end with DecoderGone, and unless it was closed, another process takes over
+        (RESTARTS times)."""
+        status = process.wait()
+        with self.sending:
+            with self.lock:
+                left, self.requests = list(self.requests.values()), {}
+                for loop in self.loops.values():
+                    loop.open = loop.rows_held = 0
+            if not self.gone and self.restarts < RESTARTS:
+                log.error("the decoding process ended (exit status %s); starting another", status)
+                self.restarts += 1
+                self.start()
+            elif not self.gone:
+                log.error("the decoding process ended (exit status %s), %d times now; not starting another", status,
+                          RESTARTS + 1)
+                self.gone = DecoderGone("The decoding process has ended for good; restart the app to write again.")
+        lost = self.gone or DecoderGone("The decoding process ended while writing this; try again.")
         for request in left:
-            request.put(self.gone)
+            request.put(lost)
 
 
 @cache
@@ -126,8 +166,9 @@ class RemoteRequest(Request):
         decoder = self.loop.decoder
         with decoder.lock:
             was_open = decoder.forget(self)
-        if was_open and not decoder.gone:
-            decoder.send(("cancel", [self.id]))
+        if was_open:
+            with contextlib.suppress(DecoderGone):  # a process that has ended writes nothing more for it
+                decoder.send(("cancel", [self.id]))
 
     def candidate(self) -> Candidate:
         return self.result
@@ -136,8 +177,9 @@ class RemoteRequest(Request):
 class RemoteLoop(Serves):
     """Loop's submit, stream and candidates, decoded in the decoding process."""
 
-    def __init__(self, decoder: Decoder, key: int, model, rows: int, waiting: int):
-        self.decoder, self.key, self.model, self.rows, self.most_waiting = decoder, key, model, rows, waiting
+    def __init__(self, decoder: Decoder, key: int, source: str, model, rows: int, waiting: int):
+        self.decoder, self.key, self.source, self.model = decoder, key, source, model
+        self.rows, self.most_waiting = rows, waiting
         self.open = 0  # requests submitted and not yet ended or cancelled
         self.steps = self.rows_held = 0  # as the decoding process last said (for tests and benchmarks)
 
@@ -165,6 +207,9 @@ class RemoteLoop(Serves):
     def held(self) -> int:
         """Requests writing or waiting in the decoding process, as it last said."""
         return self.rows_held
+
+    def load_message(self) -> tuple:
+        return "load", self.key, self.source, str(self.model.device), self.rows, self.most_waiting
 
 
 class ForwardedRequest(Request):

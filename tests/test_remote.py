@@ -5,6 +5,7 @@ import pytest
 
 from charrnn import CharRNN
 from charrnn.form import Options
+from charrnn import remote
 from charrnn.remote import Decoder, DecoderGone, sendable
 from charrnn.serving import Busy
 from conftest import pieces_text as text, wait_until
@@ -22,7 +23,7 @@ def model(tiny_model_dir) -> CharRNN:
 def decoder():
     decoder = Decoder()
     yield decoder
-    decoder.process.kill()
+    decoder.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +96,40 @@ def test_a_source_the_process_cannot_load_is_said_to_each_request(decoder, model
         text(missing.stream("分开", 10, seed=1))
 
 
-def test_when_the_process_dies_every_reader_is_told_and_new_requests_are_refused(model, tiny_model_dir):
+def test_a_process_that_dies_is_replaced_and_its_readers_are_told(model, tiny_model_dir, monkeypatch):
+    """Killed under a stream: the stream ends with a clear error, a new process loads the models again and writes;
+    one that keeps dying is not started again, and every request is then refused at once."""
+    monkeypatch.setattr(remote, "RESTARTS", 1)
     decoder = Decoder()
     loop = decoder.loop(str(tiny_model_dir), model)
     stream = loop.stream("分开", 10**6, seed=1)
     next(stream)
-    decoder.process.kill()
-    with pytest.raises(DecoderGone, match="restart"):
+    first = decoder.process
+    first.kill()
+    with pytest.raises(DecoderGone, match="try again"):
         text(stream)
-    with pytest.raises(DecoderGone, match="restart"):
+    wait_until(lambda: decoder.process is not first, 10, "no new process")
+    assert text(loop.stream("分开", 30, seed=2)) == model.generate("分开", 30, seed=2)
+    assert loop.open == 0
+    decoder.process.kill()
+    wait_until(lambda: decoder.gone is not None, 10, "a process that keeps dying was started again")
+    with pytest.raises(DecoderGone, match="restart the app"):
         loop.stream("分开", 10)
+
+
+def test_a_closed_decoder_stops_its_process_and_refuses_clearly(model, tiny_model_dir):
+    decoder = Decoder()
+    loop = decoder.loop(str(tiny_model_dir), model)
+    stream = loop.stream("分开", 10**6, seed=1)
+    next(stream)
+    process = decoder.process
+    decoder.close()
+    assert process.returncode == 0
+    with pytest.raises(DecoderGone, match="stopped"):
+        text(stream)
+    with pytest.raises(DecoderGone, match="stopped"):
+        loop.stream("分开", 10)
+    assert decoder.process is process, "a closed decoder started another process"
 
 
 def test_an_error_pickle_cannot_carry_travels_as_its_words():
