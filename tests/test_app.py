@@ -443,3 +443,13 @@ def test_a_full_loop_answers_busy_at_once(client, server, monkeypatch):
     for api_name, args in (("/generate", ()), ("/candidates", (2,))):
         refused = finish(client.submit(LSTM, "分开", *args, api_name=api_name), 10)
         assert "busy" in str(refused.exception()) and "Try again" in str(refused.exception())
+
+
+def test_the_app_writes_on_after_its_decoding_process_dies(client, server):
+    """The decoding process killed (as an out-of-memory kill would): a new one takes over and the page writes on."""
+    decoder = server.variants[LSTM].loop.decoder
+    dead = decoder.process
+    dead.kill()
+    wait_until(lambda: decoder.process is not dead, 15, "no new decoding process")
+    text = text_of(request(client, length=40, seed=5))
+    assert text == server.variants[LSTM].model.generate("分开", 40, 1.0, seed=5)
