@@ -146,9 +146,10 @@ class Decoder:
 
 @cache
 def shared_decoder() -> Decoder:
-    """One decoding process for every model. Two (the models shared between them, each process on a core of the
-    two) served 16 listeners 1.15x the characters per second in short runs but 0.65-0.9x in bench/app_latency.py,
-    with a first update p95 of 0.47 s: with the server and its clients, three busy processes on two cores."""
+    """One decoding process for every model. Two (the models shared between them, a process for each core of two)
+    served 16 listeners 1.15x the characters per second in short runs, but in bench/app_latency.py 3.62x and 2.51x
+    per-request decoding's (one: 3.83-4.17x) with a first update p95 of 0.47 s: with the server and its clients,
+    three busy processes on two cores."""
     return Decoder()
 
 
