@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 GATHER = 0.002  # seconds of pieces in one message: the server's process wakes 500 times a second, not once a step
 
 
-RESTARTS = 3  # a process that dies more often than this (out of memory at every load) is not started again
+RESTARTS, RESTART_WINDOW = 3, 600.0  # a process that dies more often than this in 10 minutes is not started again
 
 
 class DecoderGone(Busy):
@@ -45,47 +45,73 @@ class Decoder:
     process again, its models loaded anew, if it dies (what it was writing then ends with DecoderGone)."""
 
     def __init__(self):
-        # Two locks: one guards the requests and each loop's count of them, one the sending. Reading never waits
-        # for a send, so a send that waits for the process to read cannot stop the process's own sends being read.
+        # Two locks: `sending` is taken first, around a send and what it registers, so that a message goes to the
+        # process its requests were registered with; `lock` guards the requests and each loop's count of them.
+        # Reading never waits for `sending`: a send that waits for the process to read cannot stop the process's
+        # own sends being read.
         self.lock, self.sending = threading.Lock(), threading.Lock()
         self.requests: dict[int, RemoteRequest] = {}
         self.loops: dict[int, RemoteLoop] = {}
         self.ids = itertools.count()
         self.gone: DecoderGone | None = None
-        self.restarts = 0
+        self.deaths: list[float] = []
         with self.sending:
             self.start()
 
     def start(self) -> None:
-        """A new decoding process with every loop's model (call with self.sending held)."""
+        """A new decoding process with every loop's model (with self.sending held)."""
         ours, theirs = socket.socketpair()
         package_root = str(Path(__file__).resolve().parent.parent)  # the child finds charrnn from any directory
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, "-m", "charrnn.remote", str(theirs.fileno())],
-                                        pass_fds=[theirs.fileno()], env=env)
-        theirs.close()
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "charrnn.remote", str(theirs.fileno())],
+                                            pass_fds=[theirs.fileno()], env=env)
+        finally:
+            theirs.close()
         self.connection = Connection(ours.detach())
-        for loop in list(self.loops.values()):
-            self.connection.send(loop.load_message())
         threading.Thread(target=self.receive, args=(self.connection, self.process), name="decoding process",
                          daemon=True).start()
+        with contextlib.suppress(OSError):  # a process that dies at once: its reader sees the end and says so
+            for loop in list(self.loops.values()):
+                self.connection.send(loop.load_message())
 
     def loop(self, source: str, model, rows: int = ROWS, waiting: int = WAITING) -> "RemoteLoop":
         """The decoding loop of the model loaded from source (the process loads it from there too)."""
-        with self.lock:
-            key = next(self.ids)
-            self.loops[key] = loop = RemoteLoop(self, key, source, model, rows, waiting)
-        self.send(loop.load_message())
-        return loop
-
-    def send(self, message) -> None:
         with self.sending:
             if self.gone:
                 raise self.gone
+            with self.lock:
+                key = next(self.ids)
+                self.loops[key] = loop = RemoteLoop(self, key, source, model, rows, waiting)
+            with contextlib.suppress(OSError):  # the process has just died: the next one loads every loop's model
+                self.connection.send(loop.load_message())
+        return loop
+
+    def submit(self, loop: "RemoteLoop", requests: list["RemoteRequest"], message) -> None:
+        """Register the requests, or refuse them with Busy, and send the process what they ask."""
+        with self.sending:
+            if self.gone:
+                raise self.gone
+            with self.lock:
+                if Busy.full(loop.open, len(requests), loop.rows, loop.most_waiting):
+                    raise Busy.of(loop.rows, loop.open)
+                self.requests.update((r.id, r) for r in requests)
+                loop.open += len(requests)
             try:
                 self.connection.send(message)
             except OSError:  # the process has just died: its reader starts another
+                with self.lock:
+                    for request in requests:
+                        self.forget(request)
                 raise DecoderGone("The decoding process ended; try again in a moment.") from None
+
+    def cancel(self, request: "RemoteRequest") -> None:
+        with self.sending:
+            with self.lock:
+                was_open = self.forget(request)
+            if was_open and not self.gone:
+                with contextlib.suppress(OSError):  # a process that has ended writes nothing more for it
+                    self.connection.send(("cancel", [request.id]))
 
     def receive(self, connection: Connection, process: subprocess.Popen) -> None:
         """Until this process ends: each message's pieces to their requests, and the loops' counts."""
@@ -93,8 +119,7 @@ class Decoder:
             try:
                 items, counts = connection.recv()
             except (EOFError, OSError):
-                connection.close()
-                return self.end(process)
+                return self.end(connection, process)
             with self.lock:
                 for key, (steps, held) in counts.items():
                     self.loops[key].steps, self.loops[key].rows_held = steps, held
@@ -107,7 +132,7 @@ class Decoder:
                     request.put(item)
 
     def forget(self, request: "RemoteRequest") -> bool:
-        """Whether the request was still open (call with self.lock held)."""
+        """Whether the request was still open (with self.lock held)."""
         if self.requests.pop(request.id, None) is None:
             return False
         request.loop.open -= 1
@@ -117,31 +142,43 @@ class Decoder:
         """Stop the decoding process for good: its open requests end with DecoderGone, new ones are refused."""
         with self.sending:
             self.gone = DecoderGone("The decoding process has been stopped.")
-            # A shutdown, not a close: it wakes this side's reader too, and the process reads the end of its input.
-            with socket.fromfd(self.connection.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as ours:
-                ours.shutdown(socket.SHUT_RDWR)
-        self.process.wait(10)
+            if not self.connection.closed:
+                # A shutdown, not a close: it wakes this side's reader too, and the process reads the end of its input.
+                with socket.fromfd(self.connection.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as ours:
+                    ours.shutdown(socket.SHUT_RDWR)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
-    def end(self, process: subprocess.Popen) -> None:
-        """The process ended: its requests end with DecoderGone, and unless it was closed, another process takes over
-        (RESTARTS times)."""
+    def end(self, connection: Connection, process: subprocess.Popen) -> None:
+        """The process ended: its requests end with DecoderGone and, unless it was closed or keeps dying, another
+        process takes over."""
         status = process.wait()
-        with self.sending:
-            with self.lock:
-                left, self.requests = list(self.requests.values()), {}
-                for loop in self.loops.values():
-                    loop.open = loop.rows_held = 0
-            if not self.gone and self.restarts < RESTARTS:
-                log.error("the decoding process ended (exit status %s); starting another", status)
-                self.restarts += 1
-                self.start()
-            elif not self.gone:
-                log.error("the decoding process ended (exit status %s), %d times now; not starting another", status,
-                          RESTARTS + 1)
-                self.gone = DecoderGone("The decoding process has ended for good; restart the app to write again.")
-        lost = self.gone or DecoderGone("The decoding process ended while writing this; try again.")
-        for request in left:
-            request.put(lost)
+        left = []
+        try:
+            with self.sending:
+                connection.close()
+                with self.lock:
+                    left, self.requests = list(self.requests.values()), {}
+                    for loop in self.loops.values():
+                        loop.open = loop.rows_held = 0
+                now = time.monotonic()
+                self.deaths = [t for t in self.deaths if now - t < RESTART_WINDOW] + [now]
+                if not self.gone and len(self.deaths) <= RESTARTS:
+                    log.error("the decoding process ended (exit status %s); starting another", status)
+                    self.start()
+                elif not self.gone:
+                    log.error("the decoding process ended (exit status %s), %d times in %.0f s; not starting another",
+                              status, len(self.deaths), RESTART_WINDOW)
+                    self.gone = DecoderGone("The decoding process has ended for good; restart the app to write again.")
+        except Exception:  # another process could not be started (no memory left): none will be
+            log.exception("could not start another decoding process")
+            self.gone = DecoderGone("The decoding process has ended for good; restart the app to write again.")
+        finally:
+            lost = self.gone or DecoderGone("The decoding process ended while writing this; try again.")
+            for request in left:
+                request.put(lost)
 
 
 @cache
@@ -167,12 +204,7 @@ class RemoteRequest(Request):
 
     def cancel(self) -> None:
         super().cancel()
-        decoder = self.loop.decoder
-        with decoder.lock:
-            was_open = decoder.forget(self)
-        if was_open:
-            with contextlib.suppress(DecoderGone):  # a process that has ended writes nothing more for it
-                decoder.send(("cancel", [self.id]))
+        self.loop.decoder.cancel(self)
 
     def candidate(self) -> Candidate:
         return self.result
@@ -192,20 +224,9 @@ class RemoteLoop(Serves):
         """As Loop.submit: bad options raise ValueError here, a full loop Busy."""
         for prefix, o in zip(prefixes, options, strict=True):
             Sequence(self.model, prefix, length, o, details)  # raises what the loop would, but here and now
-        decoder = self.decoder
-        with decoder.lock:
-            if Busy.full(self.open, len(prefixes), self.rows, self.most_waiting):
-                raise Busy.of(self.rows, self.open)
-            requests = [RemoteRequest(self, next(decoder.ids), p, every) for p in prefixes]
-            decoder.requests.update((r.id, r) for r in requests)
-            self.open += len(requests)
-        try:
-            decoder.send(("submit", self.key, [(r.id, r.prefix, length, o, details) for r, o in zip(requests, options)]))
-        except DecoderGone:
-            with decoder.lock:
-                for request in requests:
-                    decoder.forget(request)
-            raise
+        requests = [RemoteRequest(self, next(self.decoder.ids), p, every) for p in prefixes]
+        self.decoder.submit(self, requests, ("submit", self.key, [(r.id, r.prefix, length, o, details)
+                                                                  for r, o in zip(requests, options)]))
         return requests
 
     def held(self) -> int:
@@ -271,7 +292,7 @@ def serve(connection: Connection) -> None:
     """The decoding process: load, submit and cancel as the server says, until it goes away."""
     outbox = Outbox(connection)
     unloadable: dict[int, Exception] = {}
-    shared_worker().after_turns = outbox.flush
+    shared_worker().after_turns = lambda: exit_unless(outbox.flush)
     while True:
         try:
             command, *args = connection.recv()
@@ -307,5 +328,17 @@ def serve(connection: Connection) -> None:
         outbox.flush(now=True)
 
 
+def exit_unless(sends: Callable[[], None]) -> None:
+    """Send, or end the process: a worker thread that died of a failed send would leave its readers waiting, and
+    the server starts another process when this one ends."""
+    try:
+        sends()
+    except Exception:
+        log.exception("the decoding process could not send; it ends")
+        os._exit(1)
+
+
 if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1])))
+    fd = int(sys.argv[1])
+    os.set_inheritable(fd, False)  # no process started from this one may hold the server's socket open
+    serve(Connection(fd))

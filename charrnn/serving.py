@@ -67,12 +67,12 @@ class Request:
         try:
             while True:
                 ready = [self.pieces.get()]
-                while not self.pieces.empty():
+                while isinstance(ready[-1], list) and not self.pieces.empty():
                     ready.append(self.pieces.get_nowait())
                 pieces = [piece for item in ready if isinstance(item, list) for piece in item]
                 if pieces:
                     yield pieces
-                if ready[-1] is END:
+                if ready[-1] is END:  # the first end counts: a failing step may still put its error after it
                     return
                 if isinstance(ready[-1], BaseException):
                     raise ready[-1]
@@ -177,8 +177,8 @@ class Loop(Serves):
             self.wake.notify()
 
     def held(self) -> int:
-        """Requests writing or waiting."""
-        return len(self.active) + len(self.waiting)
+        """Requests writing or waiting, less those cancelled (a waiting one may wait for a row to be dropped)."""
+        return sum(not r.cancelled for r in self.active) + sum(not r.cancelled for r in self.waiting)
 
     def turn(self) -> None:
         """One step of this loop, with the requests that a free row lets join first."""

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn import CharRNN
-from charrnn.serving import Busy, Loop
+from charrnn.form import Options
+from charrnn.serving import END, Busy, Loop, Request
 from conftest import pieces_text as text, wait_until
 
 MIXED = [dict(temperature=0.8, seed=1), dict(temperature=1.0, seed=2, top_k=20), dict(temperature=0, seed=3),
@@ -151,3 +152,23 @@ def test_every_models_loop_is_stepped_by_one_thread(model):
     assert first.thread is second.thread
     streams = [first.stream("分开", 80, seed=5), second.stream("我", 80, seed=6)]
     assert [text(s) for s in streams] == [model.generate("分开", 80, seed=5), model.generate("我", 80, seed=6)]
+
+
+def test_a_request_ends_at_its_first_end_though_an_error_follows(model):
+    """A step that fails after a request's last piece gives it the error too: the reader has its text by then."""
+    request = Request("分开", None)
+    for item in (["我"], ["你"], END, RuntimeError("after the end")):
+        request.put(item)
+    assert text(request) == "我你"
+
+
+def test_a_cancelled_waiting_request_leaves_its_place_at_once(model):
+    loop = Loop(model, rows=1, waiting=1)
+    writing = loop.stream("分开", 10**6, seed=1)
+    next(writing)  # it holds the only row
+    [waiting] = loop.submit(["分开"], 20, [Options(seed=2)])
+    waiting.cancel()  # still in the queue until a row frees, but no longer counted
+    assert loop.held() == 1
+    [admitted] = loop.submit(["分开"], 5, [Options(seed=3)])  # not Busy
+    writing.close()
+    assert text(admitted) == model.generate("分开", 5, seed=3)
