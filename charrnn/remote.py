@@ -31,8 +31,6 @@ from .serving import END, ROWS, WAITING, Busy, Loop, Request, Serves, shared_wor
 
 log = logging.getLogger(__name__)
 GATHER = 0.002  # seconds of pieces in one message: the server's process wakes 500 times a second, not once a step
-
-
 RESTARTS, RESTART_WINDOW = 3, 600.0  # a process that dies more often than this in 10 minutes is not started again
 
 
@@ -93,10 +91,9 @@ class Decoder:
             if self.gone:
                 raise self.gone
             with self.lock:
-                if Busy.full(loop.open, len(requests), loop.rows, loop.most_waiting):
-                    raise Busy.of(loop.rows, loop.open)
+                if Busy.full(held := loop.open, len(requests), loop.rows, loop.most_waiting):
+                    raise Busy.of(loop.rows, held)
                 self.requests.update((r.id, r) for r in requests)
-                loop.open += len(requests)
             try:
                 self.connection.send(message)
             except OSError:  # the process has just died: its reader starts another
@@ -133,10 +130,7 @@ class Decoder:
 
     def forget(self, request: "RemoteRequest") -> bool:
         """Whether the request was still open (with self.lock held)."""
-        if self.requests.pop(request.id, None) is None:
-            return False
-        request.loop.open -= 1
-        return True
+        return self.requests.pop(request.id, None) is not None
 
     def close(self) -> None:
         """Stop the decoding process for good: its open requests end with DecoderGone, new ones are refused."""
@@ -162,7 +156,7 @@ class Decoder:
                 with self.lock:
                     left, self.requests = list(self.requests.values()), {}
                     for loop in self.loops.values():
-                        loop.open = loop.rows_held = 0
+                        loop.rows_held = 0
                 now = time.monotonic()
                 self.deaths = [t for t in self.deaths if now - t < RESTART_WINDOW] + [now]
                 if not self.gone and len(self.deaths) <= RESTARTS:
@@ -216,8 +210,12 @@ class RemoteLoop(Serves):
     def __init__(self, decoder: Decoder, key: int, source: str, model, rows: int, waiting: int):
         self.decoder, self.key, self.source, self.model = decoder, key, source, model
         self.rows, self.most_waiting = rows, waiting
-        self.open = 0  # requests submitted and not yet ended or cancelled
         self.steps = self.rows_held = 0  # as the decoding process last said (for tests and benchmarks)
+
+    @property
+    def open(self) -> int:
+        """Requests submitted to this loop and not yet ended or cancelled."""
+        return sum(r.loop is self for r in list(self.decoder.requests.values()))
 
     def submit(self, prefixes: list[str], length: int, options: list[Options], details: bool = False,
                every: Callable[[], float] | None = None) -> list[RemoteRequest]:

@@ -31,6 +31,15 @@ def loop(decoder, model, tiny_model_dir):
     return decoder.loop(str(tiny_model_dir), model)
 
 
+def writing(model, folder) -> tuple:
+    """A decoder of its own, and a loop of it writing an endless stream (under way)."""
+    decoder = Decoder()
+    loop = decoder.loop(str(folder), model)
+    stream = loop.stream("分开", 10**6, seed=1)
+    next(stream)
+    return decoder, loop, stream
+
+
 def cpu_ticks(pid: int) -> int:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
@@ -100,10 +109,7 @@ def test_a_process_that_dies_is_replaced_and_its_readers_are_told(model, tiny_mo
     """Killed under a stream: the stream ends with a clear error, a new process loads the models again and writes;
     one that keeps dying is not started again, and every request is then refused at once."""
     monkeypatch.setattr(remote, "RESTARTS", 1)
-    decoder = Decoder()
-    loop = decoder.loop(str(tiny_model_dir), model)
-    stream = loop.stream("分开", 10**6, seed=1)
-    next(stream)
+    decoder, loop, stream = writing(model, tiny_model_dir)
     first = decoder.process
     first.kill()
     with pytest.raises(DecoderGone, match="try again"):
@@ -118,10 +124,7 @@ def test_a_process_that_dies_is_replaced_and_its_readers_are_told(model, tiny_mo
 
 
 def test_a_closed_decoder_stops_its_process_and_refuses_clearly(model, tiny_model_dir):
-    decoder = Decoder()
-    loop = decoder.loop(str(tiny_model_dir), model)
-    stream = loop.stream("分开", 10**6, seed=1)
-    next(stream)
+    decoder, loop, stream = writing(model, tiny_model_dir)
     process = decoder.process
     decoder.close()
     assert process.returncode == 0
