@@ -9,6 +9,7 @@ GPUs): see backends.py. Every sequence of a batch keeps its own options, random 
 import math
 from collections import deque
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 
@@ -47,7 +48,7 @@ class Stepper:
         inputs = torch.eye(len(model.vocab), device=model.device) if model.one_hot else model.embed.weight
         w_ih0, b_ih0 = layers[0][:2]
         self.input_table = self.array(torch.addmm(b_ih0, inputs, w_ih0.t()))  # [V, G*H]: row v is token v's input
-        self.layers = [(self.array(w_ih.t()) if k else None, self.array(b_ih), self.array(w_hh.t()), self.array(b_hh))
+        self.layers = [(self.weight(w_ih.t()) if k else None, self.array(b_ih), self.weight(w_hh.t()), self.array(b_hh))
                        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers)]
         # The count model's share of the model's probabilities (model.mixed), and its table times that share: each
         # row's counted part after the character just read.
@@ -56,11 +57,15 @@ class Stepper:
         self.counts = self.array(model.count_table(model.device) * model.count_weight) if model.count_weight else None
         # A network trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
         self.prior = self.array(model.prior * model.smoothing * (1 - self.count_weight)) if model.smoothing else None
-        self.proj_w = self.array(model.proj.weight.detach().t()) if model.proj else None
-        self.head_w, self.head_b = self.array(model.head.weight.detach().t()), self.array(model.head.bias.detach())
+        self.proj_w = self.weight(model.proj.weight.detach().t()) if model.proj else None
+        self.head_w, self.head_b = self.weight(model.head.weight.detach().t()), self.array(model.head.bias.detach())
 
     def array(self, tensor: torch.Tensor | None):
         return None if tensor is None else self.ops.array(tensor)
+
+    def weight(self, tensor: torch.Tensor):
+        """A matrix the rows are multiplied by (x @ weight)."""
+        return self.ops.weight(tensor)
 
     def split_state(self, state) -> list:
         """The state of nn.RNN/GRU/LSTM as a list of per-layer arrays."""
@@ -68,17 +73,24 @@ class Stepper:
             return [(self.array(h), self.array(c)) for h, c in zip(state[0], state[1])]
         return [self.array(h) for h in state]
 
-    def logits(self, features, previous):
-        """The model's next-character scores [B, V] after the characters previous [B]: the network's logits, or
-        where it mixes in a count model, the mixture's log-probabilities (the softmax of either is the model's
-        distribution)."""
-        logits = self.ops.affine(features, self.head_w, self.head_b)
+    def head(self, features, previous) -> "Next":
+        return Next(self.ops.affine(features, self.head_w, self.head_b), previous)
+
+    def distribution(self, scores: "Next"):
+        """The model's next-character distribution [B, V] (what scoring uses): the softmax of the network's logits,
+        mixed with the count model's row after each previous character where the model mixes one in."""
+        p = self.ops.softmax(scores.logits)
+        if self.counts is not None:
+            p *= 1 - self.count_weight
+            p += self.ops.rows(self.counts, scores.previous)
+        return p
+
+    def penalisable(self, scores: "Next", p, rows: list[int]):
+        """What CTRL's repetition penalty divides for these rows: the network's logits, or where the model mixes in a
+        count model, the mixture's log-probabilities (the softmax of either is p)."""
         if self.counts is None:
-            return logits
-        mixed = self.ops.softmax(logits)
-        mixed *= 1 - self.count_weight
-        mixed += self.ops.rows(self.counts, previous)
-        return self.ops.xp.log(mixed, out=mixed)
+            return scores.logits[rows]
+        return self.ops.xp.log(p[rows])
 
     def weights(self, p):
         """What decoding draws from: the smoothing prior taken back out of p, clipped at 0, <unk> never."""
@@ -106,7 +118,14 @@ class Stepper:
                 x = state[k] = n + z * (h - n)
             else:
                 x = state[k] = tanh(affine(state[k], w_hh, gi))
-        return self.logits(x if self.proj_w is None else x @ self.proj_w, ids)
+        return self.head(x if self.proj_w is None else x @ self.proj_w, ids)
+
+
+class Next(NamedTuple):
+    """What a step leaves for the next character: the network's logits [B, V] and the characters just read [B]
+    (the count model's rows). The softmax is taken once, where the distribution is made (Stepper.distribution)."""
+    logits: object
+    previous: object
 
 
 @torch.no_grad()
@@ -129,7 +148,7 @@ def prime(model, stepper: Stepper, prefixes: list[str]):
     else:
         state = torch.cat(states, 1)[:, order]
     last = stepper.ops.asarray([ids[-1] for ids in encoded], model.device)
-    return stepper.logits(stepper.array(torch.cat(tops)[order]), last), stepper.split_state(state)
+    return stepper.head(stepper.array(torch.cat(tops)[order]), last), stepper.split_state(state)
 
 
 class Uniforms:
@@ -212,12 +231,12 @@ class Batch:
             return
         self.advance()
         self.model.eval()
-        logits, state = prime(self.model, self.stepper, prefixes)
+        scores, state = prime(self.model, self.stepper, prefixes)
         first = len(self.sequences)
         self.sequences += sequences
         self.uniforms += [Uniforms(s.options.seed) for s in sequences]
         self.arrange()
-        p, q = self.distributions(logits, first)
+        p, q = self.distributions(scores, first)
         if not first:
             self.state, self.p, self.q = state, p, q
             return
@@ -311,28 +330,27 @@ class Batch:
             saved_state, p, q = saved
             state[:] = saved_state
             return p, q
-        candidates, rows, logits = self.ahead[0]
+        candidates, rows, scores = self.ahead[0]
         k = candidates.index(i)
         state[:] = [tuple(x[k:k + 1] for x in layer) if isinstance(layer, tuple) else layer[k:k + 1] for layer in rows]
-        return self.distributions(logits[k:k + 1])
+        return self.distributions(Next(scores.logits[k:k + 1], scores.previous[k:k + 1]))
 
-    def distributions(self, logits, first: int = 0):
+    def distributions(self, scores: Next, first: int = 0):
         """(p, q) [B, V] for the sequences from `first` on: the model's next-character distribution (what scoring
         uses), and the decoding weights (the repetition penalty where asked for, the smoothing prior taken back out)."""
-        softmax = self.ops.softmax
+        p = self.stepper.distribution(scores)
         penalised = [row for row in self.penalised if row >= first]
         if not penalised:
-            p = softmax(logits)
             return p, self.stepper.weights(p)
-        p = softmax(logits) if self.scored else None
-        for row in penalised:  # in place: the logits are this step's own
+        decoded = self.ops.copy(p) if self.scored else p  # unscored, p itself is this step's own to change
+        for row in penalised:
             s = self.sequences[row]
             used = s.penalised()
             if len(used):  # CTRL's penalty as transformers applies it: a used character's logit / θ if > 0, else * θ
-                theta, before = s.options.repetition_penalty, logits[row - first, used]
-                logits[row - first, used] = self.ops.xp.where(before > 0, before / theta, before * theta)
-        penalised = softmax(logits)
-        return (penalised if p is None else p), self.stepper.weights(penalised)
+                theta, before = s.options.repetition_penalty, self.stepper.penalisable(scores, p, [row - first])
+                before[0, used] = self.ops.xp.where(before[0, used] > 0, before[0, used] / theta, before[0, used] * theta)
+                decoded[row - first] = self.ops.softmax(before)[0]
+        return (p if self.scored else decoded), self.stepper.weights(decoded)
 
     def restore(self, row: int, saved, state: list, p, q) -> None:
         """Put one sequence back where it was at an earlier step (the arrays of a step are never changed later)."""
@@ -383,9 +401,9 @@ class Batch:
         rows_of = self.ops.rows_of  # n copies of the row's state (numpy broadcasts one)
         rows = [tuple(rows_of(x, row, len(candidates)) for x in layer) if isinstance(layer, tuple)
                 else rows_of(layer, row, len(candidates)) for layer in state]
-        logits = self.stepper.step(self.array(candidates), rows)
-        self.ahead[row] = candidates, rows, logits
-        ends = self.ops.softmax(logits)[:, self.sequences[row].newline]
+        scores = self.stepper.step(self.array(candidates), rows)
+        self.ahead[row] = candidates, rows, scores
+        ends = self.stepper.distribution(scores)[:, self.sequences[row].newline]
         kept = (weights[row, candidates] * ends) ** SHARPEN
         weights[row] = 0
         weights[row, candidates] = kept

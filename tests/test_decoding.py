@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from charrnn import CELLS, CharRNN, Vocab
-from charrnn.backends import NUMPY_ROWS
+from charrnn import backends
+from charrnn.backends import NUMPY_ROWS, ColumnBlocks, numpy_sample
 from charrnn.decoding import Stepper, prime
 from conftest import forward_probs
 
@@ -59,7 +60,7 @@ def test_one_step_decoding_matches_the_model_for_every_cell(cell, batch_size, ly
         logits, _ = model(ids)
     stepper = Stepper(model, batch_size=batch_size)
     _, state = prime(model, stepper, ["分开不分开"] * batch_size)
-    model_probs = stepper.ops.softmax(stepper.step(stepper.array(ids[:, -1].repeat(batch_size)), state))
+    model_probs = stepper.distribution(stepper.step(stepper.array(ids[:, -1].repeat(batch_size)), state))
     step_probs = stepper.weights(model_probs)
     assert isinstance(step_probs, np.ndarray if batch_size <= NUMPY_ROWS else torch.Tensor)
     step_probs = torch.as_tensor(step_probs)
@@ -67,6 +68,47 @@ def test_one_step_decoding_matches_the_model_for_every_cell(cell, batch_size, ly
     for row, model_row in zip(step_probs, torch.as_tensor(model_probs)):
         torch.testing.assert_close(row, expected)
         torch.testing.assert_close(model_row, logits[0, -1].softmax(-1))  # what scoring and candidates use
+
+
+def test_a_weight_in_column_blocks_multiplies_as_the_whole(monkeypatch):
+    monkeypatch.setattr(backends, "BLOCK_FLOATS", 16 * 64)  # blocks of 64 columns: 64, 64 and a ragged 22
+    weight = np.random.default_rng(0).standard_normal((16, 150), dtype=np.float32)
+    blocked = ColumnBlocks(weight)
+    assert [block.shape for _, block in blocked.blocks] == [(16, 64), (16, 64), (16, 22)]
+    for rows in range(1, 9):  # below BLOCKED_ROWS the whole weight is used, from it block by block
+        x = np.random.default_rng(rows).standard_normal((rows, 16), dtype=np.float32)
+        np.testing.assert_allclose(x @ blocked, x @ weight, rtol=1e-5, atol=1e-5)
+
+
+def test_blocked_decoding_matches_the_model(monkeypatch, lyrics_file):
+    monkeypatch.setattr(backends, "BLOCK_FLOATS", 64)
+    vocab = Vocab.build(lyrics_file.read_text(encoding="utf-8"))
+    torch.manual_seed(0)
+    model = CharRNN(vocab.to_dict(), cell="lstm", embed_size=8, hidden_size=16, head_size=6).eval()
+    stepper = Stepper(model, batch_size=4)
+    assert isinstance(stepper.layers[0][2], ColumnBlocks) and isinstance(stepper.head_w, ColumnBlocks)
+    ids = torch.tensor([vocab.encode("分开不分开我")])
+    _, state = prime(model, stepper, ["分开不分开"] * 4)
+    probs = stepper.distribution(stepper.step(stepper.array(ids[:, -1].repeat(4)), state))
+    with torch.no_grad():
+        expected = model(ids)[0][0, -1].softmax(-1)
+    for row in torch.as_tensor(probs):
+        torch.testing.assert_close(row, expected)
+
+
+@pytest.mark.parametrize("rows, size", [(1, 68), (3, 68), (1, 2500), (3, 2500)],
+                         ids=["numpy sums, one row", "numpy sums, rows", "one long row", "torch sums"])
+def test_sampling_draws_the_first_id_past_its_uniform_share(rows, size):
+    rng = np.random.default_rng(size + rows)
+    for _ in range(50):
+        weights = rng.random((rows, size), dtype=np.float32) * (rng.random((rows, size)) < 0.3)  # many zeros
+        weights[:, -1] = 0
+        uniforms = rng.random(rows).tolist()
+        ids = numpy_sample(weights, uniforms, [False] * rows)
+        cdf = weights.astype(np.float64).cumsum(1)
+        expected = (cdf[:, :-1] <= np.array(uniforms)[:, None] * cdf[:, -1:]).sum(1).tolist()
+        assert ids == expected
+        assert all(weights[row, i] > 0 for row, i in enumerate(ids))
 
 
 def allowed_sets(model, prefix, text, temperature, top_k=None, top_p=None):
