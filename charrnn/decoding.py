@@ -85,12 +85,12 @@ class Stepper:
             p += self.ops.rows(self.counts, scores.previous)
         return p
 
-    def penalisable(self, scores: "Next", p, rows: list[int]):
-        """What CTRL's repetition penalty divides for these rows: the network's logits, or where the model mixes in a
-        count model, the mixture's log-probabilities (the softmax of either is p)."""
+    def penalisable(self, scores: "Next", p, row: int, ids):
+        """What CTRL's repetition penalty divides, at these ids of one row: the network's logits, or where the model
+        mixes in a count model, the mixture's log-probabilities (the softmax of either is p)."""
         if self.counts is None:
-            return scores.logits[rows]
-        return self.ops.xp.log(p[rows])
+            return scores.logits[row, ids]
+        return self.ops.xp.log(p[row, ids])
 
     def weights(self, p):
         """What decoding draws from: the smoothing prior taken back out of p, clipped at 0, <unk> never."""
@@ -347,9 +347,13 @@ class Batch:
             s = self.sequences[row]
             used = s.penalised()
             if len(used):  # CTRL's penalty as transformers applies it: a used character's logit / θ if > 0, else * θ
-                theta, before = s.options.repetition_penalty, self.stepper.penalisable(scores, p, [row - first])
-                before[0, used] = self.ops.xp.where(before[0, used] > 0, before[0, used] / theta, before[0, used] * theta)
-                decoded[row - first] = self.ops.softmax(before)[0]
+                theta, before = s.options.repetition_penalty, self.stepper.penalisable(scores, p, row - first, used)
+                after = self.ops.xp.where(before > 0, before / theta, before * theta)
+                # The softmax of the penalised scores, changed only where they changed: p times exp(after - before)
+                # there, renormalised (a few used ids, not the whole vocabulary twice).
+                penalised_row = decoded[row - first]
+                penalised_row[used] *= self.ops.xp.exp(after - before)
+                penalised_row /= penalised_row.sum()
         return (p if self.scored else decoded), self.stepper.weights(decoded)
 
     def restore(self, row: int, saved, state: list, p, q) -> None:

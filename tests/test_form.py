@@ -311,9 +311,15 @@ def test_greedy_decoding_repeats_itself_without_the_rule(model):
     assert broken_rules(model, "分开", text, 200, no_repeat_ngram=4)
 
 
-def test_the_repetition_penalty_is_ctrls_on_the_logits(model):
+@pytest.mark.parametrize("mixed", [True, False], ids=["mixed with its counts", "the network alone"])
+def test_the_repetition_penalty_is_ctrls_on_the_logits(tiny_model_dir, mixed):
     """The first step's distribution against a hand computation from one forward pass: the prefix's characters
-    (not its line break or spaces) have their logits divided by θ (multiplied where negative)."""
+    (not its line break or spaces) have their logits divided by θ (multiplied where negative). A model that mixes
+    in its counts has the mixture's log-probabilities as logits; the network alone, its raw logits."""
+    model = CharRNN.from_pretrained(tiny_model_dir)
+    assert model.count_weight
+    if not mixed:
+        model.mix_counts(None, 0.0)
     prefix, theta = "我 不 你\n的 ", 1.3
     assert not model.vocab.unknown(prefix)
     ids = model.vocab.encode(prefix)
