@@ -171,8 +171,8 @@ class Loop(Serves):
     def admit(self, requests: list[Request]) -> None:
         """Let these requests wait for rows, or raise Busy if there is no place for all of them."""
         with self.wake:
-            if Busy.full(self.held(), len(requests), self.rows, self.most_waiting):
-                raise Busy.of(self.rows, self.held())
+            if Busy.full(held := self.held(), len(requests), self.rows, self.most_waiting):
+                raise Busy.of(self.rows, held)
             self.waiting.extend(requests)
             self.wake.notify()
 
