@@ -114,6 +114,12 @@ def result_rows(metrics: dict) -> list[tuple[str, str]]:
             ("unigram baseline, held-out text", f"{metrics['unigram_ppl']:.1f}")]
 
 
+def teacher_of(metrics: dict) -> str | None:
+    """The name of the model this one was distilled from, if any (a folder made by python -m training)."""
+    teacher = metrics["train_config"].get("teacher")
+    return teacher and Path(teacher).name
+
+
 def sample_prefix(metrics: dict, model: CharRNN) -> str:
     return next((p for p in metrics.get("samples", {}) if p and not model.vocab.unknown(p)), "")
 
@@ -139,7 +145,8 @@ def build_card(folder: Path, metrics: dict, repo_id: str | None = None) -> Model
         train_share=f"{1 - metrics['val_fraction']:.0%}", val_share=f"{metrics['val_fraction']:.0%}",
         sample_prefix=prefix, sample_length=SAMPLE_LENGTH, seed=SEED, samples=samples, source=source,
         train_chars=f"{metrics['train_chars']:,}", train_ppl=f"{metrics['train_ppl']:.1f}",
-        val_ppl=f"{metrics['val_ppl']:.1f}", vocab_size=f"{len(model.vocab):,}")
+        val_ppl=f"{metrics['val_ppl']:.1f}", vocab_size=f"{len(model.vocab):,}", teacher=teacher_of(metrics),
+        distill=f"{metrics['train_config'].get('distill', 0):.0%}")
 
 
 def write_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:

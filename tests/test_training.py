@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import signal
@@ -13,7 +14,9 @@ from charrnn import CharRNN
 from conftest import tiny_config
 from charrnn.evaluate import fair_perplexity
 from training.data import split
-from training.train import smoothed_loss, train
+from hub_card.card import write_card
+from training.objective import distilled_loss, teacher_targets
+from training.train import CharTask, smoothed_loss, train
 
 
 def test_trained_folder_is_hub_ready_with_metrics(tiny_model_dir, lyrics_file):
@@ -116,3 +119,67 @@ def test_bf16_autocast_trains_fp32_weights_that_learn(lyrics_file, tmp_path):
     assert half["val_ppl"] < 1.1 * plain["val_ppl"]  # as good as fp32, give or take rounding
     fp32 = CharRNN.from_pretrained(tmp_path / "fp32")
     assert not torch.equal(model.head.weight, fp32.head.weight)
+
+
+def teacher_distance(student: CharRNN, taught: torch.Tensor, ids: torch.Tensor) -> float:
+    """KL divergence of the student's network from the teacher's distributions, over the text ids: the
+    cross-entropy the distillation minimises, less the teacher's own entropy."""
+    with torch.inference_mode():
+        logits, _ = student.eval()(ids[None])
+    p = taught.float()
+    return distilled_loss(logits[0], taught).item() + (p * p.clamp_min(1e-12).log()).sum(-1).mean().item()
+
+
+def test_the_teachers_targets_are_its_distributions_after_each_prefix(tiny_model_dir, lyrics_file):
+    """Read in one pass with the state carried across chunks: position i holds what the teacher expects after
+    reading the first i + 1 characters, a distribution."""
+    teacher = CharRNN.from_pretrained(tiny_model_dir)
+    ids = torch.tensor(teacher.vocab.encode(lyrics_file.read_text(encoding="utf-8")))
+    taught = teacher_targets(teacher, ids)
+    assert taught.shape == (len(ids), len(teacher.vocab)) and len(ids) > 4096  # more than one chunk
+    assert torch.allclose(taught.float().sum(-1), torch.ones(len(ids)), atol=3e-3)
+    with torch.inference_mode():
+        for i in (0, 100, 4095, 4096, len(ids) - 1):
+            logits, _ = teacher(ids[None, :i + 1])
+            assert torch.allclose(taught[i].float(), logits[0, -1].softmax(-1), atol=1e-3)
+
+
+def test_each_batch_pairs_a_target_with_the_teachers_distribution_for_it(tiny_model_dir, lyrics_file, tmp_path):
+    """With one-hot 'teacher' rows of the true next character, every batch's taught rows name its targets."""
+    cfg = tiny_config(lyrics_file, tmp_path / "student", teacher=str(tiny_model_dir), unk_dropout=0)
+    train_text, val_text = split(lyrics_file.read_text(encoding="utf-8"))
+    task = CharTask(cfg, CharRNN.from_pretrained(tiny_model_dir).vocab, train_text, val_text)
+    task.taught = torch.nn.functional.one_hot(task.ids.roll(-1), len(task.vocab)).half()
+    batches, _ = task.batches(torch.Generator().manual_seed(0))
+    for x, y, taught in batches:
+        assert taught.shape == (*y.shape, len(task.vocab))
+        assert torch.equal(taught.argmax(-1), y)
+
+
+def test_a_student_learns_its_teachers_distribution(tiny_model_dir, lyrics_file, tmp_path):
+    """The same RNN trained on the same batches lands nearer the teacher with it than without, and its card says
+    who taught it."""
+    teacher = CharRNN.from_pretrained(tiny_model_dir)
+    train_text, _ = split(lyrics_file.read_text(encoding="utf-8"))
+    ids = torch.tensor(teacher.vocab.encode(train_text))
+    taught = teacher_targets(teacher, ids)
+    alone = tiny_config(lyrics_file, tmp_path / "alone", cell="rnn", mix_counts=False)
+    train(alone)
+    train(dataclasses.replace(alone, out=str(tmp_path / "taught"), checkpoint=str(tmp_path / "taught.pt"),
+                              teacher=str(tiny_model_dir), distill=1.0))
+    near, far = (teacher_distance(CharRNN.from_pretrained(tmp_path / name), taught, ids) for name in ("taught", "alone"))
+    assert near < 0.7 * far, (near, far)
+    card = write_card(tmp_path / "taught").text
+    assert f"`{tiny_model_dir.name}`, trained first on the same split" in card and "100% of the loss" in card
+    assert "learned from a teacher" not in write_card(tmp_path / "alone").text
+
+
+def test_a_teacher_must_fit(tiny_model_dir, english_model_dir, lyrics_file, tmp_path):
+    with pytest.raises(ValueError, match="another vocabulary"):
+        train(tiny_config(lyrics_file, tmp_path / "a", teacher=str(english_model_dir)))
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        train(tiny_config(lyrics_file, tmp_path / "b", teacher=str(tiny_model_dir), distill=1.5))
+    with pytest.raises(ValueError, match="for character models"):
+        train(tiny_config(lyrics_file, tmp_path / "c", teacher=str(tiny_model_dir), task="next-line"))
+    with pytest.raises(ValueError):  # a folder that is not there: ModelFileError, which the CLI reports plainly
+        train(tiny_config(lyrics_file, tmp_path / "d", teacher=str(tmp_path / "missing")))

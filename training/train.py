@@ -23,7 +23,7 @@ from . import checkpoint
 from .distributed import World, joined, unwrapped
 from .baselines import baselines
 from .next_line import NextLineTask
-from .objective import smoothed_loss, unigram
+from .objective import distilled_loss, smoothed_loss, teacher_targets, unigram
 from .data import SAMPLERS, num_batches, rare_to_unk, read_corpus, split
 
 DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
@@ -64,8 +64,10 @@ class TrainConfig:
     label_smoothing: float = 0.3
     ema: float = 0.99
     mix_counts: bool = True
+    teacher: str | None = None
+    distill: float = 0.6
     epochs: int = 100
-    patience: int = 4
+    patience: int = 8
     max_minutes: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -142,6 +144,18 @@ class CharTask:
         self.cfg, self.vocab, self.train_text, self.val_text = cfg, vocab, train_text, val_text
         self.ids = torch.tensor(vocab.encode(train_text))
         self.state = None
+        if not 0 <= cfg.distill <= 1:
+            raise ValueError(f"--distill is the teacher's share of the loss, from 0 to 1; got {cfg.distill}")
+        self.taught = teacher_targets(self.teacher(), self.ids) if cfg.teacher else None  # [N, V]
+
+    def teacher(self) -> CharRNN:
+        """The trained model whose network this one learns from as well (knowledge distillation), on the same
+        vocabulary."""
+        teacher = CharRNN.from_pretrained(self.cfg.teacher)
+        if teacher.vocab.to_dict() != self.vocab.to_dict():
+            raise ValueError(f"the teacher {self.cfg.teacher} has another vocabulary: train it on the same corpus "
+                             "with the same --min-count and --newlines")
+        return teacher
 
     def build(self) -> CharRNN:
         """A fresh model as cfg says, its smoothing prior the unigram of the training ids."""
@@ -155,15 +169,21 @@ class CharTask:
     def batches(self, generator):
         cfg, self.state = self.cfg, None
         ids = rare_to_unk(self.ids, cfg.unk_dropout, self.vocab.unk_id, generator)
-        return (SAMPLERS[cfg.sampler](ids, cfg.batch_size, cfg.num_steps, generator),
-                num_batches(len(ids), cfg.batch_size, cfg.num_steps))
+        total = num_batches(len(ids), cfg.batch_size, cfg.num_steps)
+        if self.taught is None:
+            return SAMPLERS[cfg.sampler](ids, cfg.batch_size, cfg.num_steps, generator), total
+        positions = SAMPLERS[cfg.sampler](torch.arange(len(ids)), cfg.batch_size, cfg.num_steps, generator)
+        return ((ids[x], ids[y], self.taught[x]) for x, y in positions), total
 
     def loss(self, model, batch):
-        x, y = batch
+        x, y, *taught = batch
         logits, state = model(x, self.state if self.cfg.sampler == "sequential" else None)
         self.state = detach(state)
         prior = unwrapped(model).prior
-        return (*smoothed_loss(logits.flatten(0, 1), y.flatten(), self.cfg.label_smoothing, prior), y.numel())
+        loss, plain = smoothed_loss(logits.flatten(0, 1), y.flatten(), self.cfg.label_smoothing, prior)
+        if taught:
+            loss = (1 - self.cfg.distill) * loss + self.cfg.distill * distilled_loss(logits, *taught)
+        return loss, plain, y.numel()
 
     def validate(self, model) -> float:
         return fair_perplexity(model, self.val_text)
