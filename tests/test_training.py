@@ -15,6 +15,7 @@ from conftest import tiny_config
 from charrnn.evaluate import fair_perplexity
 from training.data import split
 from hub_card.card import write_card
+from training import objective
 from training.objective import distilled_loss, teacher_targets
 from training.train import CharTask, smoothed_loss, train
 
@@ -183,3 +184,9 @@ def test_a_teacher_must_fit(tiny_model_dir, english_model_dir, lyrics_file, tmp_
         train(tiny_config(lyrics_file, tmp_path / "c", teacher=str(tiny_model_dir), task="next-line"))
     with pytest.raises(ValueError):  # a folder that is not there: ModelFileError, which the CLI reports plainly
         train(tiny_config(lyrics_file, tmp_path / "d", teacher=str(tmp_path / "missing")))
+
+
+def test_a_teacher_whose_distributions_would_not_fit_in_memory_is_refused(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(objective, "MAX_TAUGHT_BYTES", 1000)
+    with pytest.raises(ValueError, match="GiB"):
+        teacher_targets(CharRNN.from_pretrained(tiny_model_dir), torch.zeros(1000, dtype=torch.long))
