@@ -3,6 +3,7 @@
     python app.py                      # the variants in models.txt (make models trains them)
     CHARRNN_MODELS=user/charrnn-jaychou-lstm python app.py    # or Hub repos
 """
+import gc
 import logging
 import os
 import sys
@@ -72,7 +73,11 @@ def main() -> None:
     coming.start(variants, next_lines)
     if not variants and not coming.coming:
         log.warning(NO_MODELS.replace("**", "").replace("`", ""))
-    launch(build_demo(variants, next_lines, coming))
+    demo = build_demo(variants, next_lines, coming)
+    # What is loaded by now lives as long as the server: out of the collector's sight, a full collection no longer
+    # walks it. Those walks took 70-360 ms each, stalling every stream at once (bench/app_latency.py).
+    gc.freeze()
+    launch(demo)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The decoding loops in a process of their own, beside a server: `Decoder().loop(source, model)`.
+"""The decoding loops in processes of their own, beside a server: `Decoder().loop(source, model)`, or
+`shared_decoders(device).loop(source, model)` for the models spread over one process per core.
 
 A web server and the loops in one process take turns at one interpreter lock, so on a CPU neither runs while the
-other does; here the loops decode on one core while the server answers on another (bench/app_latency.py). The
+other does; here the loops decode on cores of their own while the server answers on another (bench/app_latency.py). The
 server's process keeps the model too (it checks each request's options at once, in the caller's thread, and scores
 with it); the decoding process loads its own copy from the same source. The two talk over a socket
 pair: requests and cancellations one way, each request's pieces the other, gathered for a few milliseconds into
@@ -175,13 +176,34 @@ class Decoder:
                 request.put(lost)
 
 
+class Decoders:
+    """Decoding processes, one per core at most, the models dealt out among them in turn as their loops are made
+    (each process is started with its first model). On this 2-core CPU two processes served 16 listeners 1.18x the
+    characters per second of one (bench/app_latency.py, alternated): one process's loops were busy only 80% of a
+    burst, and the server's process used a third of the other core. On a GPU one process steps every loop there."""
+
+    def __init__(self, size: int):
+        self.size, self.started, self.dealt, self.lock = size, [], 0, threading.Lock()
+
+    def loop(self, source: str, model, rows: int = ROWS, waiting: int = WAITING) -> "RemoteLoop":
+        """The decoding loop of the model loaded from source, in the next process's turn."""
+        with self.lock:
+            k, self.dealt = self.dealt % self.size, self.dealt + 1
+            if k == len(self.started):
+                self.started.append(Decoder())
+            decoder = self.started[k]
+        return decoder.loop(source, model, rows, waiting)
+
+
+def processes_for(device: torch.device) -> int:
+    """How many decoding processes serve best: one on a GPU, one per core this process may run on otherwise."""
+    return 1 if device.type == "cuda" else len(os.sched_getaffinity(0))
+
+
 @cache
-def shared_decoder() -> Decoder:
-    """One decoding process for every model. Two (the models shared between them, a process for each core of two)
-    served 16 listeners 1.15x the characters per second in short runs, but in bench/app_latency.py 3.62x and 2.51x
-    per-request decoding's (one: 3.83-4.17x) with a first update p95 of 0.47 s: with the server and its clients,
-    three busy processes on two cores."""
-    return Decoder()
+def shared_decoders(size: int) -> Decoders:
+    """The app's decoding processes, at most size of them."""
+    return Decoders(size)
 
 
 class RemoteRequest(Request):

@@ -454,3 +454,12 @@ def test_the_app_writes_on_after_its_decoding_process_dies(client, server):
     wait_until(lambda: decoder.process is not dead, 15, "no new decoding process")
     text = text_of(request(client, length=40, seed=5))
     assert text == server.variants[LSTM].model.generate("分开", 40, 1.0, seed=5)
+
+
+@pytest.mark.parametrize("name, value, message", [("CHARRNN_DECODERS", "0", "CHARRNN_DECODERS must be a whole number"),
+                                                  ("CHARRNN_DECODERS", "two", "CHARRNN_DECODERS must be a whole number"),
+                                                  ("CHARRNN_DECODING", "gpu", "CHARRNN_DECODING must be loop or")])
+def test_a_bad_serving_setting_stops_the_app_with_a_clear_message(name, value, message):
+    done = subprocess.run([sys.executable, "-c", "import ui.common"], cwd=ROOT, env={**os.environ, name: value},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr

@@ -1,7 +1,9 @@
 """The decoding loops in a process of their own (charrnn.remote): a real child process on a small trained model."""
+import os
 import time
 
 import pytest
+import torch
 
 from charrnn import CharRNN
 from charrnn.form import Options
@@ -144,3 +146,25 @@ def test_an_error_pickle_cannot_carry_travels_as_its_words():
     assert isinstance(carried, RuntimeError) and "lost" in str(carried)
     busy, bad = Busy("full"), ValueError("temperature")
     assert sendable(busy) is busy and sendable(bad) is bad
+
+
+def test_the_models_are_dealt_out_to_the_processes_in_turn(model, english_model_dir, tiny_model_dir):
+    """Two processes, three loops: the first and third share one, the second has the other; each writes what its
+    model writes alone."""
+    english = CharRNN.from_pretrained(english_model_dir)
+    decoders = remote.Decoders(2)
+    try:
+        loops = [decoders.loop(str(folder), m) for folder, m in
+                 ((tiny_model_dir, model), (english_model_dir, english), (tiny_model_dir, model))]
+        assert loops[0].decoder is loops[2].decoder is not loops[1].decoder
+        assert loops[0].decoder.process.pid != loops[1].decoder.process.pid
+        for loop, prefix in zip(loops, ("分开", "The ", "我想")):
+            assert text(loop.stream(prefix, 40, seed=4)) == loop.model.generate(prefix, 40, seed=4)
+    finally:
+        for decoder in decoders.started:
+            decoder.close()
+
+
+def test_one_process_per_core_on_a_cpu_and_one_on_a_gpu():
+    assert remote.processes_for(torch.device("cpu")) == len(os.sched_getaffinity(0))
+    assert remote.processes_for(torch.device("cuda")) == 1

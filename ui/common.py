@@ -14,7 +14,7 @@ from charrnn import CharRNN, ModelFileError, NextLine
 from charrnn.catalog import CELL_NAMES, display_name
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.loading import fetch, is_next_line
-from charrnn.remote import RemoteLoop, shared_decoder
+from charrnn.remote import RemoteLoop, processes_for, shared_decoders
 from charrnn.serving import ROWS, WAITING, Busy
 
 log = logging.getLogger("charrnn.app")
@@ -31,6 +31,9 @@ DECODING = "decoding"  # the concurrency group of the endpoints that decode per 
 SERVING = os.environ.get("CHARRNN_DECODING", "per-request" if SpacesConfig.zero_gpu else "loop")
 if SERVING not in ("loop", "per-request"):
     raise SystemExit(f"CHARRNN_DECODING must be loop or per-request, got {SERVING!r}")
+DECODERS = os.environ.get("CHARRNN_DECODERS", "")  # decoding processes; empty: one per core (one on a GPU)
+if DECODERS and not (DECODERS.isdigit() and int(DECODERS) >= 1):
+    raise SystemExit(f"CHARRNN_DECODERS must be a whole number of processes, 1 or more; got {DECODERS!r}")
 # Every request the loops can hold reaches them; beyond that they answer Busy themselves, at once.
 WRITING = (dict(concurrency_limit=ROWS + WAITING, concurrency_id="writing") if SERVING == "loop" else
            dict(concurrency_limit=CONCURRENCY, concurrency_id=DECODING))
@@ -94,11 +97,16 @@ def load_models(sources: list[str], device: torch.device,
             continue
         name = display_name(source, names_from or sources)  # names the source too where two would read alike
         kind = next_lines if model_class is NextLine else char_models
-        loop = shared_decoder().loop(source, model) if model_class is CharRNN and SERVING == "loop" else None
+        loop = decoders(device).loop(source, model) if model_class is CharRNN and SERVING == "loop" else None
         bigram = getattr(model, "counts", None) or read_bigram(source)  # a model that mixes it in has read it
         kind[name] = Variant(source, model, read_metrics(source), bigram, loop)
         log.info("loaded %s from %s on %s", name, source, device)
     return char_models, next_lines
+
+
+def decoders(device: torch.device):
+    """The decoding processes the models' loops are dealt out to."""
+    return shared_decoders(int(DECODERS) if DECODERS else processes_for(device))
 
 
 def load_variants(sources: list[str], device: torch.device) -> dict[str, Variant]:
