@@ -159,6 +159,9 @@ def test_write_4_shows_candidates_and_one_click_continues_from_one(page):
     sync_api.expect(page.get_by_label("Prefix")).to_have_value(second)
     wait_until(lambda: page.locator("#lyric .prefix").inner_text() == second and written(page) > 0, 15,
                "no continuation of the chosen candidate")
+    page.wait_for_timeout(1000)  # the continuation written, the page scrolled
+    top = page.locator("#lyric").bounding_box()["y"]
+    assert 0 <= top < 900 / 2, f"the lyric being continued is not in view (its top at {top:.0f} px)"
     page.screenshot(path=OUT / "app-candidates-desktop.png", full_page=True)
 
 

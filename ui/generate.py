@@ -27,6 +27,7 @@ EXAMPLES = {  # prefix, lines, acrostic, rhyme
 }
 
 
+SHOW_LYRIC = "() => document.querySelector('#lyric').scrollIntoView({block: 'start', behavior: 'smooth'})"
 UPDATES_PER_SECOND = 100  # all streams together: each update costs gradio about 1 ms of CPU (bench/app_latency.py)
 SLOWEST_UPDATE = 0.5
 
@@ -241,7 +242,9 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
         go = gr.Button("Write", variant="primary", min_width=100)
         go_many = gr.Button(f"Write {PAGE_CANDIDATES}", min_width=100)
         stop = gr.Button("Stop", variant="stop", min_width=100)
-    lyric = gr.HTML("", html_template='<div class="lyric">${value}</div>', elem_id="lyric", autoscroll=True)
+    # Not gradio's autoscroll: outside a scrolling box it scrolls the whole page to its end, past the lyric to the
+    # candidates and examples below it, at every update of a reader who was near there (one who chose a candidate).
+    lyric = gr.HTML("", html_template='<div class="lyric">${value}</div>', elem_id="lyric")
     with gr.Row():
         gr.HTML(LEGEND)
         copy = gr.Button("Copy", size="sm", scale=0, min_width=80)
@@ -286,6 +289,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
         chosen = button.click(lambda p, texts, i=i: (p or "") + texts[i] if i < len(texts) else p, [prefix, picks],
                               prefix, queue=False, api_visibility="private")
         chosen.then(write, inputs, lyric, show_progress="hidden", **writing)
+        button.click(None, js=SHOW_LYRIC)  # the chosen candidate is continued up there, above the candidates
     gr.api(generate, api_name="generate", **WRITING)
     gr.api(candidates, api_name="candidates", **WRITING)
     return picker
