@@ -197,7 +197,9 @@ class Decoders:
 
 def processes_for(device: torch.device) -> int:
     """How many decoding processes serve best: one on a GPU, one per core this process may run on otherwise."""
-    return 1 if device.type == "cuda" else len(os.sched_getaffinity(0))
+    if device.type == "cuda":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no
 
 
 @cache
