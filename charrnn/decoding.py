@@ -354,7 +354,7 @@ class Batch:
                 penalised_row = decoded[row - first]
                 penalised_row[used] *= self.ops.xp.exp(after - before)
                 penalised_row /= penalised_row.sum()
-        return (p if self.scored else decoded), self.stepper.weights(decoded)
+        return p, self.stepper.weights(decoded)  # unscored, p is decoded: the penalised distribution
 
     def restore(self, row: int, saved, state: list, p, q) -> None:
         """Put one sequence back where it was at an earlier step (the arrays of a step are never changed later)."""

@@ -1,5 +1,5 @@
 """The decoding loops in processes of their own, beside a server: `Decoder().loop(source, model)`, or
-`shared_decoders(device).loop(source, model)` for the models spread over one process per core.
+`shared_decoders(processes_for(device)).loop(source, model)` for the models spread over one process per core.
 
 A web server and the loops in one process take turns at one interpreter lock, so on a CPU neither runs while the
 other does; here the loops decode on cores of their own while the server answers on another (bench/app_latency.py). The
