@@ -17,19 +17,26 @@ def main(folder: str = "models") -> None:
     for path in found:
         m = json.loads(path.read_text(encoding="utf-8"))
         cfg = m["train_config"]
-        baselines[m["corpus"]] = (m["unigram_ppl"], m["bigram_ppl"])
+        known = baselines.setdefault(m["corpus"], {})
+        known.update({k: m[k] for k in ("unigram_ppl", "bigram_ppl", "bigram_lexicon_ppl") if k in m})
         network = m.get("network_val_ppl", m["val_ppl"])  # folders made before the mixture: the network alone
+        counted = m.get("bigram_lexicon_ppl")
         rows.append([path.parent.name, cfg["cell"] if cfg.get("task", "chars") == "chars" else "next-line", f"{m['params']:,}",
                      f"{m['best_epoch']}/{m['epochs']}", m["train_seconds"], m["train_ppl"], network,
-                     f"{m.get('count_weight', 0):.0%}", m["val_ppl"], m["val_ppl"] / m["bigram_ppl"],
+                     f"{m.get('count_weight', 0):.0%}", f"{m.get('lexicon_weight', 0):.0%}", m["val_ppl"],
+                     m["val_ppl"] / m["bigram_ppl"], m["val_ppl"] / counted if counted else "",
                      m["val_ppl"] / m["unigram_ppl"]])
-    for corpus, (unigram, bigram) in baselines.items():
-        rows.append([f"unigram baseline ({corpus})", "", "", "", "", "", "", "", unigram, unigram / bigram, 1.0])
-        rows.append([f"bigram baseline ({corpus})", "", "", "", "", "", "", "", bigram, 1.0, bigram / unigram])
+    for corpus, b in baselines.items():
+        unigram, bigram = b["unigram_ppl"], b["bigram_ppl"]
+        rows.append([f"unigram baseline ({corpus})", *[""] * 8, unigram, unigram / bigram, "", 1.0])
+        rows.append([f"bigram baseline ({corpus})", *[""] * 8, bigram, 1.0, "", bigram / unigram])
+        if "bigram_lexicon_ppl" in b:
+            counted = b["bigram_lexicon_ppl"]
+            rows.append([f"bigram + lexicon baseline ({corpus})", *[""] * 8, counted, counted / bigram, 1.0,
+                         counted / unigram])
     table("Fair held-out perplexity (last 10% of each corpus; lower is better)",
-          ["variant", "cell", "params", "best/epochs", "train s", "train ppl", "network alone", "counts mixed in",
-           "held-out ppl", "vs bigram", "vs unigram"], rows)
-
+          ["variant", "cell", "params", "best/epochs", "train s", "train ppl", "network alone", "bigram mixed in",
+           "lexicon mixed in", "held-out ppl", "vs bigram", "vs bigram + lexicon", "vs unigram"], rows)
 
 if __name__ == "__main__":
     main(*sys.argv[1:])

@@ -15,6 +15,7 @@ import torch
 
 from . import backends
 from .cells import layer_weights
+from .evaluate import line_start
 from .form import REWIND_STEPS, Candidate, Options, Sequence, Step
 
 UNIFORMS_PER_DRAW = 256
@@ -50,13 +51,13 @@ class Stepper:
         self.input_table = self.array(torch.addmm(b_ih0, inputs, w_ih0.t()))  # [V, G*H]: row v is token v's input
         self.layers = [(self.weight(w_ih.t()) if k else None, self.array(b_ih), self.weight(w_hh.t()), self.array(b_hh))
                        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers)]
-        # The count model's share of the model's probabilities (model.mixed), and its table times that share: each
+        # The count models' share of the model's probabilities (model.mixed), and their table times that share: each
         # row's counted part after the character just read.
-        self.count_weight = model.count_weight
+        self.count_share = model.count_share
         # Scaled once here, not each step: a long-lived batch (serving.Loop) steps thousands of times.
-        self.counts = self.array(model.count_table(model.device) * model.count_weight) if model.count_weight else None
+        self.counts = self.array(model.count_table(model.device) * model.count_share) if model.count_share else None
         # A network trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
-        self.prior = self.array(model.prior * model.smoothing * (1 - self.count_weight)) if model.smoothing else None
+        self.prior = self.array(model.prior * model.smoothing * (1 - self.count_share)) if model.smoothing else None
         self.proj_w = self.weight(model.proj.weight.detach().t()) if model.proj else None
         self.head_w, self.head_b = self.weight(model.head.weight.detach().t()), self.array(model.head.bias.detach())
 
@@ -81,7 +82,7 @@ class Stepper:
         mixed with the count model's row after each previous character where the model mixes one in."""
         p = self.ops.softmax(scores.logits)
         if self.counts is not None:
-            p *= 1 - self.count_weight
+            p *= 1 - self.count_share
             p += self.ops.rows(self.counts, scores.previous)
         return p
 
@@ -132,8 +133,7 @@ class Next(NamedTuple):
 def prime(model, stepper: Stepper, prefixes: list[str]):
     """Run the prefixes through the model, those of one length together: the next-character logits after
     each and the state, in the order given."""
-    start = "\n" if "\n" in model.vocab else " "  # an empty prefix starts where a line starts
-    encoded = [model.vocab.encode(prefix or start) for prefix in prefixes]
+    encoded = [model.vocab.encode(prefix or line_start(model.vocab)) for prefix in prefixes]
     groups = {}
     for row, ids in enumerate(encoded):
         groups.setdefault(len(ids), []).append(row)

@@ -91,7 +91,7 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
     model.eval()
     vocab = model.vocab
     text = normalize(text, vocab.newlines)  # what the model reads: its own line breaks
-    lead = vocab.encode(context or ("\n" if "\n" in vocab else " "))
+    lead = vocab.encode(context or line_start(vocab))
     state = state_after(model, lead[:-1])
     targets = torch.tensor(vocab.encode(text), device=model.device)
     inputs = torch.cat([torch.tensor(lead[-1:], device=model.device), targets[:-1]])
@@ -100,6 +100,20 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
         log_probs, state = model.log_probs(inputs[None, start:start + CHUNK], state)
         judge(log_probs[0], targets[start:start + CHUNK], start)
     return judge.score(text, vocab.itos)
+
+
+def line_start(vocab) -> str:
+    """What the first character of a text scored without context follows."""
+    return "\n" if "\n" in vocab else " "
+
+
+def table_probs(table: torch.Tensor, vocab, text: str) -> np.ndarray:
+    """Each character's fair probability under a count table [V, V] (P(next id | previous id)), text read as score
+    reads it without context: the same positions as score(...).probs."""
+    targets = torch.tensor(vocab.encode(text))
+    previous = torch.cat([torch.tensor(vocab.encode(line_start(vocab))), targets[:-1]])
+    unknown = (targets == vocab.unk_id).double()
+    return (table[previous, targets].double() * torch.exp(-OOV_PENALTY * unknown)).numpy()
 
 
 def check(text, context) -> None:

@@ -16,6 +16,7 @@ from huggingface_hub.errors import (
 
 from .cells import CELLS
 from .counts import BIGRAM_NAME, Bigram
+from .lexicon import LEXICON_NAME, Lexicon
 
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE
 CONFIG_NAME = constants.CONFIG_NAME
@@ -121,6 +122,14 @@ def load_counts(source: str, **hub_kwargs):
         return Bigram.load(fetch(source, BIGRAM_NAME, **hub_kwargs))
     except ValueError as e:
         raise ModelFileError(f"{source}: its config.json mixes in a count model, but {BIGRAM_NAME} is not usable: {e}") from None
+
+
+def load_lexicon(source: str, **hub_kwargs):
+    """The lexicon a character model mixes in (config.json's lexicon_weight says it has one)."""
+    try:
+        return Lexicon.load(fetch(source, LEXICON_NAME, **hub_kwargs))
+    except ValueError as e:
+        raise ModelFileError(f"{source}: its config.json mixes in a lexicon, but {LEXICON_NAME} is not usable: {e}") from None
 
 
 def is_next_line(source: str, **hub_kwargs) -> bool:

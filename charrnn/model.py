@@ -12,6 +12,7 @@ from torch.func import functional_call
 from . import decoding, evaluate, loading
 from .cells import dropout, make_cell
 from .counts import BIGRAM_NAME, Bigram
+from .lexicon import LEXICON_NAME, Lexicon
 from .form import MAX_CANDIDATES, Candidate, Options, Rhymes, Step
 from .vocab import Vocab
 
@@ -38,10 +39,10 @@ class CharRNN(
         weight_drop: float = 0.0,
         smoothing: float = 0.0,
         count_weight: float = 0.0,
+        lexicon_weight: float = 0.0,
     ):
         super().__init__()
-        if not 0 <= count_weight < 1:
-            raise ValueError(f"count_weight must be at least 0 and below 1, got {count_weight!r}")
+        check_shares(count_weight, lexicon_weight)
         self.vocab = Vocab.from_dict(vocab)
         self.cell, self.one_hot = cell, one_hot
         self.embed_dropout, self.weight_drop, self.smoothing = embed_dropout, weight_drop, smoothing
@@ -54,10 +55,12 @@ class CharRNN(
         self.head = nn.Linear(head_size or hidden_size, vocab_size)
         # The distribution label smoothing spread `smoothing` of each target over; decoding removes it again.
         self.register_buffer("prior", torch.full((vocab_size,), 1 / vocab_size))
-        # The model's probabilities: (1 - count_weight) * the network's + count_weight * the count model's, a
-        # bigram of the training text (Mikolov's RNNLM mixed its network with an n-gram the same way).
+        # The model's probabilities: the network's mixed with count models', the bigram of the training text at
+        # count_weight (Mikolov's RNNLM mixed its network with an n-gram the same way) and the language's words at
+        # lexicon_weight (a Lexicon of its word-frequency list).
         self.count_weight, self.counts = count_weight, None
-        self.count_tables = {}  # device -> the count model as a table (count_table), made on first use
+        self.lexicon_weight, self.lexicon = lexicon_weight, None
+        self.count_tables = {}  # device -> the count models as one table (count_table), made on first use
 
     def features(self, ids: torch.Tensor, state=None):
         """What the output layer reads [B, T, head_size or H], and the final state."""
@@ -91,38 +94,50 @@ class CharRNN(
         """The model's log-probabilities of each next character [B, T, V] (the network mixed with its count
         model), and the state to carry on with: what scoring reads."""
         logits, state = self(ids, state)
-        if not self.count_weight:
+        if not self.count_share:
             return logits.log_softmax(-1), state
         return self.mixed(logits.softmax(-1), ids).log(), state
 
+    @property
+    def count_share(self) -> float:
+        """The count models' share of every probability, the bigram's and the lexicon's together."""
+        return self.count_weight + self.lexicon_weight
+
     def mixed(self, network, previous):
-        """The network's probabilities [..., V] after the characters previous [...], mixed with the count model's."""
-        return (1 - self.count_weight) * network + self.count_weight * self.count_table(network.device)[previous]
+        """The network's probabilities [..., V] after the characters previous [...], mixed with the count models'."""
+        return (1 - self.count_share) * network + self.count_share * self.count_table(network.device)[previous]
 
     def count_table(self, device) -> torch.Tensor:
-        """The count model as P(next id | previous id) [V, V], made once per device."""
-        if self.counts is None:
-            raise ValueError("this model mixes in a count model (count_weight > 0) but has none: load it with "
-                             "from_pretrained, or give it one with mix_counts")
+        """The count models together as P(next id | previous id) [V, V], each at its share of count_share, made
+        once per device."""
+        if (self.count_weight and self.counts is None) or (self.lexicon_weight and self.lexicon is None):
+            raise ValueError("this model mixes in a count model (count_weight or lexicon_weight > 0) but has none: "
+                             "load it with from_pretrained, or give it one with mix_counts")
         if device not in self.count_tables:
-            self.count_tables[device] = self.counts.table(self.vocab).to(device)
+            parts = [(self.count_weight, self.counts), (self.lexicon_weight, self.lexicon)]
+            table = sum(w * part.table(self.vocab) for w, part in parts if w) / self.count_share
+            self.count_tables[device] = table.to(device)
         return self.count_tables[device]
 
-    def mix_counts(self, counts: Bigram | None, weight: float) -> "CharRNN":
-        """Mix the count model counts in with this share of every probability (0: the network alone); saved with
-        the model (bigram.safetensors, count_weight in config.json)."""
-        if not 0 <= weight < 1 or (weight and counts is None):
-            raise ValueError(f"count_weight must be at least 0 and below 1, with a count model; got {weight!r}")
-        if counts is not self.counts:
-            self.count_tables = {}
-        self.counts, self.count_weight = counts, weight
-        self._hub_mixin_config = {**self._hub_mixin_config, "count_weight": weight}  # what config.json says
+    def mix_counts(self, counts: Bigram | None, weight: float, lexicon: Lexicon | None = None,
+                   lexicon_weight: float = 0.0) -> "CharRNN":
+        """Mix the bigram counts in with the share weight of every probability and the lexicon with lexicon_weight
+        (0: none); saved with the model (bigram.safetensors, lexicon.safetensors, the shares in config.json)."""
+        check_shares(weight, lexicon_weight)
+        if (weight and counts is None) or (lexicon_weight and lexicon is None):
+            raise ValueError("a count model's share needs the count model: got a share without it")
+        self.counts, self.count_weight, self.lexicon, self.lexicon_weight = counts, weight, lexicon, lexicon_weight
+        self.count_tables = {}  # the table mixes the two at their shares
+        # what config.json says
+        self._hub_mixin_config = {**self._hub_mixin_config, "count_weight": weight, "lexicon_weight": lexicon_weight}
         return self
 
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)
         if self.counts is not None:
             self.counts.save(save_directory / BIGRAM_NAME)
+        if self.lexicon is not None:
+            self.lexicon.save(save_directory / LEXICON_NAME)
 
     @property
     def device(self) -> torch.device:
@@ -202,4 +217,13 @@ class CharRNN(
         model = loading.load_pretrained(cls, str(source), map_location, **hub)
         if model.count_weight:
             model.counts = loading.load_counts(str(source), **hub)
+        if model.lexicon_weight:
+            model.lexicon = loading.load_lexicon(str(source), **hub)
         return model
+
+
+def check_shares(count_weight, lexicon_weight) -> None:
+    shares = (count_weight, lexicon_weight)
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in shares) or sum(shares) >= 1:
+        raise ValueError(f"count_weight and lexicon_weight must each be at least 0 and together below 1, got "
+                         f"{count_weight!r} and {lexicon_weight!r}")

@@ -105,12 +105,15 @@ def training_rows(metrics: dict) -> list[tuple[str, str]]:
 
 def result_rows(metrics: dict) -> list[tuple[str, str]]:
     val = f"last {metrics['val_fraction']:.0%}"
-    mixed = [(f"its network alone, held-out text (the model is {1 - metrics['count_weight']:.0%} network, "
-              f"{metrics['count_weight']:.0%} the bigram below)", f"{metrics['network_val_ppl']:.1f}")
-             ] if metrics.get("count_weight") else []
+    bigram, lexicon = metrics.get("count_weight", 0), metrics.get("lexicon_weight", 0)
+    parts = f"{bigram:.0%} the bigram below" + (f", {lexicon:.0%} the lexicon" if lexicon else "")
+    mixed = [(f"its network alone, held-out text (the model is {1 - bigram - lexicon:.0%} network, {parts})",
+              f"{metrics['network_val_ppl']:.1f}")] if bigram or lexicon else []
+    counted = [("bigram and lexicon mixed, held-out text (the share tuned on it)",
+                f"{metrics['bigram_lexicon_ppl']:.1f}")] if "bigram_lexicon_ppl" in metrics else []
     return [(f"this model, held-out text ({val})", f"**{metrics['val_ppl']:.1f}**"), *mixed,
             (f"this model, training text (first {1 - metrics['val_fraction']:.0%})", f"{metrics['train_ppl']:.1f}"),
-            ("bigram baseline, held-out text (interpolated, tuned on it)", f"{metrics['bigram_ppl']:.1f}"),
+            ("bigram baseline, held-out text (interpolated, tuned on it)", f"{metrics['bigram_ppl']:.1f}"), *counted,
             ("unigram baseline, held-out text", f"{metrics['unigram_ppl']:.1f}")]
 
 
@@ -146,7 +149,8 @@ def build_card(folder: Path, metrics: dict, repo_id: str | None = None) -> Model
         sample_prefix=prefix, sample_length=SAMPLE_LENGTH, seed=SEED, samples=samples, source=source,
         train_chars=f"{metrics['train_chars']:,}", train_ppl=f"{metrics['train_ppl']:.1f}",
         val_ppl=f"{metrics['val_ppl']:.1f}", vocab_size=f"{len(model.vocab):,}", teacher=teacher_of(metrics),
-        distill=f"{metrics['train_config'].get('distill', 0):.0%}")
+        distill=f"{metrics['train_config'].get('distill', 0):.0%}", lexicon=model.lexicon and model.lexicon.source,
+        lexicon_share=f"{model.lexicon_weight:.0%}")
 
 
 def write_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from charrnn.counts import BIGRAM_NAME
+from charrnn.lexicon import LEXICON_NAME
 from charrnn.loading import REQUIRED_FILES, check_source
 
 from .card import CARD_NAME, METRICS_NAME, load_metrics, write_card
@@ -9,7 +10,7 @@ from .curve import CURVE_NAME
 from .next_line import HEATMAP_NAME
 from .upload import Commit, check_repo_id
 
-MODEL_FILES = (*REQUIRED_FILES, BIGRAM_NAME, METRICS_NAME, CARD_NAME, CURVE_NAME, HEATMAP_NAME)
+MODEL_FILES = (*REQUIRED_FILES, BIGRAM_NAME, LEXICON_NAME, METRICS_NAME, CARD_NAME, CURVE_NAME, HEATMAP_NAME)
 
 
 def model_commit(folder: str | Path, repo_id: str, revision: str = "main", private: bool = False) -> Commit:
@@ -21,5 +22,5 @@ def model_commit(folder: str | Path, repo_id: str, revision: str = "main", priva
     write_card(folder, repo_id)  # writes the card and the curve: now every one of MODEL_FILES is there
     cell = metrics["train_config"]["cell"]
     message = f"Upload {folder.name}: {cell}, held-out perplexity {metrics['val_ppl']:.1f} on {metrics['corpus']}"
-    files = [name for name in MODEL_FILES if (folder / name).is_file()]  # the bigram is newer, the heatmap next-line only
+    files = [name for name in MODEL_FILES if (folder / name).is_file()]  # the bigram and lexicon are newer, the heatmap next-line only
     return Commit(folder, files, repo_id, "model", message, revision, private)

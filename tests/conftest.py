@@ -14,13 +14,13 @@ from training.train import DATA_DIR, TrainConfig, train  # noqa: E402
 
 def forward_probs(model, ids: list[int]) -> torch.Tensor:
     """The model's probability of each next character [len(ids), V] from one full forward pass, by hand: the
-    network's softmax, mixed with the count model's row after each character where the model has one."""
+    network's softmax, mixed with the count models' rows after each character where the model has them."""
     with torch.no_grad():
         logits, _ = model(torch.tensor([ids]))
     probs = logits[0].softmax(-1)
-    if model.count_weight:
-        probs = (1 - model.count_weight) * probs + model.count_weight * model.counts.table(model.vocab)[ids]
-    return probs
+    parts = [(w, counts) for w, counts in ((model.count_weight, model.counts), (model.lexicon_weight, model.lexicon)) if w]
+    mixed = (1 - sum(w for w, _ in parts)) * probs
+    return mixed + sum(w * counts.table(model.vocab)[ids] for w, counts in parts) if parts else probs
 
 
 def pieces_text(pieces) -> str:
@@ -56,9 +56,10 @@ def tiny_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, lyrics_file) -> Path:
-    """A Hub-ready folder of a small LSTM trained for two epochs on lyrics_file."""
+    """A Hub-ready folder of a small LSTM trained for two epochs on lyrics_file, mixing in the bigram and the
+    lexicon of Chinese as the lyrics models do."""
     out = tmp_path_factory.mktemp("models") / "jaychou-lstm"
-    train(tiny_config(lyrics_file, out))
+    train(tiny_config(lyrics_file, out, lexicon="zh"))
     return out
 
 

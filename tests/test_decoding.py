@@ -20,7 +20,7 @@ def next_char_probs(model, probs: torch.Tensor, temperature: float = 1.0) -> tor
     """What decoding should sample from, given the model's probabilities [..., V] (conftest.forward_probs): its
     network predicts (1 - e) p + e * prior, so the network's share of the smoothing prior comes back out; then
     <unk> never, then the temperature. This is where decoding departs from the distribution scoring uses."""
-    probs = (probs - (1 - model.count_weight) * model.smoothing * model.prior).clamp(min=0)
+    probs = (probs - (1 - model.count_share) * model.smoothing * model.prior).clamp(min=0)
     probs[..., model.vocab.unk_id] = 0
     return probs ** (1 / temperature)
 

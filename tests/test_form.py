@@ -135,9 +135,9 @@ def assert_form(model, prefix, text, length, **options):
 def forward_logits(model, prefix: str, text: str = "") -> torch.Tensor:
     """The scores decoding reads [len(text) + 1, V], predicting each character of text and the one after, from one
     full forward pass (an empty prefix is read as a line break, as decoding primes it): the network's logits, or
-    for a model that mixes in a count model, the log of the mixture (conftest.forward_probs)."""
+    for a model that mixes in count models, the log of the mixture (conftest.forward_probs)."""
     ids = model.vocab.encode((prefix or "\n") + text)
-    if model.count_weight:
+    if model.count_share:
         scores = forward_probs(model, ids).log()
     else:
         with torch.no_grad():
@@ -147,7 +147,7 @@ def forward_logits(model, prefix: str, text: str = "") -> torch.Tensor:
 
 def decoding_distribution(model, logits: torch.Tensor, temperature: float = 1.0, top_k=None) -> torch.Tensor:
     """What decoding samples from (see test_decoding.next_char_probs), normalised, then cut to the top k."""
-    probs = (logits.softmax(-1) - (1 - model.count_weight) * model.smoothing * model.prior).clamp(min=0)
+    probs = (logits.softmax(-1) - (1 - model.count_share) * model.smoothing * model.prior).clamp(min=0)
     probs[..., model.vocab.unk_id] = 0
     probs = probs ** (1 / temperature)
     if top_k:

@@ -1,6 +1,7 @@
-"""A character model mixes its network with a count model (the bigram of its training text): the count model's
-rows sum to one over the model's vocabulary; scoring, decoding and candidates all read the same mixture; the
-extended Hub folder saves and loads exactly and strictly; a folder made before the mixture still loads."""
+"""A character model mixes its network with count models (the bigram of its training text, and the lexicon of its
+language): the bigram's rows sum to one over the model's vocabulary (the lexicon's: test_lexicon.py); scoring,
+decoding and candidates all read the same mixture; the extended Hub folder saves and loads exactly and strictly;
+folders made before the mixture, and before the lexicon, still load."""
 import json
 import shutil
 
@@ -13,16 +14,23 @@ from charrnn import CharRNN, Vocab
 from charrnn.backends import NUMPY_ROWS
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.decoding import Batch
+from charrnn.lexicon import LEXICON_NAME
 from charrnn.form import Options
 from charrnn.loading import ModelFileError
 from conftest import forward_probs
 
 
+def at_shares(model, count_weight=0.3, lexicon_weight=0.3):
+    """The model with its bigram and lexicon at these shares (0.3 each: every part weighs)."""
+    return model.mix_counts(model.counts, count_weight, model.lexicon, lexicon_weight)
+
+
 @pytest.fixture(scope="module")
 def mixed(tiny_model_dir):
     model = CharRNN.from_pretrained(tiny_model_dir)
-    assert model.count_weight > 0 and model.counts is not None  # training mixed it in
-    return model.mix_counts(model.counts, 0.3)  # a share where both parts weigh
+    assert model.count_weight > 0 and model.counts is not None  # training mixed them in
+    assert model.lexicon_weight > 0 and model.lexicon is not None
+    return at_shares(model)
 
 
 @settings(max_examples=50, deadline=None)
@@ -49,9 +57,9 @@ def test_scoring_reads_the_mixture(mixed, lyrics_file):
     expected = [float(row[t]) / (10000 if t == mixed.vocab.unk_id else 1) for row, t in zip(probs, targets)]
     score = mixed.score(text, context)
     assert [c.prob for c in score.chars] == pytest.approx(expected, rel=1e-4)
-    alone = mixed.mix_counts(mixed.counts, 0.0).score(text, context).nll  # the network alone scores otherwise:
-    mixed.mix_counts(mixed.counts, 0.3)                                  # the mixture is really read
-    assert abs(alone - score.nll) > 0.1
+    for shares in ((0.0, 0.0), (0.3, 0.0), (0.0, 0.3)):  # the network alone, and each count model left out,
+        assert abs(at_shares(mixed, *shares).score(text, context).nll - score.nll) > 0.1  # score otherwise
+    at_shares(mixed)
 
 
 @pytest.mark.parametrize("rows", [1, 3, NUMPY_ROWS + 1],
@@ -64,7 +72,7 @@ def test_decoding_reads_the_same_mixture_less_the_networks_smoothing(mixed, rows
     probs = forward_probs(mixed, mixed.vocab.encode(prefix))[-1]
     for row in range(rows):
         torch.testing.assert_close(torch.as_tensor(batch.p[row]), probs, rtol=1e-4, atol=1e-7)
-        expected = (probs - (1 - mixed.count_weight) * mixed.smoothing * mixed.prior).clamp(min=0)
+        expected = (probs - (1 - mixed.count_share) * mixed.smoothing * mixed.prior).clamp(min=0)
         expected[mixed.vocab.unk_id] = 0
         torch.testing.assert_close(torch.as_tensor(batch.q[row]), expected, rtol=1e-4, atol=1e-7)
 
@@ -76,11 +84,13 @@ def test_candidates_log_probability_is_the_scored_one(mixed):
 
 def test_the_mixture_saves_and_loads_exactly(mixed, tmp_path):
     mixed.save_pretrained(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / "config.json").read_text())["count_weight"] == 0.3
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (config["count_weight"], config["lexicon_weight"]) == (0.3, 0.3)
     loaded = CharRNN.from_pretrained(tmp_path / "m")
-    assert loaded.count_weight == 0.3
+    assert (loaded.count_weight, loaded.lexicon_weight) == (0.3, 0.3)
     assert (loaded.counts.unigram, loaded.counts.pairs, loaded.counts.weight) == (
         mixed.counts.unigram, mixed.counts.pairs, mixed.counts.weight)
+    torch.testing.assert_close(loaded.count_table("cpu"), mixed.count_table("cpu"), rtol=0, atol=0)
     assert loaded.score("我想要你的微笑").nll == mixed.score("我想要你的微笑").nll
     assert loaded.generate("分开", 40, seed=3) == mixed.generate("分开", 40, seed=3)
 
@@ -96,16 +106,37 @@ def test_a_mixing_folder_without_its_count_model_is_refused_clearly(tiny_model_d
         CharRNN.from_pretrained(folder)
 
 
-@pytest.mark.parametrize("weight", [-0.1, 1.0, 2])
-def test_a_share_out_of_range_is_refused(tiny_model_dir, tmp_path, weight):
+def test_a_mixing_folder_without_its_lexicon_is_refused_clearly(tiny_model_dir, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / LEXICON_NAME).unlink()
+    with pytest.raises(ModelFileError, match="mixes in a lexicon, but lexicon.safetensors is not usable"):
+        CharRNN.from_pretrained(folder)
+    (folder / LEXICON_NAME).write_bytes(b"\x00damaged")
+    with pytest.raises(ModelFileError, match="mixes in a lexicon"):
+        CharRNN.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("shares", [(-0.1, 0.2), (1.0, 0.0), (2, 0.0), (0.2, -0.1), (0.0, 1.0), (0.6, 0.4),
+                                    ("0.3", 0.2), (0.2, None), (True, 0.2)])
+def test_a_share_out_of_range_is_refused(tiny_model_dir, tmp_path, shares):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model_dir, folder)
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "count_weight": weight}))
-    with pytest.raises(ModelFileError, match="count_weight must be at least 0 and below 1"):
+    (folder / "config.json").write_text(json.dumps({**config, "count_weight": shares[0], "lexicon_weight": shares[1]}))
+    message = "count_weight and lexicon_weight must each be at least 0 and together below 1"
+    with pytest.raises(ModelFileError, match=message):
         CharRNN.from_pretrained(folder)
-    with pytest.raises(ValueError, match="count_weight must be"):
-        CharRNN.from_pretrained(tiny_model_dir).mix_counts(Bigram.count("ab"), weight)
+    model = CharRNN.from_pretrained(tiny_model_dir)
+    with pytest.raises(ValueError, match=message):
+        model.mix_counts(Bigram.count("ab"), shares[0], model.lexicon, shares[1])
+
+
+def test_a_share_without_its_count_model_is_refused(tiny_model_dir):
+    model = CharRNN.from_pretrained(tiny_model_dir)
+    for args in ((None, 0.2), (model.counts, 0.2, None, 0.2)):
+        with pytest.raises(ValueError, match="a count model's share needs the count model"):
+            model.mix_counts(*args)
 
 
 def test_a_folder_made_before_the_mixture_still_loads(tiny_model_dir, tmp_path):
@@ -113,14 +144,31 @@ def test_a_folder_made_before_the_mixture_still_loads(tiny_model_dir, tmp_path):
     folder = tmp_path / "old"
     shutil.copytree(tiny_model_dir, folder)
     config = json.loads((folder / "config.json").read_text())
-    del config["count_weight"]
+    del config["count_weight"], config["lexicon_weight"]
     (folder / "config.json").write_text(json.dumps(config))
     (folder / BIGRAM_NAME).unlink()
+    (folder / LEXICON_NAME).unlink()
     old = CharRNN.from_pretrained(folder)
-    assert old.count_weight == 0 and old.counts is None
+    assert old.count_share == 0 and old.counts is None and old.lexicon is None
     ids = old.vocab.encode("\n我想要你的微笑")
     with torch.no_grad():
         logits, _ = old(torch.tensor([ids]))
     expected = logits[0, :-1].log_softmax(-1).gather(1, torch.tensor(ids[1:])[:, None]).sum().item()
+    assert old.score("我想要你的微笑").nll == pytest.approx(-expected, rel=1e-5)
+    assert len(old.generate("分开", 20, seed=1)) == 20
+
+
+def test_a_folder_made_before_the_lexicon_still_loads(tiny_model_dir, tmp_path):
+    """Its config.json has no lexicon_weight and it has no lexicon.safetensors: the network and the bigram."""
+    folder = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["lexicon_weight"]
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / LEXICON_NAME).unlink()
+    old = CharRNN.from_pretrained(folder)
+    assert old.lexicon_weight == 0 and old.lexicon is None and old.count_weight == config["count_weight"]
+    ids = old.vocab.encode("\n我想要你的微笑")
+    expected = forward_probs(old, ids)[:-1].gather(1, torch.tensor(ids[1:])[:, None]).log().sum().item()
     assert old.score("我想要你的微笑").nll == pytest.approx(-expected, rel=1e-5)
     assert len(old.generate("分开", 20, seed=1)) == 20

@@ -26,12 +26,14 @@ def test_trained_folder_is_hub_ready_with_metrics(tiny_model_dir, lyrics_file):
     metrics = json.loads((tiny_model_dir / "metrics.json").read_text())
     assert len(metrics["history"]) == 2 and metrics["best_epoch"] in (1, 2)
     assert metrics["network_val_ppl"] == min(h["val_ppl"] for h in metrics["history"])
-    assert 0 <= metrics["count_weight"] < 1 and metrics["val_ppl"] <= metrics["network_val_ppl"]
+    assert 0 <= metrics["count_weight"] + metrics["lexicon_weight"] < 1
+    assert metrics["val_ppl"] <= metrics["network_val_ppl"]
     assert metrics["chars_per_second"] > 0 and metrics["train_seconds"] > 0
     assert metrics["unigram_ppl"] > metrics["bigram_ppl"] > 1
     # It learned something: held-out text is far likelier than under the same network untrained.
     trained = CharRNN.from_pretrained(tiny_model_dir)
-    untrained = CharRNN(**{**json.loads((tiny_model_dir / "config.json").read_text()), "count_weight": 0.0})
+    untrained = CharRNN(**{**json.loads((tiny_model_dir / "config.json").read_text()), "count_weight": 0.0,
+                           "lexicon_weight": 0.0})
     _, val = split(lyrics_file.read_text(encoding="utf-8"))
     assert fair_perplexity(trained, val) == pytest.approx(metrics["val_ppl"])
     assert metrics["val_ppl"] < 0.5 * fair_perplexity(untrained, val)

@@ -40,6 +40,9 @@ HELP = {
     "ema": "decay of the exponential moving average of weights that is evaluated and exported",
     "mix_counts": "character models: mix the network with the bigram of the training text, at the share that "
                   "scores the held-out text best (saved with the model, used by decoding and scoring alike)",
+    "lexicon": "character models: a language code (zh, en, ...): mix in its words as a count model too, which "
+               "character follows which inside words of wordfreq's frequency list, at the share that scores the "
+               "held-out text best",
     "teacher": "character models: a trained model folder (same corpus and vocabulary) whose network's distribution "
                "this one learns from as well (knowledge distillation)",
     "distill": "with --teacher: the teacher's share of the loss (the rest is the smoothed cross-entropy)",

@@ -68,8 +68,9 @@ class NextLineTask:
     def __init__(self, cfg, vocab: Vocab, train_text: str, val_text: str):
         if "\n" not in vocab:
             raise ValueError("--task next-line needs line breaks in the text (and --newlines keep)")
-        if cfg.teacher:
-            raise ValueError("--teacher is for character models (--task chars)")
+        for flag, value in (("--teacher", cfg.teacher), ("--lexicon", cfg.lexicon)):
+            if value:
+                raise ValueError(f"{flag} is for character models (--task chars)")
         self.cfg, self.vocab, self.train_text, self.val_text = cfg, vocab, train_text, val_text
         self.train_pairs, self.val_pairs = line_pairs(train_text), line_pairs(val_text)
         if not self.train_pairs or not self.val_pairs:
@@ -126,4 +127,4 @@ class NextLineTask:
         bigram = Bigram.count(self.train_text).tune(self.val_text)
         nll = {w: sum(bigram.score(b + "\n", "\n", weight=w).nll for _, b in self.val_pairs) for w in (0.0, None)}
         count = sum(len(b) + 1 for _, b in self.val_pairs)
-        return bigram, math.exp(nll[0.0] / count), math.exp(nll[None] / count)
+        return bigram, {"unigram_ppl": math.exp(nll[0.0] / count), "bigram_ppl": math.exp(nll[None] / count)}

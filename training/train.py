@@ -1,6 +1,7 @@
 """The training loop: batches -> loss -> clipped update -> averaged weights -> fair validation -> best kept."""
 import copy
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
@@ -17,7 +19,9 @@ from tqdm.auto import tqdm
 from charrnn import CharRNN, Vocab
 from charrnn.catalog import progress_file
 from charrnn.counts import BIGRAM_NAME, Bigram
-from charrnn.evaluate import fair_perplexity, score
+from charrnn.evaluate import fair_perplexity, score, table_probs
+from charrnn.lexicon import Lexicon
+from charrnn.vocab import normalize
 
 from . import checkpoint
 from .distributed import World, joined, unwrapped
@@ -30,8 +34,8 @@ DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.p
 DEFAULT_CORPUS = str(DATA_DIR / "jaychou_lyrics.txt")
 METRICS_NAME = "metrics.json"
 # Settings a resumed run may change; any other difference means a different run.
-RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts"}
-COUNT_WEIGHTS = [k / 20 for k in range(20)]  # the count model's shares tried on the held-out text
+RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts", "lexicon"}
+COUNT_WEIGHTS = [k / 20 for k in range(20)]  # each count model's shares tried on the held-out text
 
 
 @dataclass
@@ -64,6 +68,7 @@ class TrainConfig:
     label_smoothing: float = 0.3
     ema: float = 0.99
     mix_counts: bool = True
+    lexicon: str | None = None
     teacher: str | None = None
     distill: float = 0.6
     epochs: int = 100
@@ -147,6 +152,11 @@ class CharTask:
         if not 0 <= cfg.distill <= 1:
             raise ValueError(f"--distill is the teacher's share of the loss, from 0 to 1; got {cfg.distill}")
         self.taught = teacher_targets(self.teacher(), self.ids) if cfg.teacher else None  # [N, V]
+        if cfg.lexicon and not cfg.mix_counts:
+            raise ValueError("--lexicon is a count model mixed into the model's probabilities: it needs --mix-counts")
+        # Every character of the training text, not only the vocabulary's: the bigram baseline counts them all.
+        self.counted = sorted(set(normalize(train_text, cfg.newlines)))
+        self.lexicon = Lexicon.of_language(cfg.lexicon, self.counted) if cfg.lexicon else None
 
     def teacher(self) -> CharRNN:
         """The trained model whose network this one learns from as well (knowledge distillation), on the same
@@ -196,17 +206,39 @@ class CharTask:
         prefixes = [p for p in cfg.sample_prefixes if not model.vocab.unknown(p)] or [""]
         return {p: model.generate(p, cfg.sample_length, temperature=0.8, seed=cfg.seed) for p in prefixes}
 
-    def baselines(self):
-        """The bigram counted on the training text, and the unigram and bigram perplexities of the held-out text."""
-        return baselines(self.train_text, self.val_text, self.cfg.newlines)
+    def baselines(self) -> tuple[Bigram, dict]:
+        """The bigram counted on the training text, and the held-out perplexities of the unigram, the bigram and,
+        with a lexicon, the bigram and the lexicon mixed (their share chosen as the models' are)."""
+        bigram, unigram_ppl, bigram_ppl = baselines(self.train_text, self.val_text, self.cfg.newlines)
+        found = {"unigram_ppl": unigram_ppl, "bigram_ppl": bigram_ppl}
+        if self.lexicon:
+            counted = Vocab(self.counted, self.cfg.newlines)
+            parts = [table_probs(counts.table(counted), counted, self.val_text) for counts in (bigram, self.lexicon)]
+            found["bigram_lexicon_ppl"] = math.exp(mixture_nll(parts[0], parts[1:], best_shares(*parts)) / len(parts[0]))
+        return bigram, found
 
     def mix(self, model: CharRNN, bigram: Bigram) -> CharRNN:
-        """The model with the bigram mixed in at the share that scores the held-out text best, as the bigram's own
-        weight is chosen (one number fitted on that text, the same optimism as the baseline's)."""
+        """The model with its count models (the bigram, and the lexicon if any) mixed in at the shares that score
+        the held-out text best, as the bigram's own weight is chosen (numbers fitted on that text, the same optimism
+        as the baseline's)."""
         if not self.cfg.mix_counts:
             return model
-        share = min(COUNT_WEIGHTS, key=lambda w: fair_perplexity(model.mix_counts(bigram, w), self.val_text))
-        return model.mix_counts(bigram, share)
+        counts = [bigram, *([self.lexicon] if self.lexicon else [])]
+        parts = [table_probs(c.table(self.vocab), self.vocab, self.val_text) for c in counts]
+        shares = best_shares(score(model, self.val_text).probs.astype(np.float64), *parts)
+        return model.mix_counts(bigram, shares[0], self.lexicon, shares[1] if self.lexicon else 0.0)
+
+
+def mixture_nll(network: np.ndarray, counts: list[np.ndarray], shares) -> float:
+    """The negative log-likelihood of a mixture, from each part's probability of every held-out character."""
+    return -np.log((1 - sum(shares)) * network + sum(w * c for w, c in zip(shares, counts))).sum()
+
+
+def best_shares(network: np.ndarray, *counts: np.ndarray) -> tuple[float, ...]:
+    """The count models' shares, each on COUNT_WEIGHTS and together below 1, whose mixture with the network scores
+    best, from each part's probability of every held-out character (what CharRNN.mixed gives them)."""
+    grid = [s for s in itertools.product(COUNT_WEIGHTS, repeat=len(counts)) if sum(s) < 1 - 1e-9]
+    return min(grid, key=lambda shares: mixture_nll(network, list(counts), shares))
 
 
 def check_resumable(saved: dict, cfg: TrainConfig) -> None:
@@ -295,14 +327,16 @@ def train_in(world, device, cfg: TrainConfig) -> dict:
     if not world.main:
         return world.from_main(None)
     model.load_state_dict(best_state)
-    bigram, unigram_ppl, bigram_ppl = task.baselines()
+    bigram, baseline_ppls = task.baselines()
     model = task.mix(model, bigram)
-    metrics = final_metrics(model, task, run, text, unigram_ppl, bigram_ppl) | {"processes": world.size}
+    metrics = final_metrics(model, task, run, text, baseline_ppls) | {"processes": world.size}
     export(model, bigram, Path(cfg.out), metrics)
     progress_file(cfg.out).unlink(missing_ok=True)
     if cfg.progress:
+        lexicon = f", the lexicon at {metrics['lexicon_weight']:.0%}" if metrics["lexicon_weight"] else ""
         tqdm.write(f"held-out ppl {metrics['val_ppl']:.2f} (the network alone {run['best_val']:.2f} at epoch "
-                   f"{run['best_epoch']}, the bigram mixed in at {metrics['count_weight']:.0%}); saved to {cfg.out}")
+                   f"{run['best_epoch']}, the bigram mixed in at {metrics['count_weight']:.0%}{lexicon}); saved to "
+                   f"{cfg.out}")
     return world.from_main(metrics)
 
 
@@ -324,7 +358,7 @@ def epoch_seconds(run: dict) -> float:
     return history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0) if history else 0.0
 
 
-def final_metrics(model, task, run, text, unigram_ppl, bigram_ppl) -> dict:
+def final_metrics(model, task, run, text, baseline_ppls: dict) -> dict:
     cfg, train_text = task.cfg, task.train_text
     return {
         "corpus": Path(cfg.corpus).name,
@@ -334,7 +368,8 @@ def final_metrics(model, task, run, text, unigram_ppl, bigram_ppl) -> dict:
         "train_ppl": task.train_perplexity(model),
         "val_ppl": task.validate(model),
         "network_val_ppl": run["best_val"], "count_weight": getattr(model, "count_weight", 0.0),
-        "unigram_ppl": unigram_ppl, "bigram_ppl": bigram_ppl,
+        "lexicon_weight": getattr(model, "lexicon_weight", 0.0),
+        **baseline_ppls,
         "best_epoch": run["best_epoch"], "epochs": run["epoch"],
         "train_seconds": round(run["seconds"], 2),
         "chars_per_second": round(run["chars"] / max(run["train_seconds"], 1e-9)),

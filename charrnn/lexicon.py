@@ -1,0 +1,109 @@
+"""A language's words as a count model: which character follows which inside the words people write, from a
+word-frequency list (wordfreq's), so a model knows words that its training text never showed it.
+
+The list is read as text made of words drawn by their frequency: after a character p, the next one continues a
+word in which p stood, or p ended its word and the next begins another one:
+
+    P(c | p) = (pairs(p, c) + ends(p) * first(c)) / (follows(p) + ends(p))
+
+with pairs(p, c) the frequency of words in which c follows p, ends(p) that of words ending in p, follows(p) that of
+p followed by anything, and first(c) the share of words beginning with c. After a character that no word holds
+(a line break, a space, punctuation, <unk>) the row is first(.) alone. A character model mixes these rows in
+beside its bigram (CharRNN.lexicon_weight); only the characters of its training text are kept.
+"""
+import json
+from collections import defaultdict
+
+import numpy as np
+import safetensors.numpy
+import torch
+
+LEXICON_NAME = "lexicon.safetensors"
+WORDLIST = "large"
+
+
+class Lexicon:
+    def __init__(self, chars: list[str], first: np.ndarray, ends: np.ndarray, follows: np.ndarray,
+                 first_total: float, pairs: np.ndarray, pair_weights: np.ndarray, source: str = ""):
+        self.chars, self.first, self.ends, self.follows = chars, first, ends, follows
+        self.first_total, self.pairs, self.pair_weights, self.source = first_total, pairs, pair_weights, source
+
+    @classmethod
+    def of_words(cls, frequencies, chars, source: str = "") -> "Lexicon":
+        """From (word, frequency) pairs, keeping the characters of chars (the totals count every character)."""
+        keep = sorted(set(chars))
+        index = {c: i for i, c in enumerate(keep)}
+        first, ends, follows = (np.zeros(len(keep)) for _ in range(3))
+        pairs, first_total = defaultdict(float), 0.0
+        for word, f in frequencies:
+            if not word or not f > 0:
+                continue
+            first_total += f
+            if (i := index.get(word[0])) is not None:
+                first[i] += f
+            if (i := index.get(word[-1])) is not None:
+                ends[i] += f
+            for a, b in zip(word, word[1:]):
+                if (i := index.get(a)) is not None:
+                    follows[i] += f
+                    if (j := index.get(b)) is not None:
+                        pairs[i, j] += f
+        if not first_total:
+            raise ValueError("a lexicon needs at least one word with a positive frequency")
+        ids = np.array(sorted(pairs), np.int32).reshape(-1, 2)
+        weights = np.array([pairs[i, j] for i, j in ids.tolist()], np.float64)
+        return cls(keep, first, ends, follows, first_total, ids, weights, source)
+
+    @classmethod
+    def of_language(cls, language: str, chars) -> "Lexicon":
+        """wordfreq's list of the language (its code: zh, en, ...), keeping the characters of chars."""
+        import wordfreq  # only training builds a lexicon; a saved one loads without it
+
+        known = wordfreq.available_languages(WORDLIST)
+        if language not in known:
+            raise ValueError(f"no word list for language {language!r}; wordfreq has: {', '.join(sorted(known))}")
+        version = getattr(wordfreq, "__version__", "")
+        source = f"wordfreq {version} {WORDLIST} {language}".replace("  ", " ")
+        return cls.of_words(wordfreq.get_frequency_dict(language, WORDLIST).items(), chars, source)
+
+    def table(self, vocab) -> torch.Tensor:
+        """P(next id | previous id) [V, V] over a model's vocabulary; the <unk> column holds the mass of every
+        character outside it."""
+        ids = np.array([vocab.stoi.get(c, vocab.unk_id) for c in self.chars], np.int64)
+        first = np.zeros(len(vocab))
+        np.add.at(first, ids, self.first / self.first_total)
+        first[vocab.unk_id] += 1 - first.sum()  # words beginning with a character outside the vocabulary
+        rows = np.tile(first, (len(vocab), 1))
+        known = (ids != vocab.unk_id) & (self.ends + self.follows > 0)
+        denominator = self.ends + self.follows
+        rows[ids[known]] *= (self.ends[known] / denominator[known])[:, None]
+        rows[ids[known], vocab.unk_id] += self.follows[known] / denominator[known]  # continuations, all on <unk>...
+        p, c = ids[self.pairs[:, 0]], ids[self.pairs[:, 1]]
+        inside = (p != vocab.unk_id) & (c != vocab.unk_id) & known[self.pairs[:, 0]]
+        shares = self.pair_weights[inside] / denominator[self.pairs[inside, 0]]
+        np.add.at(rows, (p[inside], c[inside]), shares)  # ... then moved to their own columns
+        np.add.at(rows, (p[inside], vocab.unk_id), -shares)
+        return torch.from_numpy(rows.clip(0, None)).float()
+
+    def save(self, path) -> None:
+        tensors = {"first": self.first, "ends": self.ends, "follows": self.follows, "pairs": self.pairs,
+                   "pair_weights": self.pair_weights, "first_total": np.array([self.first_total])}
+        metadata = {"chars": json.dumps(self.chars, ensure_ascii=False), "source": self.source}
+        safetensors.numpy.save_file(tensors, str(path), metadata)
+
+    @classmethod
+    def load(cls, path) -> "Lexicon":
+        """A saved lexicon, read through safetensors (no pickle); ValueError if the file is not one."""
+        try:
+            with safetensors.safe_open(str(path), "np") as f:
+                meta = f.metadata() or {}
+                t = {k: f.get_tensor(k) for k in ("first", "ends", "follows", "pairs", "pair_weights", "first_total")}
+            chars = json.loads(meta["chars"])
+            n = len(chars)
+            if not all(t[k].shape == (n,) for k in ("first", "ends", "follows")) or t["first_total"].shape != (1,) \
+                    or t["pairs"].shape != (len(t["pair_weights"]), 2) or (t["pairs"].size and not 0 <= t["pairs"].min() <= t["pairs"].max() < n):
+                raise ValueError("its arrays do not fit its characters")
+        except Exception as e:  # a damaged or foreign file: safetensors, json, KeyError and the checks all end here
+            raise ValueError(f"{path} is not a charrnn lexicon: {e}") from None
+        return cls(chars, t["first"], t["ends"], t["follows"], float(t["first_total"][0]), t["pairs"],
+                   t["pair_weights"], meta.get("source", ""))
