@@ -67,7 +67,7 @@ def mixture_table() -> None:
     mixed = CharRNN.from_pretrained(folder)
     alone = CharRNN.from_pretrained(folder).mix_counts(None, 0.0)
     setups = {}
-    for name, model in (("network alone", alone), (f"mixed ({mixed.count_weight:.0%} counts)", mixed)):
+    for name, model in (("network alone", alone), (f"mixed ({mixed.count_share:.0%} counts)", mixed)):
         setups[name, 1] = lambda r, m=model: len(m.generate(PREFIX, LENGTH, 0.8, seed=r))
         setups[name, BATCH] = lambda r, m=model: sum(map(len, m.generate_batch([PREFIX] * BATCH, LENGTH, 0.8, seed=r)))
     rates = best_rates(setups, ROUNDS)
