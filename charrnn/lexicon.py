@@ -13,6 +13,7 @@ beside its bigram (CharRNN.lexicon_weight); only the characters of its training 
 """
 import json
 from collections import defaultdict
+from importlib.metadata import version
 
 import numpy as np
 import safetensors.numpy
@@ -62,8 +63,7 @@ class Lexicon:
         known = wordfreq.available_languages(WORDLIST)
         if language not in known:
             raise ValueError(f"no word list for language {language!r}; wordfreq has: {', '.join(sorted(known))}")
-        version = getattr(wordfreq, "__version__", "")
-        source = f"wordfreq {version} {WORDLIST} {language}".replace("  ", " ")
+        source = f"wordfreq {version('wordfreq')} ({WORDLIST} list, {language})"
         return cls.of_words(wordfreq.get_frequency_dict(language, WORDLIST).items(), chars, source)
 
     def table(self, vocab) -> torch.Tensor:

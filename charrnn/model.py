@@ -92,7 +92,7 @@ class CharRNN(
 
     def log_probs(self, ids: torch.Tensor, state=None):
         """The model's log-probabilities of each next character [B, T, V] (the network mixed with its count
-        model), and the state to carry on with: what scoring reads."""
+        models), and the state to carry on with: what scoring reads."""
         logits, state = self(ids, state)
         if not self.count_share:
             return logits.log_softmax(-1), state

@@ -68,7 +68,7 @@ def test_the_chinese_list_knows_words(chinese):
     assert row("寂")[vocab.stoi["寞"]] > 0.5  # 寂寞, lonely: hardly anything else follows 寂
     assert row("微")[vocab.stoi["笑"]] > 10 * row("微")[vocab.stoi["窗"]]
     assert row("\n")[vocab.stoi["的"]] == pytest.approx(chinese.first[chinese.chars.index("的")] / chinese.first_total)
-    assert chinese.source.startswith("wordfreq") and chinese.source.endswith("zh")
+    assert chinese.source.startswith("wordfreq 3.") and chinese.source.endswith("(large list, zh)")
 
 
 def test_an_unknown_language_is_refused_with_the_known_ones():
