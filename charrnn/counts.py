@@ -74,6 +74,12 @@ class Bigram:
         text = normalize(text, self.newlines)
         return Score(text, self.nll(self.events(text, context), weight), [])
 
+    def outside_probs(self, vocab, previous: list[int], chars: str) -> np.ndarray:
+        """Its fair probability of each of chars, characters outside vocab, after each of the ids previous (<unk>:
+        a character not known, so the unigram): its own where it counted the character, else its <unk> slot's
+        share. Together they are the <unk> column of table."""
+        return np.array([self.fair_p(c, vocab.itos[p] if p != vocab.unk_id else "") for p, c in zip(previous, chars)])
+
     def table(self, vocab) -> torch.Tensor:
         """P(next id | previous id) [V, V] over a model's vocabulary: row p is P(. | the character of id p), and
         the <unk> column holds the mass of every character outside the vocabulary. After <unk>, whose character

@@ -95,7 +95,11 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
     state = state_after(model, lead[:-1])
     targets = torch.tensor(vocab.encode(text), device=model.device)
     inputs = torch.cat([torch.tensor(lead[-1:], device=model.device), targets[:-1]])
-    judge = Judge(len(targets), len(vocab), vocab.unk_id, details)
+    outside = (targets == vocab.unk_id).nonzero()[:, 0].tolist()
+    gain = np.zeros(len(targets))
+    if outside and model.count_share:
+        gain[outside] = model.outside_gain(inputs[outside].tolist(), [text[k] for k in outside])
+    judge = Judge(len(targets), len(vocab), vocab.unk_id, details, gain)
     for start in range(0, len(targets), CHUNK):
         log_probs, state = model.log_probs(inputs[None, start:start + CHUNK], state)
         judge(log_probs[0], targets[start:start + CHUNK], start)
@@ -107,13 +111,17 @@ def line_start(vocab) -> str:
     return "\n" if "\n" in vocab else " "
 
 
-def table_probs(table: torch.Tensor, vocab, text: str) -> np.ndarray:
-    """Each character's fair probability under a count table [V, V] (P(next id | previous id)), text read as score
-    reads it without context: the same positions as score(...).probs."""
+def count_probs(counts, vocab, text: str) -> np.ndarray:
+    """Each character's fair probability under a count model alone (a Bigram or a Lexicon), text read as score
+    reads it without context: the same positions as score(...).probs, and as there, a character outside the
+    vocabulary has the count model's own probability of it."""
+    text = normalize(text, vocab.newlines)
     targets = torch.tensor(vocab.encode(text))
     previous = torch.cat([torch.tensor(vocab.encode(line_start(vocab))), targets[:-1]])
-    unknown = (targets == vocab.unk_id).double()
-    return (table[previous, targets].double() * torch.exp(-OOV_PENALTY * unknown)).numpy()
+    probs = counts.table(vocab)[previous, targets].double().numpy()
+    outside = (targets == vocab.unk_id).nonzero()[:, 0].tolist()
+    probs[outside] = counts.outside_probs(vocab, previous[outside].tolist(), [text[k] for k in outside])
+    return probs
 
 
 def check(text, context) -> None:
@@ -128,8 +136,9 @@ class Judge:
     one's probability, rank and alternatives, in arrays allocated once (long-lived pieces between the chunks' big
     temporaries would fragment the heap)."""
 
-    def __init__(self, n: int, vocab_size: int, unk: int, details: bool):
+    def __init__(self, n: int, vocab_size: int, unk: int, details: bool, gain: np.ndarray | None = None):
         self.unk, self.nll, self.top_k = unk, 0.0, min(ALTERNATIVES, vocab_size - 2)
+        self.gain = gain  # what the count models add to each target outside the vocabulary (CharRNN.outside_gain)
         self.out = None
         if details:
             self.out = (np.empty(n, np.float32), np.empty(n, np.int32), np.empty((n, self.top_k), np.int32),
@@ -139,6 +148,10 @@ class Judge:
         """logits (or log-probabilities) [T, V] for the targets y [T] at positions start.."""
         log_probs = logits.float().log_softmax(-1)
         chosen = log_probs.gather(1, y[:, None])[:, 0] - (y == self.unk) * OOV_PENALTY
+        if self.gain is not None and self.gain[start:start + len(y)].any():
+            gain = torch.from_numpy(self.gain[start:start + len(y)]).to(chosen.device)
+            with_gain = (chosen.double().exp() + gain).clamp_min(1e-300)  # rounding must not make it negative
+            chosen = torch.where(gain != 0, with_gain.log().float(), chosen)
         self.nll -= chosen.double().sum().item()
         if self.out is None:
             return

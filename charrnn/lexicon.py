@@ -9,7 +9,8 @@ word in which p stood, or p ended its word and the next begins another one:
 with pairs(p, c) the frequency of words in which c follows p, ends(p) that of words ending in p, follows(p) that of
 p followed by anything, and first(c) the share of words beginning with c. After a character that no word holds
 (a line break, a space, punctuation, <unk>) the row is first(.) alone. A character model mixes these rows in
-beside its bigram (CharRNN.lexicon_weight); only the characters of its training text are kept.
+beside its bigram (CharRNN.lexicon_weight): its table over the model's vocabulary, and for a character outside
+that vocabulary, its own probability of it (outside_probs), so that the lexicon's every character counts.
 """
 import json
 from collections import defaultdict
@@ -30,15 +31,15 @@ class Lexicon:
         self.first_total, self.pairs, self.pair_weights, self.source = first_total, pairs, pair_weights, source
 
     @classmethod
-    def of_words(cls, frequencies, chars, source: str = "") -> "Lexicon":
-        """From (word, frequency) pairs, keeping the characters of chars (the totals count every character)."""
-        keep = sorted(set(chars))
+    def of_words(cls, frequencies, chars=None, source: str = "") -> "Lexicon":
+        """From (word, frequency) pairs, keeping the characters of chars (the totals count every character), or
+        every character of the words."""
+        frequencies = [(w, f) for w, f in frequencies if w and f > 0]
+        keep = sorted(set(chars) if chars is not None else {c for w, _ in frequencies for c in w})
         index = {c: i for i, c in enumerate(keep)}
         first, ends, follows = (np.zeros(len(keep)) for _ in range(3))
         pairs, first_total = defaultdict(float), 0.0
         for word, f in frequencies:
-            if not word or not f > 0:
-                continue
             first_total += f
             if (i := index.get(word[0])) is not None:
                 first[i] += f
@@ -56,8 +57,8 @@ class Lexicon:
         return cls(keep, first, ends, follows, first_total, ids, weights, source)
 
     @classmethod
-    def of_language(cls, language: str, chars) -> "Lexicon":
-        """wordfreq's list of the language (its code: zh, en, ...), keeping the characters of chars."""
+    def of_language(cls, language: str, chars=None) -> "Lexicon":
+        """wordfreq's list of the language (its code: zh, en, ...), keeping the characters of chars, or all."""
         import wordfreq  # only training builds a lexicon; a saved one loads without it
 
         known = wordfreq.available_languages(WORDLIST)
@@ -65,6 +66,25 @@ class Lexicon:
             raise ValueError(f"no word list for language {language!r}; wordfreq has: {', '.join(sorted(known))}")
         source = f"wordfreq {version('wordfreq')} ({WORDLIST} list, {language})"
         return cls.of_words(wordfreq.get_frequency_dict(language, WORDLIST).items(), chars, source)
+
+    def outside_probs(self, vocab, previous: list[int], chars: str) -> np.ndarray:
+        """Its probability of each of chars, characters outside vocab, after each of the ids previous (the row of
+        <unk> is first(.)); 0 for a character no word holds. Together they are the <unk> column of table."""
+        index = {c: i for i, c in enumerate(self.chars)}
+        n, rows = len(self.chars), [index.get(vocab.itos[p]) if p != vocab.unk_id else None for p in previous]
+        keys = self.pairs[:, 0].astype(np.int64) * n + self.pairs[:, 1]  # sorted: of_words sorts the pairs
+        out = np.zeros(len(chars))
+        for k, (i, c) in enumerate(zip(rows, chars)):
+            if (j := index.get(c)) is None:
+                continue
+            first = self.first[j] / self.first_total
+            if i is None or not self.ends[i] + self.follows[i]:
+                out[k] = first
+                continue
+            at = np.searchsorted(keys, i * n + j)
+            pair = self.pair_weights[at] if at < len(keys) and keys[at] == i * n + j else 0.0
+            out[k] = (pair + self.ends[i] * first) / (self.ends[i] + self.follows[i])
+        return out
 
     def table(self, vocab) -> torch.Tensor:
         """P(next id | previous id) [V, V] over a model's vocabulary; the <unk> column holds the mass of every

@@ -1,8 +1,10 @@
 """CharRNN: embedding (or one-hot) -> recurrent cell -> linear head, saved and loaded the Hugging Face way."""
+import math
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
@@ -118,6 +120,15 @@ class CharRNN(
             table = sum(w * part.table(self.vocab) for w, part in parts if w) / self.count_share
             self.count_tables[device] = table.to(device)
         return self.count_tables[device]
+
+    def outside_gain(self, previous: list[int], chars: str) -> np.ndarray:
+        """What the count models add to the fair probability of characters outside the vocabulary (chars, after
+        the ids previous): each gives such a character its own probability of it, where the mixture's <unk> column
+        gives it a 10,000th of theirs (the network, which knows no such character, keeps its 10,000th)."""
+        parts = [(w, part) for w, part in ((self.count_weight, self.counts), (self.lexicon_weight, self.lexicon)) if w]
+        own = sum(w * part.outside_probs(self.vocab, previous, chars) for w, part in parts)
+        share = self.count_table(self.device)[previous, self.vocab.unk_id].double().cpu().numpy()
+        return own - self.count_share * share * math.exp(-evaluate.OOV_PENALTY)
 
     def mix_counts(self, counts: Bigram | None, weight: float, lexicon: Lexicon | None = None,
                    lexicon_weight: float = 0.0) -> "CharRNN":

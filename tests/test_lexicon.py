@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn import CharRNN, Vocab
-from charrnn.evaluate import score, table_probs
+from charrnn.evaluate import count_probs, score
 from charrnn.lexicon import LEXICON_NAME, Lexicon
 from conftest import tiny_config
 from training.train import METRICS_NAME, best_shares, mixture_nll, train
@@ -38,12 +38,20 @@ def test_the_rows_are_the_formula_and_sum_to_one_over_the_vocabulary(frequencies
             Lexicon.of_words(frequencies, "abcd我你")
         return
     vocab = Vocab.build(text, 1)
-    table = Lexicon.of_words(frequencies, "abcd我你\n").table(vocab)
+    lexicon = Lexicon.of_words(frequencies)
+    table = lexicon.table(vocab)
     assert table.shape == (len(vocab), len(vocab)) and (table >= 0).all()
     torch.testing.assert_close(table.sum(1), torch.ones(len(vocab)), rtol=0, atol=1e-5)
     for p in vocab.chars:
         for c in vocab.chars:
             assert table[vocab.stoi[p], vocab.stoi[c]].item() == pytest.approx(by_hand(frequencies, c, p), abs=1e-6)
+    outside = [c for c in lexicon.chars if c not in vocab] + ["z"]  # z: no word holds it
+    for p in range(len(vocab)):  # each character outside the vocabulary has its own share of the <unk> column
+        own = lexicon.outside_probs(vocab, [p] * len(outside), outside)
+        assert own[-1] == 0
+        for c, q in zip(outside, own):
+            assert q == pytest.approx(by_hand(frequencies, c, vocab.itos[p] if p else "none"), abs=1e-9)
+        assert own.sum() == pytest.approx(table[p, vocab.unk_id].item(), abs=1e-5)
 
 
 def test_characters_outside_the_kept_ones_weigh_in_the_totals():
@@ -109,7 +117,7 @@ def test_training_mixes_it_in_at_the_share_that_scores_best(tiny_model_dir):
     assert (tiny_model_dir / LEXICON_NAME).is_file()
     from training.data import read_corpus, split
     _, val = split(read_corpus(metrics["train_config"]["corpus"]))
-    parts = [table_probs(c.table(model.vocab), model.vocab, val) for c in (model.counts, model.lexicon)]
+    parts = [count_probs(c, model.vocab, val) for c in (model.counts, model.lexicon)]
     shares = (model.count_weight, model.lexicon_weight)
     network = score(model.mix_counts(None, 0), val).probs.astype(np.float64)
     assert best_shares(network, *parts) == shares

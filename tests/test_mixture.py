@@ -50,11 +50,12 @@ def test_the_count_model_is_a_distribution_over_the_vocabulary(text, weight, min
 
 
 def test_scoring_reads_the_mixture(mixed, lyrics_file):
-    text, context = "我想要你的微笑\n窗外", "分开\n"
+    """Each known character's probability is its column of the mixture (one outside the vocabulary: the next test)."""
+    text, context = "我想要你的微笑\n不要", "分开\n"
+    assert not mixed.vocab.unknown(text)
     ids = mixed.vocab.encode(context + text)
     probs = forward_probs(mixed, ids)[len(context) - 1:-1]
-    targets = ids[len(context):]
-    expected = [float(row[t]) / (10000 if t == mixed.vocab.unk_id else 1) for row, t in zip(probs, targets)]
+    expected = [float(row[t]) for row, t in zip(probs, ids[len(context):])]
     score = mixed.score(text, context)
     assert [c.prob for c in score.chars] == pytest.approx(expected, rel=1e-4)
     for shares in ((0.0, 0.0), (0.3, 0.0), (0.0, 0.3)):  # the network alone, and each count model left out,
@@ -75,6 +76,23 @@ def test_decoding_reads_the_same_mixture_less_the_networks_smoothing(mixed, rows
         expected = (probs - (1 - mixed.count_share) * mixed.smoothing * mixed.prior).clamp(min=0)
         expected[mixed.vocab.unk_id] = 0
         torch.testing.assert_close(torch.as_tensor(batch.q[row]), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_a_character_outside_the_vocabulary_has_each_count_models_own_probability(mixed):
+    """The network gives it a 10,000th of its <unk> (the fair rule); the bigram and the lexicon each give it their
+    own probability of it: the bigram's after the character before, the lexicon's from its words."""
+    outside = next(c for c in "珍惜鑫淼" if c not in mixed.vocab and c in mixed.lexicon.chars)
+    text, context = "我" + outside + "你", "分开\n"
+    ids = mixed.vocab.encode(context + text)
+    network = at_shares(mixed, 0.0, 0.0)
+    net_unk = forward_probs(network, ids)[len(context)][mixed.vocab.unk_id].item()
+    at_shares(mixed)
+    lexicon, j, i = mixed.lexicon, mixed.lexicon.chars.index(outside), mixed.lexicon.chars.index("我")
+    pair = dict(zip(map(tuple, lexicon.pairs.tolist()), lexicon.pair_weights)).get((i, j), 0.0)
+    lexicon_p = (pair + lexicon.ends[i] * lexicon.first[j] / lexicon.first_total) / (lexicon.ends[i] + lexicon.follows[i])
+    expected = 0.4 * net_unk / 10000 + 0.3 * mixed.counts.fair_p(outside, "我") + 0.3 * lexicon_p
+    assert mixed.score(text, context).chars[1].prob == pytest.approx(expected, rel=1e-4)
+    assert mixed.lexicon.outside_probs(mixed.vocab, [mixed.vocab.stoi["我"]], outside)[0] > 1e-4 * 0.3  # it counts
 
 
 def test_candidates_log_probability_is_the_scored_one(mixed):

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from charrnn import CharRNN, Vocab
 from charrnn.catalog import progress_file
 from charrnn.counts import BIGRAM_NAME, Bigram
-from charrnn.evaluate import fair_perplexity, score, table_probs
+from charrnn.evaluate import count_probs, fair_perplexity, score
 from charrnn.lexicon import Lexicon
 from charrnn.vocab import normalize
 
@@ -156,7 +156,8 @@ class CharTask:
             raise ValueError("--lexicon is a count model mixed into the model's probabilities: it needs --mix-counts")
         # Every character of the training text, not only the vocabulary's: the bigram baseline counts them all.
         self.counted = sorted(set(normalize(train_text, cfg.newlines)))
-        self.lexicon = Lexicon.of_language(cfg.lexicon, self.counted) if cfg.lexicon else None
+        # Every character of the word list: the lexicon knows characters the training text never showed.
+        self.lexicon = Lexicon.of_language(cfg.lexicon) if cfg.lexicon else None
 
     def teacher(self) -> CharRNN:
         """The trained model whose network this one learns from as well (knowledge distillation), on the same
@@ -213,7 +214,7 @@ class CharTask:
         found = {"unigram_ppl": unigram_ppl, "bigram_ppl": bigram_ppl}
         if self.lexicon:
             counted = Vocab(self.counted, self.cfg.newlines)
-            parts = [table_probs(counts.table(counted), counted, self.val_text) for counts in (bigram, self.lexicon)]
+            parts = [count_probs(counts, counted, self.val_text) for counts in (bigram, self.lexicon)]
             found["bigram_lexicon_ppl"] = math.exp(mixture_nll(parts[0], parts[1:], best_shares(*parts)) / len(parts[0]))
         return bigram, found
 
@@ -224,7 +225,7 @@ class CharTask:
         if not self.cfg.mix_counts:
             return model
         counts = [bigram, *([self.lexicon] if self.lexicon else [])]
-        parts = [table_probs(c.table(self.vocab), self.vocab, self.val_text) for c in counts]
+        parts = [count_probs(c, self.vocab, self.val_text) for c in counts]
         shares = best_shares(score(model, self.val_text).probs.astype(np.float64), *parts)
         return model.mix_counts(bigram, shares[0], self.lexicon, shares[1] if self.lexicon else 0.0)
 
