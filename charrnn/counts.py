@@ -74,32 +74,36 @@ class Bigram:
         text = normalize(text, self.newlines)
         return Score(text, self.nll(self.events(text, context), weight), [])
 
-    def outside_probs(self, vocab, previous: list[int], chars: str) -> np.ndarray:
-        """Its fair probability of each of chars, characters outside vocab, after each of the ids previous (<unk>:
-        a character not known, so the unigram): its own where it counted the character, else its <unk> slot's
-        share. Together they are the <unk> column of table."""
-        return np.array([self.fair_p(c, vocab.itos[p] if p != vocab.unk_id else "") for p, c in zip(previous, chars)])
+    def outside_probs(self, vocab, previous: list[str], chars: str) -> np.ndarray:
+        """Its fair probability of each of chars, characters outside vocab, after each of the characters previous:
+        its own where it counted the character, else its <unk> slot's share. Together they are the <unk> column of
+        its rows."""
+        return np.array([self.fair_p(c, p) for p, c in zip(previous, chars)])
+
+    def rows(self, vocab, previous: list[str | None]) -> torch.Tensor:
+        """P(next id | previous character) [len(previous), V] over a model's vocabulary (None: a character not
+        known, so the unigram, as after any character never followed); the <unk> column holds the mass of every
+        character outside the vocabulary."""
+        unigram = np.zeros(len(vocab))
+        unigram[1:] = [self.p_unigram(c) for c in vocab.itos[1:]]
+        unigram[vocab.unk_id] = 1 - unigram.sum()
+        rows = np.tile(unigram, (len(previous), 1))
+        at = {}  # each previous character that was followed -> its rows
+        for r, p in enumerate(previous):
+            if p is not None and self.follows[p]:
+                at.setdefault(p, []).append(r)
+                rows[r] *= 1 - self.weight
+                rows[r, vocab.unk_id] += self.weight  # the pairs' mass, all first put on <unk>...
+        for (p, c), n in self.pairs.items():
+            if p in at and c in vocab.stoi:  # ... then moved to their own columns
+                share = self.weight * n / self.follows[p]
+                rows[at[p], vocab.stoi[c]] += share
+                rows[at[p], vocab.unk_id] -= share
+        return torch.from_numpy(rows.clip(0, None)).float()
 
     def table(self, vocab) -> torch.Tensor:
-        """P(next id | previous id) [V, V] over a model's vocabulary: row p is P(. | the character of id p), and
-        the <unk> column holds the mass of every character outside the vocabulary. After <unk>, whose character
-        is not known, the row is the unigram's (as after any character never followed)."""
-        chars = vocab.itos[1:]
-        index = {c: i for i, c in enumerate(vocab.itos) if i}
-        unigram = np.zeros(len(vocab))
-        unigram[1:] = [self.p_unigram(c) for c in chars]
-        unigram[vocab.unk_id] = 1 - unigram.sum()
-        rows = np.tile(unigram, (len(vocab), 1))
-        for i, c in enumerate(chars, 1):
-            if self.follows[c]:
-                rows[i] *= 1 - self.weight
-                rows[i, vocab.unk_id] += self.weight  # the pairs' mass, all first put on <unk>...
-        for (p, c), n in self.pairs.items():
-            if p in index and c in index:  # ... then moved to their own columns
-                share = self.weight * n / self.follows[p]
-                rows[index[p], index[c]] += share
-                rows[index[p], vocab.unk_id] -= share
-        return torch.from_numpy(rows.clip(0, None)).float()
+        """P(next id | previous id) [V, V]: the rows of the vocabulary's characters, <unk>'s the unigram."""
+        return self.rows(vocab, [None, *vocab.chars])
 
     def save(self, path) -> None:
         chars = sorted(self.unigram)

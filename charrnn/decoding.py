@@ -16,6 +16,7 @@ import torch
 from . import backends
 from .cells import layer_weights
 from .evaluate import line_start
+from .vocab import normalize
 from .form import REWIND_STEPS, Candidate, Options, Sequence, Step
 
 UNIFORMS_PER_DRAW = 256
@@ -83,7 +84,7 @@ class Stepper:
         p = self.ops.softmax(scores.logits)
         if self.counts is not None:
             p *= 1 - self.count_share
-            p += self.ops.rows(self.counts, scores.previous)
+            p += self.ops.rows(self.counts, scores.previous) if scores.counted is None else scores.counted
         return p
 
     def penalisable(self, scores: "Next", p, row: int, ids):
@@ -124,16 +125,20 @@ class Stepper:
 
 class Next(NamedTuple):
     """What a step leaves for the next character: the network's logits [B, V] and the characters just read [B]
-    (the count model's rows). The softmax is taken once, where the distribution is made (Stepper.distribution)."""
+    (the count models' rows), or the count models' part itself [B, V] where a row is not that of an id (a prefix
+    ending in a character outside the vocabulary). The softmax is taken once, where the distribution is made
+    (Stepper.distribution)."""
     logits: object
     previous: object
+    counted: object = None
 
 
 @torch.no_grad()
 def prime(model, stepper: Stepper, prefixes: list[str]):
     """Run the prefixes through the model, those of one length together: the next-character logits after
     each and the state, in the order given."""
-    encoded = [model.vocab.encode(prefix or line_start(model.vocab)) for prefix in prefixes]
+    prefixes = [normalize(prefix, model.vocab.newlines) or line_start(model.vocab) for prefix in prefixes]
+    encoded = [model.vocab.encode(prefix) for prefix in prefixes]
     groups = {}
     for row, ids in enumerate(encoded):
         groups.setdefault(len(ids), []).append(row)
@@ -148,7 +153,14 @@ def prime(model, stepper: Stepper, prefixes: list[str]):
     else:
         state = torch.cat(states, 1)[:, order]
     last = stepper.ops.asarray([ids[-1] for ids in encoded], model.device)
-    return stepper.head(stepper.array(torch.cat(tops)[order]), last), stepper.split_state(state)
+    scores = stepper.head(stepper.array(torch.cat(tops)[order]), last)
+    outside = [row for row, prefix in enumerate(prefixes) if prefix[-1] not in model.vocab]
+    if outside and stepper.counts is not None:  # the count models read the character itself (model.count_rows)
+        counted = stepper.ops.rows(stepper.counts, last)
+        rows = model.count_rows([prefixes[row][-1] for row in outside]).to(model.device)
+        counted[outside] = stepper.array(rows * model.count_share)
+        scores = scores._replace(counted=counted)
+    return scores, stepper.split_state(state)
 
 
 class Uniforms:

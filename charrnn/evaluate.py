@@ -91,17 +91,25 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
     model.eval()
     vocab = model.vocab
     text = normalize(text, vocab.newlines)  # what the model reads: its own line breaks
-    lead = vocab.encode(context or line_start(vocab))
+    context = normalize(context, vocab.newlines) or line_start(vocab)
+    lead = vocab.encode(context)
     state = state_after(model, lead[:-1])
     targets = torch.tensor(vocab.encode(text), device=model.device)
     inputs = torch.cat([torch.tensor(lead[-1:], device=model.device), targets[:-1]])
+    previous = context[-1] + text[:-1]  # the character before each, which the count models read even as <unk>
     outside = (targets == vocab.unk_id).nonzero()[:, 0].tolist()
     gain = np.zeros(len(targets))
     if outside and model.count_share:
-        gain[outside] = model.outside_gain(inputs[outside].tolist(), [text[k] for k in outside])
+        gain[outside] = model.outside_gain([previous[k] for k in outside], [text[k] for k in outside])
     judge = Judge(len(targets), len(vocab), vocab.unk_id, details, gain)
+    after_outside = (inputs == vocab.unk_id).nonzero()[:, 0].tolist() if model.count_share else []
     for start in range(0, len(targets), CHUNK):
-        log_probs, state = model.log_probs(inputs[None, start:start + CHUNK], state)
+        ids = inputs[None, start:start + CHUNK]
+        rows, here = None, [k for k in after_outside if start <= k < start + CHUNK]
+        if here:
+            rows = model.count_table(model.device)[ids].clone()
+            rows[0, [k - start for k in here]] = model.count_rows([previous[k] for k in here]).to(model.device)
+        log_probs, state = model.log_probs(ids, state, rows)
         judge(log_probs[0], targets[start:start + CHUNK], start)
     return judge.score(text, vocab.itos)
 
@@ -116,11 +124,14 @@ def count_probs(counts, vocab, text: str) -> np.ndarray:
     reads it without context: the same positions as score(...).probs, and as there, a character outside the
     vocabulary has the count model's own probability of it."""
     text = normalize(text, vocab.newlines)
-    targets = torch.tensor(vocab.encode(text))
-    previous = torch.cat([torch.tensor(vocab.encode(line_start(vocab))), targets[:-1]])
-    probs = counts.table(vocab)[previous, targets].double().numpy()
+    previous = line_start(vocab) + text[:-1]
+    targets, previous_ids = torch.tensor(vocab.encode(text)), torch.tensor(vocab.encode(previous))
+    probs = counts.table(vocab)[previous_ids, targets].double().numpy()
+    after_outside = (previous_ids == vocab.unk_id).nonzero()[:, 0].numpy()
+    rows = counts.rows(vocab, [previous[k] for k in after_outside])
+    probs[after_outside] = rows[torch.arange(len(rows)), targets[after_outside]].double().numpy()
     outside = (targets == vocab.unk_id).nonzero()[:, 0].tolist()
-    probs[outside] = counts.outside_probs(vocab, previous[outside].tolist(), [text[k] for k in outside])
+    probs[outside] = counts.outside_probs(vocab, [previous[k] for k in outside], [text[k] for k in outside])
     return probs
 
 

@@ -67,14 +67,14 @@ class Lexicon:
         source = f"wordfreq {version('wordfreq')} ({WORDLIST} list, {language})"
         return cls.of_words(wordfreq.get_frequency_dict(language, WORDLIST).items(), chars, source)
 
-    def outside_probs(self, vocab, previous: list[int], chars: str) -> np.ndarray:
-        """Its probability of each of chars, characters outside vocab, after each of the ids previous (the row of
-        <unk> is first(.)); 0 for a character no word holds. Together they are the <unk> column of table."""
+    def outside_probs(self, vocab, previous: list[str], chars: str) -> np.ndarray:
+        """Its probability of each of chars, characters outside vocab, after each of the characters previous; 0
+        for a character no word holds. Together they are the <unk> column of its rows."""
         index = {c: i for i, c in enumerate(self.chars)}
-        n, rows = len(self.chars), [index.get(vocab.itos[p]) if p != vocab.unk_id else None for p in previous]
+        n = len(self.chars)
         keys = self.pairs[:, 0].astype(np.int64) * n + self.pairs[:, 1]  # sorted: of_words sorts the pairs
         out = np.zeros(len(chars))
-        for k, (i, c) in enumerate(zip(rows, chars)):
+        for k, (i, c) in enumerate(zip(map(index.get, previous), chars)):
             if (j := index.get(c)) is None:
                 continue
             first = self.first[j] / self.first_total
@@ -83,27 +83,40 @@ class Lexicon:
                 continue
             at = np.searchsorted(keys, i * n + j)
             pair = self.pair_weights[at] if at < len(keys) and keys[at] == i * n + j else 0.0
-            out[k] = (pair + self.ends[i] * first) / (self.ends[i] + self.follows[i])
+            denominator = self.ends[i] + self.follows[i]
+            out[k] = self.ends[i] / denominator * first + pair / denominator  # as rows computes it
         return out
 
-    def table(self, vocab) -> torch.Tensor:
-        """P(next id | previous id) [V, V] over a model's vocabulary; the <unk> column holds the mass of every
-        character outside it."""
+    def rows(self, vocab, previous: list[str | None]) -> torch.Tensor:
+        """P(next id | previous character) [len(previous), V] over a model's vocabulary (None: a character not
+        known, so first(.)); the <unk> column holds the mass of every character outside the vocabulary."""
+        index = {c: i for i, c in enumerate(self.chars)}
         ids = np.array([vocab.stoi.get(c, vocab.unk_id) for c in self.chars], np.int64)
         first = np.zeros(len(vocab))
         np.add.at(first, ids, self.first / self.first_total)
         first[vocab.unk_id] += 1 - first.sum()  # words beginning with a character outside the vocabulary
-        rows = np.tile(first, (len(vocab), 1))
-        known = (ids != vocab.unk_id) & (self.ends + self.follows > 0)
-        denominator = self.ends + self.follows
-        rows[ids[known]] *= (self.ends[known] / denominator[known])[:, None]
-        rows[ids[known], vocab.unk_id] += self.follows[known] / denominator[known]  # continuations, all on <unk>...
-        p, c = ids[self.pairs[:, 0]], ids[self.pairs[:, 1]]
-        inside = (p != vocab.unk_id) & (c != vocab.unk_id) & known[self.pairs[:, 0]]
-        shares = self.pair_weights[inside] / denominator[self.pairs[inside, 0]]
-        np.add.at(rows, (p[inside], c[inside]), shares)  # ... then moved to their own columns
-        np.add.at(rows, (p[inside], vocab.unk_id), -shares)
-        return torch.from_numpy(rows.clip(0, None)).float()
+        distinct = list(dict.fromkeys(previous))
+        rows = np.tile(first, (len(distinct), 1))
+        held = [(r, i) for r, i in enumerate(map(index.get, distinct))  # characters that a word holds
+                if i is not None and self.ends[i] + self.follows[i]]
+        if held:
+            r, i = map(np.array, zip(*held))
+            denominator = self.ends[i] + self.follows[i]
+            rows[r] *= (self.ends[i] / denominator)[:, None]
+            rows[r, vocab.unk_id] += self.follows[i] / denominator  # continuations, all on <unk>...
+            row_of = np.full(len(self.chars), -1)
+            row_of[i] = r
+            to = row_of[self.pairs[:, 0]]
+            inside = (to >= 0) & (ids[self.pairs[:, 1]] != vocab.unk_id)
+            shares = self.pair_weights[inside] / (self.ends + self.follows)[self.pairs[inside, 0]]
+            np.add.at(rows, (to[inside], ids[self.pairs[inside, 1]]), shares)  # ... then moved to their own columns
+            np.add.at(rows, (to[inside], vocab.unk_id), -shares)
+        position = {p: r for r, p in enumerate(distinct)}
+        return torch.from_numpy(rows[[position[p] for p in previous]].clip(0, None)).float()
+
+    def table(self, vocab) -> torch.Tensor:
+        """P(next id | previous id) [V, V]: the rows of the vocabulary's characters, <unk>'s first(.)."""
+        return self.rows(vocab, [None, *vocab.chars])
 
     def save(self, path) -> None:
         tensors = {"first": self.first, "ends": self.ends, "follows": self.follows, "pairs": self.pairs,
@@ -120,8 +133,11 @@ class Lexicon:
                 t = {k: f.get_tensor(k) for k in ("first", "ends", "follows", "pairs", "pair_weights", "first_total")}
             chars = json.loads(meta["chars"])
             n = len(chars)
-            if not all(t[k].shape == (n,) for k in ("first", "ends", "follows")) or t["first_total"].shape != (1,) \
-                    or t["pairs"].shape != (len(t["pair_weights"]), 2) or (t["pairs"].size and not 0 <= t["pairs"].min() <= t["pairs"].max() < n):
+            pairs = t["pairs"]
+            fits = all(t[k].shape == (n,) for k in ("first", "ends", "follows")) and t["first_total"].shape == (1,)
+            fits &= pairs.shape == (len(t["pair_weights"]), 2) and (not pairs.size or 0 <= pairs.min() <= pairs.max() < n)
+            fits &= bool(np.all(np.diff(pairs[:, 0].astype(np.int64) * n + pairs[:, 1]) > 0))  # sorted, as made
+            if not fits:
                 raise ValueError("its arrays do not fit its characters")
         except Exception as e:  # a damaged or foreign file: safetensors, json, KeyError and the checks all end here
             raise ValueError(f"{path} is not a charrnn lexicon: {e}") from None

@@ -92,42 +92,46 @@ class CharRNN(
         out, state = self.features(ids, state)
         return self.head(out), state
 
-    def log_probs(self, ids: torch.Tensor, state=None):
+    def log_probs(self, ids: torch.Tensor, state=None, count_rows: torch.Tensor | None = None):
         """The model's log-probabilities of each next character [B, T, V] (the network mixed with its count
-        models), and the state to carry on with: what scoring reads."""
+        models), and the state to carry on with: what scoring reads. count_rows [B, T, V]: the count models' rows
+        where they are not those of the ids (after a character outside the vocabulary, read as <unk>)."""
         logits, state = self(ids, state)
         if not self.count_share:
             return logits.log_softmax(-1), state
-        return self.mixed(logits.softmax(-1), ids).log(), state
+        rows = self.count_table(logits.device)[ids] if count_rows is None else count_rows
+        return ((1 - self.count_share) * logits.softmax(-1) + self.count_share * rows).log(), state
 
     @property
     def count_share(self) -> float:
         """The count models' share of every probability, the bigram's and the lexicon's together."""
         return self.count_weight + self.lexicon_weight
 
-    def mixed(self, network, previous):
-        """The network's probabilities [..., V] after the characters previous [...], mixed with the count models'."""
-        return (1 - self.count_share) * network + self.count_share * self.count_table(network.device)[previous]
-
-    def count_table(self, device) -> torch.Tensor:
-        """The count models together as P(next id | previous id) [V, V], each at its share of count_share, made
-        once per device."""
+    def count_parts(self) -> list:
+        """(share, count model) of each count model mixed in."""
         if (self.count_weight and self.counts is None) or (self.lexicon_weight and self.lexicon is None):
             raise ValueError("this model mixes in a count model (count_weight or lexicon_weight > 0) but has none: "
                              "load it with from_pretrained, or give it one with mix_counts")
+        return [(w, part) for w, part in ((self.count_weight, self.counts), (self.lexicon_weight, self.lexicon)) if w]
+
+    def count_rows(self, previous: list[str | None]) -> torch.Tensor:
+        """The count models together after each of the characters previous [len(previous), V] (None: one not
+        known), each at its share of count_share. They read the character itself, even outside the vocabulary."""
+        return sum(w * part.rows(self.vocab, previous) for w, part in self.count_parts()) / self.count_share
+
+    def count_table(self, device) -> torch.Tensor:
+        """The count rows after each id, P(next id | previous id) [V, V] (after <unk>: a character not known),
+        made once per device."""
         if device not in self.count_tables:
-            parts = [(self.count_weight, self.counts), (self.lexicon_weight, self.lexicon)]
-            table = sum(w * part.table(self.vocab) for w, part in parts if w) / self.count_share
-            self.count_tables[device] = table.to(device)
+            self.count_tables[device] = self.count_rows([None, *self.vocab.chars]).to(device)
         return self.count_tables[device]
 
-    def outside_gain(self, previous: list[int], chars: str) -> np.ndarray:
+    def outside_gain(self, previous: list[str], chars: str) -> np.ndarray:
         """What the count models add to the fair probability of characters outside the vocabulary (chars, after
-        the ids previous): each gives such a character its own probability of it, where the mixture's <unk> column
-        gives it a 10,000th of theirs (the network, which knows no such character, keeps its 10,000th)."""
-        parts = [(w, part) for w, part in ((self.count_weight, self.counts), (self.lexicon_weight, self.lexicon)) if w]
-        own = sum(w * part.outside_probs(self.vocab, previous, chars) for w, part in parts)
-        share = self.count_table(self.device)[previous, self.vocab.unk_id].double().cpu().numpy()
+        the characters previous): each gives such a character its own probability of it, where the mixture's <unk>
+        column gives it a 10,000th of theirs (the network, which knows no such character, keeps its 10,000th)."""
+        own = sum(w * part.outside_probs(self.vocab, previous, chars) for w, part in self.count_parts())
+        share = self.count_rows(previous)[:, self.vocab.unk_id].double().numpy()
         return own - self.count_share * share * math.exp(-evaluate.OOV_PENALTY)
 
     def mix_counts(self, counts: Bigram | None, weight: float, lexicon: Lexicon | None = None,

@@ -16,7 +16,8 @@ from charrnn.lexicon import LEXICON_NAME, Lexicon
 from conftest import tiny_config
 from training.train import METRICS_NAME, best_shares, mixture_nll, train
 
-words = st.lists(st.tuples(st.text(alphabet="abcd我你", min_size=1, max_size=4), st.floats(0.0, 5.0)), max_size=12)
+frequency = st.one_of(st.just(0.0), st.floats(1e-6, 5.0))  # wordfreq's are at least 1e-8; none is denormal
+words = st.lists(st.tuples(st.text(alphabet="abcd我你", min_size=1, max_size=4), frequency), max_size=12)
 
 
 def by_hand(frequencies, c: str, p: str) -> float:
@@ -46,12 +47,17 @@ def test_the_rows_are_the_formula_and_sum_to_one_over_the_vocabulary(frequencies
         for c in vocab.chars:
             assert table[vocab.stoi[p], vocab.stoi[c]].item() == pytest.approx(by_hand(frequencies, c, p), abs=1e-6)
     outside = [c for c in lexicon.chars if c not in vocab] + ["z"]  # z: no word holds it
-    for p in range(len(vocab)):  # each character outside the vocabulary has its own share of the <unk> column
+    for p in [None, *lexicon.chars]:  # after any character, one the vocabulary holds or not, each character
+        row = lexicon.rows(vocab, [p])[0]  # outside the vocabulary has its own share of the <unk> column
+        if p in vocab:
+            torch.testing.assert_close(row, table[vocab.stoi[p]])
+        for c in vocab.chars:
+            assert row[vocab.stoi[c]].item() == pytest.approx(by_hand(frequencies, c, p or "none"), abs=1e-6)
         own = lexicon.outside_probs(vocab, [p] * len(outside), outside)
         assert own[-1] == 0
         for c, q in zip(outside, own):
-            assert q == pytest.approx(by_hand(frequencies, c, vocab.itos[p] if p else "none"), abs=1e-9)
-        assert own.sum() == pytest.approx(table[p, vocab.unk_id].item(), abs=1e-5)
+            assert q == pytest.approx(by_hand(frequencies, c, p or "none"), abs=1e-9)
+        assert own.sum() == pytest.approx(row[vocab.unk_id].item(), abs=1e-5)
 
 
 def test_characters_outside_the_kept_ones_weigh_in_the_totals():
@@ -92,7 +98,7 @@ def test_it_saves_and_loads_exactly(chinese, tmp_path):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(chinese, name))
 
 
-@pytest.mark.parametrize("damage", ["bytes", "pairs out of range", "short arrays"])
+@pytest.mark.parametrize("damage", ["bytes", "pairs out of range", "short arrays", "pairs out of order"])
 def test_a_damaged_file_is_refused(chinese, tmp_path, damage):
     path = tmp_path / LEXICON_NAME
     if damage == "bytes":
@@ -103,6 +109,9 @@ def test_a_damaged_file_is_refused(chinese, tmp_path, damage):
         if damage == "short arrays":
             broken = Lexicon(chinese.chars, chinese.first[:-1], chinese.ends, chinese.follows, chinese.first_total,
                              chinese.pairs, chinese.pair_weights)
+        if damage == "pairs out of order":
+            broken = Lexicon(chinese.chars, chinese.first, chinese.ends, chinese.follows, chinese.first_total,
+                             chinese.pairs[::-1].copy(), chinese.pair_weights[::-1].copy())
         broken.save(path)
     with pytest.raises(ValueError, match="is not a charrnn lexicon"):
         Lexicon.load(path)

@@ -92,7 +92,55 @@ def test_a_character_outside_the_vocabulary_has_each_count_models_own_probabilit
     lexicon_p = (pair + lexicon.ends[i] * lexicon.first[j] / lexicon.first_total) / (lexicon.ends[i] + lexicon.follows[i])
     expected = 0.4 * net_unk / 10000 + 0.3 * mixed.counts.fair_p(outside, "我") + 0.3 * lexicon_p
     assert mixed.score(text, context).chars[1].prob == pytest.approx(expected, rel=1e-4)
-    assert mixed.lexicon.outside_probs(mixed.vocab, [mixed.vocab.stoi["我"]], outside)[0] > 1e-4 * 0.3  # it counts
+    assert mixed.lexicon.outside_probs(mixed.vocab, ["我"], outside)[0] > 1e-4 * 0.3  # it counts
+
+
+def a_word_across_the_vocabulary(model) -> tuple[str, str]:
+    """Two characters that begin a word of the lexicon: the first outside the model's vocabulary, the second in."""
+    chars, vocab = model.lexicon.chars, model.vocab
+    return next((chars[i], chars[j]) for i, j in model.lexicon.pairs.tolist()
+                if chars[i] not in vocab and chars[j] in vocab and chars[i] in "".join(model.counts.unigram))
+
+
+def by_hand_after(model, outside: str, network_probs: torch.Tensor) -> torch.Tensor:
+    """The mixture after a character outside the vocabulary, which the network reads as <unk>: each count model's
+    row is the one it has for that character."""
+    parts = [(model.count_weight, model.counts), (model.lexicon_weight, model.lexicon)]
+    return (1 - model.count_share) * network_probs + sum(w * part.rows(model.vocab, [outside])[0] for w, part in parts)
+
+
+def test_after_a_character_outside_the_vocabulary_the_count_models_read_it(mixed):
+    outside, inside = a_word_across_the_vocabulary(mixed)
+    lexicon = mixed.lexicon
+    i, j = lexicon.chars.index(outside), lexicon.chars.index(inside)
+    pair = dict(zip(map(tuple, lexicon.pairs.tolist()), lexicon.pair_weights))[i, j]
+    row = by_hand_after(mixed, outside, torch.zeros(len(mixed.vocab)))  # the count models' part alone
+    assert row[mixed.vocab.stoi[inside]] == pytest.approx(  # the formulas of counts.py and lexicon.py
+        0.3 * mixed.counts.p(inside, outside) + 0.3 * (pair + lexicon.ends[i] * lexicon.first[j] / lexicon.first_total)
+        / (lexicon.ends[i] + lexicon.follows[i]), rel=1e-4)
+    for text, context in ((outside + inside, "分开\n"), (inside, "分开\n" + outside)):
+        ids = mixed.vocab.encode(context + text)
+        network = forward_probs(at_shares(mixed, 0.0, 0.0), ids)[len(context + text) - 2]
+        at_shares(mixed)
+        expected = by_hand_after(mixed, outside, network)[mixed.vocab.stoi[inside]].item()
+        assert mixed.score(text, context).chars[-1].prob == pytest.approx(expected, rel=1e-4)
+        as_unk = float(forward_probs(mixed, ids)[len(context + text) - 2][mixed.vocab.stoi[inside]])  # <unk>'s row
+        assert abs(expected - as_unk) > 0.05 * expected  # the character's own row is really read
+
+
+@pytest.mark.parametrize("rows", [1, NUMPY_ROWS + 1], ids=["numpy", "torch"])
+def test_decoding_after_a_prefix_ending_outside_the_vocabulary_reads_the_same_rows(mixed, rows):
+    outside, _ = a_word_across_the_vocabulary(mixed)
+    prefix = "分开" + outside
+    batch = Batch(mixed, [prefix] * rows, 10, [Options(1.0, seed=1)] * rows)
+    ids = mixed.vocab.encode(prefix)
+    network = forward_probs(at_shares(mixed, 0.0, 0.0), ids)[-1]
+    at_shares(mixed)
+    for row in range(rows):
+        torch.testing.assert_close(torch.as_tensor(batch.p[row]), by_hand_after(mixed, outside, network),
+                                   rtol=1e-4, atol=1e-7)
+    for c in mixed.candidates(prefix, 2, 20, seed=3):
+        assert c.logprob == pytest.approx(-mixed.score(c.text, prefix).nll, rel=1e-4)
 
 
 def test_candidates_log_probability_is_the_scored_one(mixed):
