@@ -24,6 +24,12 @@ BIGRAM_NAME = "bigram.safetensors"
 WEIGHTS = [k / 20 for k in range(1, 20)]
 
 
+def read_arrays(path, names) -> tuple[dict, dict]:
+    """The metadata and the named arrays of a safetensors file (a count model's)."""
+    with safetensors.safe_open(str(path), "np") as f:
+        return f.metadata() or {}, {k: f.get_tensor(k) for k in names}
+
+
 class Bigram:
     def __init__(self, unigram: Counter, pairs: Counter, weight: float = 0.5, newlines: str = "keep"):
         self.unigram, self.pairs, self.weight, self.newlines = unigram, pairs, weight, newlines
@@ -120,9 +126,7 @@ class Bigram:
     def load(cls, path) -> "Bigram":
         """A saved bigram, read through safetensors (no pickle); ValueError if the file is not one."""
         try:
-            with safetensors.safe_open(str(path), "np") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in ("unigram", "pairs", "pair_counts")}
+            meta, tensors = read_arrays(path, ("unigram", "pairs", "pair_counts"))
             chars, weight = json.loads(meta["chars"]), float(meta["weight"])
         except Exception as e:  # a damaged or foreign file: safetensors, json and KeyError all end here
             raise ValueError(f"{path} is not a charrnn bigram: {e}") from None

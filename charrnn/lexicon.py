@@ -20,6 +20,8 @@ import numpy as np
 import safetensors.numpy
 import torch
 
+from .counts import read_arrays
+
 LEXICON_NAME = "lexicon.safetensors"
 WORDLIST = "large"
 
@@ -128,9 +130,7 @@ class Lexicon:
     def load(cls, path) -> "Lexicon":
         """A saved lexicon, read through safetensors (no pickle); ValueError if the file is not one."""
         try:
-            with safetensors.safe_open(str(path), "np") as f:
-                meta = f.metadata() or {}
-                t = {k: f.get_tensor(k) for k in ("first", "ends", "follows", "pairs", "pair_weights", "first_total")}
+            meta, t = read_arrays(path, ("first", "ends", "follows", "pairs", "pair_weights", "first_total"))
             chars = json.loads(meta["chars"])
             n = len(chars)
             pairs = t["pairs"]
