@@ -52,7 +52,7 @@ class Stepper:
         self.input_table = self.array(torch.addmm(b_ih0, inputs, w_ih0.t()))  # [V, G*H]: row v is token v's input
         self.layers = [(self.weight(w_ih.t()) if k else None, self.array(b_ih), self.weight(w_hh.t()), self.array(b_hh))
                        for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(layers)]
-        # The count models' share of the model's probabilities (model.mixed), and their table times that share: each
+        # The count models' share of the model's probabilities (CharRNN.log_probs), and their table times that share: each
         # row's counted part after the character just read.
         self.count_share = model.count_share
         # Scaled once here, not each step: a long-lived batch (serving.Loop) steps thousands of times.
@@ -80,7 +80,7 @@ class Stepper:
 
     def distribution(self, scores: "Next"):
         """The model's next-character distribution [B, V] (what scoring uses): the softmax of the network's logits,
-        mixed with the count model's row after each previous character where the model mixes one in."""
+        mixed with the count models' row after each previous character where the model mixes them in."""
         p = self.ops.softmax(scores.logits)
         if self.counts is not None:
             p *= 1 - self.count_share
@@ -157,7 +157,7 @@ def prime(model, stepper: Stepper, prefixes: list[str]):
     outside = [row for row, prefix in enumerate(prefixes) if prefix[-1] not in model.vocab]
     if outside and stepper.counts is not None:  # the count models read the character itself (model.count_rows)
         counted = stepper.ops.rows(stepper.counts, last)
-        rows = model.count_rows([prefixes[row][-1] for row in outside]).to(model.device)
+        rows = model.count_rows([prefixes[row][-1] for row in outside])
         counted[outside] = stepper.array(rows * model.count_share)
         scores = scores._replace(counted=counted)
     return scores, stepper.split_state(state)

@@ -107,8 +107,8 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
         ids = inputs[None, start:start + CHUNK]
         rows, here = None, [k for k in after_outside if start <= k < start + CHUNK]
         if here:
-            rows = model.count_table(model.device)[ids].clone()
-            rows[0, [k - start for k in here]] = model.count_rows([previous[k] for k in here]).to(model.device)
+            rows = model.count_table(model.device)[ids]
+            rows[0, [k - start for k in here]] = model.count_rows([previous[k] for k in here])
         log_probs, state = model.log_probs(ids, state, rows)
         judge(log_probs[0], targets[start:start + CHUNK], start)
     return judge.score(text, vocab.itos)

@@ -14,6 +14,7 @@ that vocabulary, its own probability of it (outside_probs), so that the lexicon'
 """
 import json
 from collections import defaultdict
+from functools import cached_property
 from importlib.metadata import version
 
 import numpy as np
@@ -72,27 +73,24 @@ class Lexicon:
     def outside_probs(self, vocab, previous: list[str], chars: str) -> np.ndarray:
         """Its probability of each of chars, characters outside vocab, after each of the characters previous; 0
         for a character no word holds. Together they are the <unk> column of its rows."""
-        index = {c: i for i, c in enumerate(self.chars)}
-        n = len(self.chars)
-        keys = self.pairs[:, 0].astype(np.int64) * n + self.pairs[:, 1]  # sorted: of_words sorts the pairs
+        index, keys, n = self.index, self.pair_keys, len(self.chars)
         out = np.zeros(len(chars))
         for k, (i, c) in enumerate(zip(map(index.get, previous), chars)):
             if (j := index.get(c)) is None:
                 continue
             first = self.first[j] / self.first_total
-            if i is None or not self.ends[i] + self.follows[i]:
+            if i is None or not self.occurrences[i]:
                 out[k] = first
                 continue
             at = np.searchsorted(keys, i * n + j)
             pair = self.pair_weights[at] if at < len(keys) and keys[at] == i * n + j else 0.0
-            denominator = self.ends[i] + self.follows[i]
-            out[k] = self.ends[i] / denominator * first + pair / denominator  # as rows computes it
+            out[k] = (self.ends[i] * first + pair) / self.occurrences[i]
         return out
 
     def rows(self, vocab, previous: list[str | None]) -> torch.Tensor:
         """P(next id | previous character) [len(previous), V] over a model's vocabulary (None: a character not
         known, so first(.)); the <unk> column holds the mass of every character outside the vocabulary."""
-        index = {c: i for i, c in enumerate(self.chars)}
+        index = self.index
         ids = np.array([vocab.stoi.get(c, vocab.unk_id) for c in self.chars], np.int64)
         first = np.zeros(len(vocab))
         np.add.at(first, ids, self.first / self.first_total)
@@ -100,17 +98,16 @@ class Lexicon:
         distinct = list(dict.fromkeys(previous))
         rows = np.tile(first, (len(distinct), 1))
         held = [(r, i) for r, i in enumerate(map(index.get, distinct))  # characters that a word holds
-                if i is not None and self.ends[i] + self.follows[i]]
+                if i is not None and self.occurrences[i]]
         if held:
             r, i = map(np.array, zip(*held))
-            denominator = self.ends[i] + self.follows[i]
-            rows[r] *= (self.ends[i] / denominator)[:, None]
-            rows[r, vocab.unk_id] += self.follows[i] / denominator  # continuations, all on <unk>...
+            rows[r] *= (self.ends[i] / self.occurrences[i])[:, None]
+            rows[r, vocab.unk_id] += self.follows[i] / self.occurrences[i]  # continuations, all on <unk>...
             row_of = np.full(len(self.chars), -1)
             row_of[i] = r
             to = row_of[self.pairs[:, 0]]
             inside = (to >= 0) & (ids[self.pairs[:, 1]] != vocab.unk_id)
-            shares = self.pair_weights[inside] / (self.ends + self.follows)[self.pairs[inside, 0]]
+            shares = self.pair_weights[inside] / self.occurrences[self.pairs[inside, 0]]
             np.add.at(rows, (to[inside], ids[self.pairs[inside, 1]]), shares)  # ... then moved to their own columns
             np.add.at(rows, (to[inside], vocab.unk_id), -shares)
         position = {p: r for r, p in enumerate(distinct)}
@@ -119,6 +116,22 @@ class Lexicon:
     def table(self, vocab) -> torch.Tensor:
         """P(next id | previous id) [V, V]: the rows of the vocabulary's characters, <unk>'s first(.)."""
         return self.rows(vocab, [None, *vocab.chars])
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Each kept character's position in chars."""
+        return {c: i for i, c in enumerate(self.chars)}
+
+    @cached_property
+    def occurrences(self) -> np.ndarray:
+        """How often each kept character stands in a word: followed by another, or ending it (the rows'
+        denominator)."""
+        return self.ends + self.follows
+
+    @cached_property
+    def pair_keys(self) -> np.ndarray:
+        """Each pair as one number, in the pairs' (sorted) order, for searchsorted."""
+        return self.pairs[:, 0].astype(np.int64) * len(self.chars) + self.pairs[:, 1]
 
     def save(self, path) -> None:
         tensors = {"first": self.first, "ends": self.ends, "follows": self.follows, "pairs": self.pairs,
@@ -131,15 +144,18 @@ class Lexicon:
         """A saved lexicon, read through safetensors (no pickle); ValueError if the file is not one."""
         try:
             meta, t = read_arrays(path, ("first", "ends", "follows", "pairs", "pair_weights", "first_total"))
-            chars = json.loads(meta["chars"])
-            n = len(chars)
-            pairs = t["pairs"]
-            fits = all(t[k].shape == (n,) for k in ("first", "ends", "follows")) and t["first_total"].shape == (1,)
-            fits &= pairs.shape == (len(t["pair_weights"]), 2) and (not pairs.size or 0 <= pairs.min() <= pairs.max() < n)
-            fits &= bool(np.all(np.diff(pairs[:, 0].astype(np.int64) * n + pairs[:, 1]) > 0))  # sorted, as made
-            if not fits:
+            lexicon = cls(json.loads(meta["chars"]), t["first"], t["ends"], t["follows"], t["first_total"].item(),
+                          t["pairs"], t["pair_weights"], meta.get("source", ""))
+            if not lexicon.fits():
                 raise ValueError("its arrays do not fit its characters")
         except Exception as e:  # a damaged or foreign file: safetensors, json, KeyError and the checks all end here
             raise ValueError(f"{path} is not a charrnn lexicon: {e}") from None
-        return cls(chars, t["first"], t["ends"], t["follows"], float(t["first_total"][0]), t["pairs"],
-                   t["pair_weights"], meta.get("source", ""))
+        return lexicon
+
+    def fits(self) -> bool:
+        """Whether the arrays fit the characters, the pairs in range and sorted as of_words makes them
+        (outside_probs searches them)."""
+        n, pairs = len(self.chars), self.pairs
+        return (all(a.shape == (n,) for a in (self.first, self.ends, self.follows))
+                and pairs.shape == (len(self.pair_weights), 2) and (not pairs.size or 0 <= pairs.min() <= pairs.max() < n)
+                and bool(np.all(np.diff(self.pair_keys) > 0)))

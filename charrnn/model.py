@@ -114,16 +114,27 @@ class CharRNN(
                              "load it with from_pretrained, or give it one with mix_counts")
         return [(w, part) for w, part in ((self.count_weight, self.counts), (self.lexicon_weight, self.lexicon)) if w]
 
-    def count_rows(self, previous: list[str | None]) -> torch.Tensor:
-        """The count models together after each of the characters previous [len(previous), V] (None: one not
-        known), each at its share of count_share. They read the character itself, even outside the vocabulary."""
+    def count_rows(self, previous: list[str]) -> torch.Tensor:
+        """The count models together after each of the characters previous [len(previous), V], on the model's
+        device. They read the character itself, even outside the vocabulary: a character of the vocabulary has its
+        row of count_table, only the others' rows are made."""
+        ids = torch.tensor([self.vocab.stoi.get(c, self.vocab.unk_id) for c in previous], dtype=torch.long)
+        rows = self.count_table(self.device)[ids.to(self.device)]
+        outside = (ids == self.vocab.unk_id).nonzero()[:, 0].tolist()
+        if outside:
+            rows[outside] = self.made_rows([previous[k] for k in outside]).to(self.device)
+        return rows
+
+    def made_rows(self, previous: list[str | None]) -> torch.Tensor:
+        """count_rows made from the count models themselves, each at its share of count_share (None: a character
+        not known)."""
         return sum(w * part.rows(self.vocab, previous) for w, part in self.count_parts()) / self.count_share
 
     def count_table(self, device) -> torch.Tensor:
         """The count rows after each id, P(next id | previous id) [V, V] (after <unk>: a character not known),
         made once per device."""
         if device not in self.count_tables:
-            self.count_tables[device] = self.count_rows([None, *self.vocab.chars]).to(device)
+            self.count_tables[device] = self.made_rows([None, *self.vocab.chars]).to(device)
         return self.count_tables[device]
 
     def outside_gain(self, previous: list[str], chars: str) -> np.ndarray:
@@ -131,7 +142,7 @@ class CharRNN(
         the characters previous): each gives such a character its own probability of it, where the mixture's <unk>
         column gives it a 10,000th of theirs (the network, which knows no such character, keeps its 10,000th)."""
         own = sum(w * part.outside_probs(self.vocab, previous, chars) for w, part in self.count_parts())
-        share = self.count_rows(previous)[:, self.vocab.unk_id].double().numpy()
+        share = self.count_rows(previous)[:, self.vocab.unk_id].double().cpu().numpy()
         return own - self.count_share * share * math.exp(-evaluate.OOV_PENALTY)
 
     def mix_counts(self, counts: Bigram | None, weight: float, lexicon: Lexicon | None = None,

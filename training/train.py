@@ -237,7 +237,7 @@ def mixture_nll(network: np.ndarray, counts: list[np.ndarray], shares) -> float:
 
 def best_shares(network: np.ndarray, *counts: np.ndarray) -> tuple[float, ...]:
     """The count models' shares, each on COUNT_WEIGHTS and together below 1, whose mixture with the network scores
-    best, from each part's probability of every held-out character (what CharRNN.mixed gives them)."""
+    best, from each part's probability of every held-out character (what CharRNN.log_probs mixes)."""
     grid = [s for s in itertools.product(COUNT_WEIGHTS, repeat=len(counts)) if sum(s) < 1 - 1e-9]
     return min(grid, key=lambda shares: mixture_nll(network, list(counts), shares))
 
