@@ -154,12 +154,10 @@ def prime(model, stepper: Stepper, prefixes: list[str]):
         state = torch.cat(states, 1)[:, order]
     last = stepper.ops.asarray([ids[-1] for ids in encoded], model.device)
     scores = stepper.head(stepper.array(torch.cat(tops)[order]), last)
-    outside = [row for row, prefix in enumerate(prefixes) if prefix[-1] not in model.vocab]
-    if outside and stepper.counts is not None:  # the count models read the character itself (model.count_rows)
-        counted = stepper.ops.rows(stepper.counts, last)
-        rows = model.count_rows([prefixes[row][-1] for row in outside])
-        counted[outside] = stepper.array(rows * model.count_share)
-        scores = scores._replace(counted=counted)
+    if stepper.counts is not None and any(prefix[-1] not in model.vocab for prefix in prefixes):
+        # the count models read the character itself, even outside the vocabulary
+        counted = model.count_rows([prefix[-1] for prefix in prefixes]) * model.count_share
+        scores = scores._replace(counted=stepper.array(counted))
     return scores, stepper.split_state(state)
 
 

@@ -102,13 +102,11 @@ def score(model, text: str, context: str = "", details: bool = True) -> Score:
     if outside and model.count_share:
         gain[outside] = model.outside_gain([previous[k] for k in outside], [text[k] for k in outside])
     judge = Judge(len(targets), len(vocab), vocab.unk_id, details, gain)
-    after_outside = (inputs == vocab.unk_id).nonzero()[:, 0].tolist() if model.count_share else []
+    after_outside = inputs == vocab.unk_id
     for start in range(0, len(targets), CHUNK):
         ids = inputs[None, start:start + CHUNK]
-        rows, here = None, [k for k in after_outside if start <= k < start + CHUNK]
-        if here:
-            rows = model.count_table(model.device)[ids]
-            rows[0, [k - start for k in here]] = model.count_rows([previous[k] for k in here])
+        here = model.count_share and bool(after_outside[start:start + CHUNK].any())
+        rows = model.count_rows(previous[start:start + CHUNK])[None] if here else None
         log_probs, state = model.log_probs(ids, state, rows)
         judge(log_probs[0], targets[start:start + CHUNK], start)
     return judge.score(text, vocab.itos)
