@@ -9,12 +9,15 @@ import os
 import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Gradio summarises its last 10,000 requests (a pandas groupby) for its monitoring page after every request: 16 ms of
+# CPU each on a server that has run a while. Every 100th request is often enough.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
 
 import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches torch's CUDA start-up)
 import gradio as gr  # noqa: E402
 
 from charrnn.catalog import model_sources  # noqa: E402
-from ui import arrivals, compare, generate, lyric, next_line, score  # noqa: E402
+from ui import arrivals, compare, generate, lyric, next_line, score, server  # noqa: E402
 from ui.common import DEVICE, NO_MODELS, WRITING, Variant, load_models, log  # noqa: E402
 
 QUEUE_SIZE = 64
@@ -58,14 +61,16 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
 
 
 def launch(demo: gr.Blocks, **options):
-    """Launch with the page's look (Gradio 6 takes theme and css here) and its tools served over MCP too
-    (at /gradio_api/mcp/); options go to demo.launch."""
-    return demo.launch(theme=THEME, css=CSS, mcp_server=True, max_threads=THREADS, **options)
+    """Launch with the page's look (Gradio 6 takes theme and css here), its tools served over MCP too (at
+    /gradio_api/mcp/), and the server's guard and session sweeper (ui/server.py); options go to demo.launch."""
+    return demo.launch(theme=THEME, css=CSS, mcp_server=True, max_threads=THREADS,
+                       state_session_capacity=server.STATE_SESSIONS, app_kwargs=server.app_kwargs(demo), **options)
 
 
 def main() -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     sys.setswitchinterval(SWITCH_INTERVAL)
+    server.return_freed_buffers()
     log.setLevel(logging.INFO)
     sources = model_sources()
     coming = arrivals.Arrivals(sources)

@@ -73,7 +73,7 @@ def server(tiny_model_dir, english_model_dir, next_line_dir):
     assert list(next_lines) == [NEXT_LINE] and NEXT_LINE not in variants, "each kind of model in its own list"
     demo = app.build_demo(variants, next_lines)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
-    yield SimpleNamespace(url=url, variants=variants, next_lines=next_lines)
+    yield SimpleNamespace(url=url, variants=variants, next_lines=next_lines, demo=demo)
     demo.close()
 
 

@@ -22,6 +22,7 @@ log = logging.getLogger("charrnn.app")
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 MAX_LENGTH = 1000
 MAX_PREFIX = 2000  # longer prefixes keep only their end: the state forgets far-back text anyway
+MAX_TEXT = 100_000  # characters of any text sent: a prefix, a start, a text to score or its context
 MAX_LINES = 100
 MAX_SEED = 2**32 - 1
 MAX_NGRAM = 12  # the longest run "avoid loops" may forbid repeating
@@ -128,8 +129,14 @@ def refusal(message: str) -> gr.Error:
 
 def variant_of(variants: dict[str, Variant], name) -> Variant:
     if name not in variants:
-        raise refusal(NO_MODELS if not variants else f"Unknown model {name!r}; choose one of: {', '.join(variants)}.")
+        raise refusal(NO_MODELS if not variants else
+                      f"Unknown model {shorten(repr(name))}; choose one of: {', '.join(variants)}.")
     return variants[name]
+
+
+def shorten(text: str, most: int = 80) -> str:
+    """text as a message quotes it: its start, where it is long (a refusal never echoes a whole request back)."""
+    return text if len(text) <= most else f"{text[:most]}… ({len(text):,} characters)"
 
 
 def shown(char: str) -> str:
@@ -161,11 +168,11 @@ def number(label: str, value, low: float, high: float, whole: bool = False, opti
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise refusal(f"{label} must be a finite number, got {value!r}.")
+        raise refusal(f"{label} must be a finite number, got {shorten(repr(value))}.")
     if whole and value != int(value):
-        raise refusal(f"{label} must be a whole number, got {value!r}.")
+        raise refusal(f"{label} must be a whole number, got {shorten(repr(value))}.")
     if not low <= value <= high:
-        raise refusal(f"{label} must be from {low:g} to {high:g}, got {value!r}.")
+        raise refusal(f"{label} must be from {low:g} to {high:g}, got {shorten(repr(value))}.")
     return int(value) if whole else float(value)
 
 
@@ -173,7 +180,7 @@ def string(label: str, value, most: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise refusal(f"{label} must be text, got {value!r}.")
+        raise refusal(f"{label} must be text, got {shorten(repr(value))}.")
     if len(value) > most:
         raise refusal(f"{label} may have at most {most:,} characters, got {len(value):,}.")
     return value
@@ -190,5 +197,5 @@ def page_seed(text) -> int | None:
     if not text:
         return None
     if not text.isdigit():
-        raise refusal(f"Seed must be a whole number from 0 to {MAX_SEED}, got {text!r}.")
+        raise refusal(f"Seed must be a whole number from 0 to {MAX_SEED}, got {shorten(repr(text))}.")
     return number("Seed", int(text), 0, MAX_SEED, whole=True)

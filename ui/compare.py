@@ -9,7 +9,7 @@ import gradio as gr
 from charrnn.decoding import Batch
 from charrnn.form import Options
 
-from .common import (CONCURRENCY, DECODING, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, Variant, number,
+from .common import (CONCURRENCY, DECODING, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, MAX_TEXT, Variant, number,
                      refusal, string)
 from .lyric import plain, prefix_html
 
@@ -41,7 +41,7 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
         """Every model writing the same start together, a step each in turn: per model, (name, *written(...))."""
         if not variants:
             raise refusal("No model is available.")
-        start = string("Start", start, 10**7)[-MAX_PREFIX:]
+        start = string("Start", start, MAX_TEXT)[-MAX_PREFIX:]
         options = Options(number("Temperature", temperature, 0, 2), seed=number("Seed", seed, 0, MAX_SEED, whole=True),
                           lines=number("Lines", lines, 0, MAX_LINES, whole=True) or None,
                           no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, MAX_NGRAM, whole=True))
@@ -67,7 +67,7 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
         """Every model continues the same start with the same seed and options, together; streams their texts so far.
 
         Args:
-            start: the text every model continues.
+            start: the text every model continues, up to 100,000 characters (the last 2,000 are read).
             length: the most characters each writes, 1 to 1000.
             temperature: 0 is greedy; up to 2.
             seed: the same seed for every model.

@@ -12,7 +12,7 @@ import spaces
 from charrnn.form import MAX_CANDIDATES
 from charrnn.rhyme import GROUPS
 
-from .common import (DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, WRITING, Busy, Variant, number,
+from .common import (DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, MAX_TEXT, WRITING, Busy, Variant, number,
                      page_seed, prefix_notices, refusal, seed_box, string, variant_of, warn_about_prefix)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
@@ -110,7 +110,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
 
     def decode(name, prefix, details, length, *options) -> Iterator[list]:
         variant = variant_of(variants, name)
-        prefix = warn_about_prefix(variant, string("Prefix", prefix, 10**7))
+        prefix = warn_about_prefix(variant, string("Prefix", prefix, MAX_TEXT))
         length, options = form_options(variant, length, *options)
         try:
             yield prefix
@@ -125,14 +125,15 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
 
         Args:
             variant: the model's name, as the `models` tool (or the page's Model list) gives it.
-            prefix: the text to continue; characters the model does not know are read as <unk>.
+            prefix: the text to continue, up to 100,000 characters (the last 2,000 are read); characters the model
+                does not know are read as <unk>.
             length: the most characters to write, 1 to 1000.
             temperature: 0 is greedy (always the likeliest character); higher is more adventurous, up to 2.
             top_k: sample only from the k likeliest characters; 0 turns this off.
             top_p: sample only from the likeliest characters whose probability reaches p; 1 turns this off.
             seed: the same seed gives the same text; None for a new sample each time.
             lines: stop after this many lines (a line ends at a line break); 0 for no limit.
-            acrostic: characters that begin the lines, one line each (藏头), e.g. 春夏秋冬; empty for none.
+            acrostic: characters that begin the lines, one line each (藏头), e.g. 春夏秋冬, up to 50; empty for none.
             rhyme: "off", "auto" (rhyme with the prefix's last line, else the first line written), a Chinese rhyme
                 group (十三辙, e.g. 江阳) or one of its characters, or an English word.
             repetition_penalty: 1 is off; above 1 makes characters already used less likely (CTRL's penalty).
@@ -169,7 +170,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
 
         Args:
             variant: the model's name, as the `models` tool (or the page's Model list) gives it.
-            prefix: the text to continue.
+            prefix: the text to continue, up to 100,000 characters (the last 2,000 are read).
             n: how many candidates, 1 to 16.
             length: the most characters each may have, 1 to 1000.
             temperature: 0 is greedy (then every candidate is the same); 0.8 by default, up to 2.
@@ -177,7 +178,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
             top_p: sample only from the likeliest characters whose probability reaches p; 1 turns this off.
             seed: candidate i uses seed + i, so the same seed gives the same candidates; None for new ones.
             lines: stop each after this many lines; 0 for no limit.
-            acrostic: characters that begin the lines, one line each (藏头); empty for none.
+            acrostic: characters that begin the lines, one line each (藏头), up to 50; empty for none.
             rhyme: "off", "auto", a Chinese rhyme group (十三辙) or one of its characters, or an English word.
             repetition_penalty: 1 is off; above 1 makes characters already used less likely.
             no_repeat_ngram: never write the same run of this many characters twice (0 is off).
@@ -186,7 +187,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
             one dict per candidate: text (the continuation), logprob (total, natural log), mean_logprob, perplexity.
         """
         variant_ = variant_of(variants, variant)
-        prefix = warn_about_prefix(variant_, string("Prefix", prefix, 10**7))
+        prefix = warn_about_prefix(variant_, string("Prefix", prefix, MAX_TEXT))
         n = number("n", n, 1, MAX_CANDIDATES, whole=True)
         length, options = form_options(variant_, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
                                        repetition_penalty, no_repeat_ngram)

@@ -5,10 +5,9 @@ import html
 
 import gradio as gr
 
-from .common import CONCURRENCY, Variant, number, refusal, string, variant_of
+from .common import CONCURRENCY, MAX_TEXT, Variant, number, refusal, string, variant_of
 from .lyric import scored_html, surprise_svg, visible
 
-MAX_SCORE = 100_000  # characters: a few seconds of CPU for one model
 TOP = 10
 TABLE = ('<table class="scores"><caption>Every model\'s fair perplexity on this text, best first (lower: the text '
          'was less surprising to it)</caption><thead><tr><th>model</th><th>perplexity</th>'
@@ -40,7 +39,8 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
             variant: the model's name, as the `models` tool gives it.
             text: the text to score (up to 100,000 characters); a character the model does not know costs
                 -log P(<unk>) + log 10000, so models with smaller vocabularies gain nothing.
-            context: text before it, which primes the model and is not scored; empty means the start of a line.
+            context: text before it, up to 100,000 characters, which primes the model and is not scored; empty means
+                the start of a line.
             top: how many of the most surprising characters to list, 0 to 100.
 
         Returns:
@@ -50,10 +50,10 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
             expected: [[char, prob], ...]}.
         """
         chosen = variant_of(variants, variant)
-        scored = string("Text", text, MAX_SCORE)
+        scored = string("Text", text, MAX_TEXT)
         if not scored:
             raise refusal("Give some text to score.")
-        context = string("Context", context, MAX_SCORE)
+        context = string("Context", context, MAX_TEXT)
         try:
             result = chosen.model.score(scored, context)
         except ValueError as e:
@@ -80,7 +80,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
     def read(text_: str, name: str):
         """The page's view: the table of every model, then the chosen model's shaded text, plot and list."""
         chosen = variant_of(variants, name).model
-        lyric = string("Text", text_, MAX_SCORE)
+        lyric = string("Text", text_, MAX_TEXT)
         if not lyric:
             raise refusal("Paste a lyric (or click an example) to score.")
         result = chosen.score(lyric)  # the chosen model's row reuses it: each model reads the text once

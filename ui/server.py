@@ -1,0 +1,245 @@
+"""The web server around the page, for a server that runs for days in public: request bodies bounded before they
+are read whole, a sentence for every refusal of the HTTP API, 404 for what does not exist, and gradio's sessions
+forgotten once nothing in them can be needed again.
+
+Gradio keeps a session (gradio.state_holder.SessionState) for every session hash it has seen, up to
+`state_session_capacity` (10,000 by default), and each holds a config of every component of the page plus the last
+value each input had, the text sent included. An HTTP API call that names no session gets a session of its own, so
+every such call left one behind (gradio-app/gradio#11602; its fix, #13756, leaves "reducing what a closed session
+holds" for a change of its own). `Sweeper` forgets the sessions that hold no gr.State value and no unread result;
+`Guard` answers bad requests before gradio parses them. docs/design.md says how this was found.
+"""
+import asyncio
+import contextlib
+import ctypes
+import datetime
+import json
+import re
+import time
+
+from starlette.middleware import Middleware
+
+from .common import shorten
+
+MAX_BODY = 4 * 1024 * 1024  # bytes: the largest request (/score's two 100,000-character texts, JSON-escaped) fits
+STATE_SESSIONS = 1000  # sessions holding a gr.State value (candidates, a song) that gradio keeps, the least recent go
+SWEEP_EVERY = 5.0  # seconds
+KEEP_IDLE = 60.0  # seconds an empty session its caller named (gradio_client, a page) waits for its next request
+UNREAD = 60.0  # seconds a finished request's result waits for its reader (a /call GET) before it is dropped
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's malloc.h
+try:
+    LIBC = ctypes.CDLL("libc.so.6")  # glibc: its malloc's settings and trim
+except OSError:
+    LIBC = None
+CALL = re.compile(r".*/gradio_api/call/(?P<api>[^/]+)(?:/(?P<event>[^/]+))?/?")
+JOIN = re.compile(r".*/gradio_api/(?:call/[^/]+|queue/join)/?")  # where a request joins gradio's queue
+BUSY = ("The server is busy: its queue of requests is full. Try again in a moment.")
+
+
+def return_freed_buffers() -> None:
+    """Have glibc give large freed buffers back to the system, before the server's threads start. By default it
+    raises its mmap threshold to the largest buffer freed so far (up to 32 MiB); buffers below it then come from the
+    heap, whose freed pages it seldom returns, so each large request (a long text to score, a refused huge body) left
+    the server megabytes larger. Setting the threshold fixes it at glibc's own default, 128 KiB. And each of the
+    server's many threads would get a heap of its own (up to 8 per core), each keeping its own high-water mark: two
+    heaps serve a 2-core server's threads. Elsewhere (macOS, musl) there is nothing to do."""
+    if LIBC is not None:
+        LIBC.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        LIBC.mallopt(M_ARENA_MAX, 2)
+
+
+def app_kwargs(blocks) -> dict:
+    """What demo.launch passes to the FastAPI app: the guard around every request and the sweeper's task."""
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        task = asyncio.create_task(Sweeper(blocks).run())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return {"middleware": [Middleware(Guard, blocks=blocks)], "lifespan": lifespan}
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, sentence: str):
+        super().__init__(sentence)
+        self.status, self.sentence = status, sentence
+
+
+class Guard:
+    """ASGI middleware: a body over MAX_BODY gets 413 before it is read whole; a call to /gradio_api/call/<api> names
+    an endpoint that exists (404), sends a JSON object whose `data` fits the endpoint (422, each with a sentence; a
+    missing argument that has a default gets it, as gradio_client fills it in), and reads a result that exists (404)."""
+
+    def __init__(self, app, blocks):
+        self.app, self.blocks, self.endpoints = app, blocks, None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        try:
+            call = CALL.fullmatch(scope["path"])
+            if call:
+                self.check_call(call["api"], call["event"])
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                body = await read_body(scope, receive)
+                if call and not call["event"]:
+                    body = self.arguments(call["api"], body)
+                receive = replayed(body, receive)
+        except Refusal as refusal:
+            return await refuse(send, refusal)
+        await self.app(scope, receive, busy_worded(send) if JOIN.fullmatch(scope["path"]) else send)
+
+    def api(self) -> dict[str, list[dict]]:
+        """Each public endpoint's parameters, as gradio documents them (built once, on the first call)."""
+        if self.endpoints is None:
+            named = self.blocks.get_api_info()["named_endpoints"]
+            self.endpoints = {name.lstrip("/"): info["parameters"] for name, info in named.items()}
+        return self.endpoints
+
+    def check_call(self, api: str, event: str | None) -> None:
+        if api not in self.api():
+            raise Refusal(404, f"There is no endpoint /{shorten(api)}; the endpoints are "
+                               f"{', '.join('/' + name for name in self.api())}.")
+        if event is not None and not result_waiting(self.blocks._queue, event):
+            raise Refusal(404, f"There is no result for event {shorten(event)}: it is unknown, already read, or was "
+                               f"not read within {UNREAD:.0f} s of its end.")
+
+    def arguments(self, api: str, body: bytes) -> bytes:
+        """The body with every argument the caller left out that has a default, or a Refusal naming what is wrong."""
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise Refusal(422, f"The request body is not valid JSON: {e}.") from None
+        if not isinstance(request, dict) or not isinstance(request.get("data"), list):
+            raise Refusal(422, 'The request body must be a JSON object whose "data" is the list of arguments, '
+                               f'e.g. {{"data": [...]}}; got {shorten(json.dumps(request, allow_nan=True))}.')
+        data, parameters = request["data"], self.api()[api]
+        names = ", ".join(p["parameter_name"] for p in parameters)
+        if len(data) > len(parameters):
+            takes = f"at most {len(parameters)} arguments ({names})" if parameters else "no arguments"
+            raise Refusal(422, f"/{api} takes {takes}; got {len(data)}.")
+        missing = [p for p in parameters[len(data):] if not p["parameter_has_default"]]
+        if missing:
+            raise Refusal(422, f"/{api} needs {', '.join(p['parameter_name'] for p in missing)} as well: its "
+                               f"arguments are {names}, in this order; got {len(data)}.")
+        if len(data) == len(parameters):
+            return body
+        request["data"] = data + [p["parameter_default"] for p in parameters[len(data):]]
+        return json.dumps(request, ensure_ascii=False, allow_nan=True).encode()
+
+
+def result_waiting(queue, event: str) -> bool:
+    """Whether gradio still has event's messages for a reader: it is among its session's events not yet read to the
+    end. Gradio answers otherwise with a 404 after the stream has begun, which a client sees as a dropped
+    connection."""
+    session = next((s for s, ids in list(queue.pending_event_ids_session.items()) if event in ids), None)
+    return session is not None and session in queue.pending_messages_per_session
+
+
+async def read_body(scope, receive) -> bytes:
+    declared = dict(scope["headers"]).get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large()
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > MAX_BODY:
+            raise too_large()
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def too_large() -> Refusal:
+    return Refusal(413, f"The request body is larger than this server takes ({MAX_BODY:,} bytes); every text field's "
+                        "limit is in the API docs.")
+
+
+def replayed(body: bytes, receive):
+    """receive, with the body already read given back first."""
+    sent = False
+
+    async def again():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+    return again
+
+
+def busy_worded(send):
+    """send, with gradio's 503 for a full queue answered as what it is: 429, too many requests, in a sentence."""
+    refused = False
+
+    async def wrapped(message):
+        nonlocal refused
+        if message["type"] == "http.response.start" and message["status"] == 503:
+            refused = True
+            return await refuse(send, Refusal(429, BUSY))
+        if not refused:
+            await send(message)
+    return wrapped
+
+
+async def refuse(send, refusal: Refusal) -> None:
+    payload = json.dumps({"detail": refusal.sentence}).encode()
+    await send({"type": "http.response.start", "status": refusal.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Sweeper:
+    """Every SWEEP_EVERY seconds, on the server's event loop (where gradio changes these structures too): forgets
+    each session with no request running or waiting, no unread result, and no gr.State value, once it is its own
+    request's (the caller named no session) or has been idle KEEP_IDLE seconds; a result unread UNREAD seconds after
+    its request ended is dropped. Such a session is only a copy of the page's defaults and of the last inputs: gradio
+    makes it anew, the same, if its hash comes again."""
+
+    def __init__(self, blocks):
+        self.blocks, self.quiet_since = blocks, {}
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            if self.sweep(time.monotonic()) and LIBC is not None:
+                LIBC.malloc_trim(0)  # the pages freed in the middle of malloc's heaps go back to the system too
+
+    def sweep(self, now: float) -> int:
+        """Forget what is no longer needed; returns how many sessions were forgotten."""
+        queue, holder = self.blocks._queue, self.blocks.state_holder
+        forgotten = 0
+        for session in set(holder.session_data) | set(queue.pending_event_ids_session) | set(self.quiet_since):
+            pending = queue.pending_event_ids_session.get(session, set())
+            if any(event in queue.event_ids_to_events for event in pending):  # running or waiting
+                self.quiet_since.pop(session, None)
+                continue
+            quiet = now - self.quiet_since.setdefault(session, now)
+            if (used := holder.time_last_used.get(session)) is not None:  # a request that began and ended unseen
+                quiet = min(quiet, (datetime.datetime.now() - used).total_seconds())
+            if pending and quiet >= UNREAD:
+                pending.clear()  # nobody came for these results
+            state = holder.session_data.get(session)
+            if pending or (state is not None and state.state_data):
+                continue
+            if session in queue.event_analytics or quiet >= KEEP_IDLE:
+                self.forget(session)
+                forgotten += 1
+        return forgotten
+
+    def forget(self, session: str) -> None:
+        queue, holder = self.blocks._queue, self.blocks.state_holder
+        with holder.lock:
+            holder.session_data.pop(session, None)
+            holder.time_last_used.pop(session, None)
+        queue.pending_event_ids_session.pop(session, None)
+        queue.pending_messages_per_session.pop(session, None)
+        self.blocks.pending_streams.pop(session, None)
+        self.blocks.pending_diff_streams.pop(session, None)
+        self.quiet_since.pop(session, None)
