@@ -55,8 +55,7 @@ class Stepper:
         # The count models' share of the model's probabilities (CharRNN.log_probs), and their table times that share: each
         # row's counted part after the character just read.
         self.count_share = model.count_share
-        # Scaled once here, not each step: a long-lived batch (serving.Loop) steps thousands of times.
-        self.counts = self.array(model.count_table(model.device) * model.count_share) if model.count_share else None
+        self.counts = self.array(model.count_part(model.device)) if model.count_share else None
         # A network trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
         self.prior = self.array(model.prior * model.smoothing * (1 - self.count_share)) if model.smoothing else None
         self.proj_w = self.weight(model.proj.weight.detach().t()) if model.proj else None

@@ -62,7 +62,7 @@ class CharRNN(
         # lexicon_weight (a Lexicon of its word-frequency list).
         self.count_weight, self.counts = count_weight, None
         self.lexicon_weight, self.lexicon = lexicon_weight, None
-        self.count_tables = {}  # device -> the count models as one table (count_table), made on first use
+        self.count_tables = {}  # the count models as one table, made on first use: count_table and count_part
 
     def features(self, ids: torch.Tensor, state=None):
         """What the output layer reads [B, T, head_size or H], and the final state."""
@@ -136,6 +136,13 @@ class CharRNN(
         if device not in self.count_tables:
             self.count_tables[device] = self.made_rows([None, *self.vocab.chars]).to(device)
         return self.count_tables[device]
+
+    def count_part(self, device) -> torch.Tensor:
+        """count_table times count_share: the count models' part of each row of the mixture, made once per device and
+        shared by every decoding batch (a batch made per request, as Compare's are, would make a [V, V] copy)."""
+        if (device, "part") not in self.count_tables:
+            self.count_tables[device, "part"] = self.count_table(device) * self.count_share
+        return self.count_tables[device, "part"]
 
     def outside_gain(self, previous: list[str], chars: str) -> np.ndarray:
         """What the count models add to the fair probability of characters outside the vocabulary (chars, after
