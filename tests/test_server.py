@@ -115,6 +115,16 @@ def test_a_full_queue_is_a_429_with_words(server, monkeypatch):
     assert refused.status_code == 429 and "busy" in refused.json()["detail"] and "Try again" in refused.json()["detail"]
 
 
+def test_the_api_docs_v2_call_takes_arguments_by_name(server):
+    """The curl example of gradio's API page posts to /call/v2/<endpoint> with the arguments by name."""
+    posted = httpx.post(f"{server.url}gradio_api/call/v2/generate", json={"variant": LSTM, "prefix": "分开",
+                                                                         "length": 15}, timeout=30)
+    assert posted.status_code == 200, posted.text
+    reply = httpx.get(f"{server.url}gradio_api/call/v2/generate/{posted.json()['event_id']}", timeout=30).text
+    assert "event: complete" in reply
+    assert httpx.post(f"{server.url}gradio_api/call/v2/nope", json={}, timeout=30).status_code == 404
+
+
 def test_a_result_that_is_not_there_is_a_404_with_words(server):
     unknown = httpx.get(f"{server.url}gradio_api/call/generate/abc123", timeout=10)
     assert unknown.status_code == 404 and "no result for event abc123" in unknown.json()["detail"]

@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import datetime
 import json
+import logging
 import re
 import time
 
@@ -31,9 +32,11 @@ try:
     LIBC = ctypes.CDLL("libc.so.6")  # glibc: its malloc's settings and trim
 except OSError:
     LIBC = None
-CALL = re.compile(r".*/gradio_api/call/(?P<api>[^/]+)(?:/(?P<event>[^/]+))?/?")
-JOIN = re.compile(r".*/gradio_api/(?:call/[^/]+|queue/join)/?")  # where a request joins gradio's queue
-BUSY = ("The server is busy: its queue of requests is full. Try again in a moment.")
+TRIM_EVERY = 60.0  # seconds at least between two trims of malloc's heaps (each holds its locks a moment)
+# The HTTP API: /call/<api> takes {"data": [...]}, /call/v2/<api> the arguments by name (gradio checks those itself).
+CALL = re.compile(r".*/gradio_api/call/(?P<v2>v2/)?(?P<api>[^/]+)(?:/(?P<event>[^/]+))?/?")
+BUSY = "The server is busy: its queue of requests is full. Try again in a moment."
+log = logging.getLogger(__name__)
 
 
 def return_freed_buffers() -> None:
@@ -78,18 +81,21 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        call = CALL.fullmatch(scope["path"])
+        posted = scope["method"] in ("POST", "PUT", "PATCH")
         try:
-            call = CALL.fullmatch(scope["path"])
             if call:
                 self.check_call(call["api"], call["event"])
-            if scope["method"] in ("POST", "PUT", "PATCH"):
+            if posted:
                 body = await read_body(scope, receive)
-                if call and not call["event"]:
+                if body is None:  # the client went away while sending
+                    return
+                if call and not call["event"] and not call["v2"]:
                     body = self.arguments(call["api"], body)
                 receive = replayed(body, receive)
         except Refusal as refusal:
             return await refuse(send, refusal)
-        await self.app(scope, receive, busy_worded(send) if JOIN.fullmatch(scope["path"]) else send)
+        await self.app(scope, receive, busy_worded(send) if call and posted else send)
 
     def api(self) -> dict[str, list[dict]]:
         """Each public endpoint's parameters, as gradio documents them (built once, on the first call)."""
@@ -138,7 +144,8 @@ def result_waiting(queue, event: str) -> bool:
     return session is not None and session in queue.pending_messages_per_session
 
 
-async def read_body(scope, receive) -> bytes:
+async def read_body(scope, receive) -> bytes | None:
+    """The request's body, read whole up to MAX_BODY (a Refusal beyond), or None if the client went away."""
     declared = dict(scope["headers"]).get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
         raise too_large()
@@ -146,7 +153,7 @@ async def read_body(scope, receive) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return None
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if size > MAX_BODY:
@@ -175,16 +182,21 @@ def replayed(body: bytes, receive):
 
 
 def busy_worded(send):
-    """send, with gradio's 503 for a full queue answered as what it is: 429, too many requests, in a sentence."""
-    refused = False
+    """send, with gradio's 503 for a full queue answered as what it is: 429, too many requests, in a sentence (its
+    other 503s, such as a queue stopped for a shutdown, pass as they are)."""
+    held = None
 
     async def wrapped(message):
-        nonlocal refused
+        nonlocal held
         if message["type"] == "http.response.start" and message["status"] == 503:
-            refused = True
-            return await refuse(send, Refusal(429, BUSY))
-        if not refused:
-            await send(message)
+            held = message  # the body says which 503 this is
+            return
+        if held is not None and message["type"] == "http.response.body":
+            if b"Queue is full" in message.get("body", b""):
+                return await refuse(send, Refusal(429, BUSY))
+            await send(held)
+            held = None
+        await send(message)
     return wrapped
 
 
@@ -197,19 +209,25 @@ async def refuse(send, refusal: Refusal) -> None:
 
 class Sweeper:
     """Every SWEEP_EVERY seconds, on the server's event loop (where gradio changes these structures too): forgets
-    each session with no request running or waiting, no unread result, and no gr.State value, once it is its own
-    request's (the caller named no session) or has been idle KEEP_IDLE seconds; a result unread UNREAD seconds after
-    its request ended is dropped. Such a session is only a copy of the page's defaults and of the last inputs: gradio
-    makes it anew, the same, if its hash comes again."""
+    each session with no request running or waiting, no unread result, no gr.State value and no component an event
+    updated, once it is its own request's (the caller named no session) or has been idle KEEP_IDLE seconds; a result
+    unread UNREAD seconds after its request ended is dropped. Such a session is only a copy of the page's defaults
+    and of the last inputs: gradio makes it anew, the same, if its hash comes again."""
 
     def __init__(self, blocks):
-        self.blocks, self.quiet_since = blocks, {}
+        self.blocks, self.quiet_since, self.trimmed = blocks, {}, 0.0
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_EVERY)
-            if self.sweep(time.monotonic()) and LIBC is not None:
-                LIBC.malloc_trim(0)  # the pages freed in the middle of malloc's heaps go back to the system too
+            try:
+                forgotten = self.sweep(now := time.monotonic())
+            except Exception:  # a sweeper that died would let sessions pile up again, unseen
+                log.exception("the session sweeper failed; it sweeps again in %.0f s", SWEEP_EVERY)
+                continue
+            if forgotten and LIBC is not None and now - self.trimmed >= TRIM_EVERY:
+                self.trimmed = now  # the pages freed in the middle of malloc's heaps go back to the system too
+                await asyncio.to_thread(LIBC.malloc_trim, 0)
 
     def sweep(self, now: float) -> int:
         """Forget what is no longer needed; returns how many sessions were forgotten."""
@@ -226,12 +244,18 @@ class Sweeper:
             if pending and quiet >= UNREAD:
                 pending.clear()  # nobody came for these results
             state = holder.session_data.get(session)
-            if pending or (state is not None and state.state_data):
+            if pending or (state is not None and self.holds_something(state)):
                 continue
             if session in queue.event_analytics or quiet >= KEEP_IDLE:
                 self.forget(session)
                 forgotten += 1
         return forgotten
+
+    def holds_something(self, state) -> bool:
+        """A gr.State value, or a component updated by an event (a list's new choices, say)."""
+        defaults = self.blocks.default_config.blocks
+        return bool(state.state_data) or any(block is not defaults.get(key)
+                                             for key, block in state.blocks_config.blocks.items())
 
     def forget(self, session: str) -> None:
         queue, holder = self.blocks._queue, self.blocks.state_holder
@@ -240,6 +264,4 @@ class Sweeper:
             holder.time_last_used.pop(session, None)
         queue.pending_event_ids_session.pop(session, None)
         queue.pending_messages_per_session.pop(session, None)
-        self.blocks.pending_streams.pop(session, None)
-        self.blocks.pending_diff_streams.pop(session, None)
         self.quiet_since.pop(session, None)
