@@ -4,6 +4,7 @@ finals that pypinyin gives, and for English the CMU dictionary's rhymes (pronoun
 A line's rhyme lives in its last *token*: a Chinese character, or an English word. What follows that
 token on the line (spaces, punctuation) belongs to it, so decoding can swap the whole tail at once.
 """
+import threading
 from functools import cache, cached_property
 
 import pronouncing
@@ -45,9 +46,20 @@ def is_letter(char: str) -> bool:
     return char.isascii() and (char.isalpha() or char == "'")
 
 
+CMU_LOADING = threading.Lock()
+
+
+def load_cmu() -> None:
+    """The CMU dictionary, loaded once. pronouncing sets its tables one after another: a second thread asking while a
+    first loaded them found the first one set and read the others as None (and words_by_key kept that None)."""
+    with CMU_LOADING:
+        pronouncing.init_cmu()
+
+
 @cache
 def english_key(word: str) -> str | None:
     """The rhyming part of a word's first CMU pronunciation ('time' -> 'AY1 M'), None if it has none."""
+    load_cmu()
     phones = pronouncing.phones_for_word(word.lower().strip("'"))
     return pronouncing.rhyming_part(phones[0]) if phones else None
 
@@ -95,7 +107,7 @@ class English:
 
     @cached_property
     def words_by_key(self) -> dict[str, list[str]]:
-        pronouncing.init_cmu()
+        load_cmu()
         return pronouncing.rhyme_lookup
 
     def endings(self, key: str, known) -> list[str]:

@@ -7,7 +7,8 @@ import torch
 from charrnn import CELLS, CharRNN, Vocab
 from charrnn import backends
 from charrnn.backends import NUMPY_ROWS, ColumnBlocks, numpy_sample
-from charrnn.decoding import Stepper, prime
+from charrnn.decoding import Batch, Stepper, prime
+from charrnn.form import Options
 from conftest import forward_probs
 
 
@@ -167,3 +168,11 @@ def test_prefix_edge_cases_are_handled(model):
 def test_bad_options_are_refused_clearly(model, options, message):
     with pytest.raises(ValueError, match=message):
         model.generate("分开", **{"length": 5, **options})
+
+
+def test_batches_share_the_models_count_table(model):
+    """Compare makes a batch per model per request: each reads the model's one scaled table, no [V, V] copy."""
+    first, second = (Batch(model, ["分开"], 5, [Options(seed=1)]) for _ in "ab")
+    first, second = first.stepper, second.stepper
+    assert first.counts is not None and np.shares_memory(np.asarray(first.counts), np.asarray(second.counts))
+    assert torch.allclose(torch.as_tensor(first.counts), model.count_table(model.device) * model.count_share)

@@ -130,3 +130,26 @@ def test_the_endings_decoding_offers_are_all_of_the_key(word):
 def test_scheme_for_a_vocabulary():
     assert isinstance(scheme_for(list("我爱你的歌，ab")), Chinese)
     assert isinstance(scheme_for(list("the time machine,.\n")), English)
+
+
+def test_the_cmu_dictionary_loads_once_for_threads_that_ask_together(monkeypatch):
+    """pronouncing fills its tables one after another: threads asking at once must not read one half made."""
+    import threading
+
+    import pronouncing
+    from charrnn.rhyme import English
+    for table in ("pronunciations", "lookup", "rhyme_lookup"):
+        monkeypatch.setattr(pronouncing, table, None)
+    found, failed = [], []
+
+    def ask():
+        try:
+            found.append(English().endings(english_key("time"), set("abcdefghijklmnopqrstuvwxyz")))
+        except Exception as e:  # noqa: BLE001 - what a thread raised is the failure
+            failed.append(e)
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failed and len(found) == 8 and all("rhyme" in words for words in found)
