@@ -46,10 +46,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(serving: str, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "CHARRNN_MODELS": ",".join(map(str, MODELS)), "CHARRNN_DECODING": serving,
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "HF_HUB_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+def start_app(serving: str, port: int, log: Path, models: list[Path] | None = MODELS) -> subprocess.Popen:
+    """app.py on models (None: the app's own list, models.txt)."""
+    env = {**os.environ, "CHARRNN_DECODING": serving, "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    if models is not None:
+        env["CHARRNN_MODELS"] = ",".join(map(str, models))
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
