@@ -32,7 +32,7 @@ try:
     LIBC = ctypes.CDLL("libc.so.6")  # glibc: its malloc's settings and trim
 except OSError:
     LIBC = None
-TRIM_EVERY = 60.0  # seconds at least between two trims of malloc's heaps (each holds its locks a moment)
+TRIM_EVERY = 10.0  # seconds at least between two trims of malloc's heaps (each holds its locks a moment)
 # The HTTP API: /call/<api> takes {"data": [...]}, /call/v2/<api> the arguments by name (gradio checks those itself).
 CALL = re.compile(r".*/gradio_api/call/(?P<v2>v2/)?(?P<api>[^/]+)(?:/(?P<event>[^/]+))?/?")
 BUSY = "The server is busy: its queue of requests is full. Try again in a moment."
