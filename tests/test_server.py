@@ -14,6 +14,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
+from bench.soak import rss_mb
 from conftest import cut
 from test_app import GRU, LSTM, ROOT, free_port, server, wait_until  # noqa: F401 (server: a fixture)
 from ui import server as web
@@ -184,11 +185,6 @@ def test_a_result_nobody_reads_is_dropped(server, monkeypatch):
 
 
 # Memory, with the app in a process of its own.
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
 
 async def calls(url: str, requests: list[tuple[str, list]], at_once: int = 8) -> list[str]:
     """Each (endpoint, arguments) over the HTTP API, at_once at a time: the last event of each."""

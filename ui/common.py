@@ -130,13 +130,18 @@ def refusal(message: str) -> gr.Error:
 def variant_of(variants: dict[str, Variant], name) -> Variant:
     if name not in variants:
         raise refusal(NO_MODELS if not variants else
-                      f"Unknown model {shorten(repr(name))}; choose one of: {', '.join(variants)}.")
+                      f"Unknown model {quoted(name)}; choose one of: {', '.join(variants)}.")
     return variants[name]
 
 
 def shorten(text: str, most: int = 80) -> str:
     """text as a message quotes it: its start, where it is long (a refusal never echoes a whole request back)."""
     return text if len(text) <= most else f"{text[:most]}… ({len(text):,} characters)"
+
+
+def quoted(value) -> str:
+    """A value a refusal names, as Python writes it, shortened."""
+    return shorten(repr(value))
 
 
 def shown(char: str) -> str:
@@ -168,11 +173,11 @@ def number(label: str, value, low: float, high: float, whole: bool = False, opti
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise refusal(f"{label} must be a finite number, got {shorten(repr(value))}.")
+        raise refusal(f"{label} must be a finite number, got {quoted(value)}.")
     if whole and value != int(value):
-        raise refusal(f"{label} must be a whole number, got {shorten(repr(value))}.")
+        raise refusal(f"{label} must be a whole number, got {quoted(value)}.")
     if not low <= value <= high:
-        raise refusal(f"{label} must be from {low:g} to {high:g}, got {shorten(repr(value))}.")
+        raise refusal(f"{label} must be from {low:g} to {high:g}, got {quoted(value)}.")
     return int(value) if whole else float(value)
 
 
@@ -180,7 +185,7 @@ def string(label: str, value, most: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise refusal(f"{label} must be text, got {shorten(repr(value))}.")
+        raise refusal(f"{label} must be text, got {quoted(value)}.")
     if len(value) > most:
         raise refusal(f"{label} may have at most {most:,} characters, got {len(value):,}.")
     return value
@@ -197,5 +202,5 @@ def page_seed(text) -> int | None:
     if not text:
         return None
     if not text.isdigit():
-        raise refusal(f"Seed must be a whole number from 0 to {MAX_SEED}, got {shorten(repr(text))}.")
+        raise refusal(f"Seed must be a whole number from 0 to {MAX_SEED}, got {quoted(text)}.")
     return number("Seed", int(text), 0, MAX_SEED, whole=True)

@@ -9,8 +9,8 @@ import gradio as gr
 from charrnn.decoding import Batch
 from charrnn.form import Options
 
-from .common import (CONCURRENCY, DECODING, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, MAX_TEXT, Variant, number,
-                     refusal, string)
+from .common import (CONCURRENCY, DECODING, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, MAX_TEXT,
+                     Variant, number, refusal, string)
 from .lyric import plain, prefix_html
 
 UPDATE_EVERY = 0.1

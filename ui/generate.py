@@ -12,7 +12,8 @@ import spaces
 from charrnn.form import MAX_CANDIDATES
 from charrnn.rhyme import GROUPS
 
-from .common import (DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, MAX_TEXT, WRITING, Busy, Variant, number,
+from .common import (DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, MAX_TEXT, WRITING, Busy,
+                     Variant, number,
                      page_seed, prefix_notices, refusal, seed_box, string, variant_of, warn_about_prefix)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 

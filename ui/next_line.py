@@ -6,7 +6,8 @@ from html import escape
 
 import gradio as gr
 
-from .common import CONCURRENCY, DECODING, MAX_SEED, Variant, number, page_seed, refusal, seed_box, shorten, string
+from .common import (CONCURRENCY, DECODING, MAX_SEED, Variant, number, page_seed, quoted, refusal, seed_box,
+                     string)
 from .lyric import plain, visible
 
 MAX_LINE = 500  # characters of the line answered: the lyrics' lines have at most 34
@@ -49,7 +50,7 @@ def build(models: dict[str, Variant]) -> gr.Dropdown:
         if not variant:
             return next(iter(models.values())).model
         if variant not in models:
-            raise refusal(f"Unknown next-line model {shorten(repr(variant))}; choose one of: {', '.join(models)}.")
+            raise refusal(f"Unknown next-line model {quoted(variant)}; choose one of: {', '.join(models)}.")
         return models[variant].model
 
     def steps_of(variant, line, temperature, seed) -> tuple[str, Iterator]:
