@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # Gradio summarises its last 10,000 requests (a pandas groupby) for its monitoring page after every request: 16 ms of
@@ -16,16 +17,19 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
 import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches torch's CUDA start-up)
 import gradio as gr  # noqa: E402
 
-from charrnn.catalog import model_sources  # noqa: E402
+from engine.catalog import Variant, load_models  # noqa: E402
+from engine.settings import Settings, SettingsError  # noqa: E402
 from ui import arrivals, compare, generate, lyric, next_line, score, server  # noqa: E402
-from ui.common import DEVICE, NO_MODELS, WRITING, Variant, load_models, log  # noqa: E402
+from ui.common import NO_MODELS, log, writing  # noqa: E402
+
+MODELS_FILE = Path(__file__).with_name("models.txt")
 
 QUEUE_SIZE = 64
 # Where requests decode in gradio's own threads (CHARRNN_DECODING=per-request), they and its event loop take turns at
 # the interpreter: handing it over every 0.2 ms instead of every 5 ms served 16 listeners 1.1-1.2x the characters
 # per second (bench/app_latency.py). The decoding loops run in a process of their own and do not mind.
 SWITCH_INTERVAL = 0.0002
-THREADS = WRITING["concurrency_limit"] + 40  # each stream being written holds a worker thread while it waits
+SPARE_THREADS = 40  # beyond one for each stream being written, which holds a worker thread while it waits
 THEME = gr.themes.Soft(primary_hue="rose", secondary_hue="slate")
 CSS = """
 .gradio-container { max-width: 1100px !important; margin: auto; }
@@ -36,8 +40,9 @@ CSS = """
 
 
 def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | None = None,
-               coming: arrivals.Arrivals | None = None) -> gr.Blocks:
-    """The page; `coming` brings the models still training into it as they arrive."""
+               coming: arrivals.Arrivals | None = None, decoding: str = "loop") -> gr.Blocks:
+    """The page; `coming` brings the models still training into it as they arrive; decoding as the models were
+    loaded with (engine.settings)."""
     next_lines = {} if next_lines is None else next_lines
     with gr.Blocks(title="charrnn · character-level lyrics writer") as demo:
         gr.Markdown("# charrnn\nCharacter-level recurrent networks that write Jay Chou style lyrics (and Victorian "
@@ -46,7 +51,7 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
             gr.Markdown(NO_MODELS)
         banner = gr.Column()
         with gr.Tab("Write"):
-            writer = generate.build(variants)
+            writer = generate.build(variants, decoding)
         with gr.Tab("Score"):
             shader = score.build(variants)
         with gr.Tab("Compare"):
@@ -60,10 +65,11 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
     return demo.queue(max_size=QUEUE_SIZE)
 
 
-def launch(demo: gr.Blocks, **options):
+def launch(demo: gr.Blocks, decoding: str = "loop", **options):
     """Launch with the page's look (Gradio 6 takes theme and css here), its tools served over MCP too (at
     /gradio_api/mcp/), and the server's guard and session sweeper (ui/server.py); options go to demo.launch."""
-    return demo.launch(theme=THEME, css=CSS, mcp_server=True, max_threads=THREADS,
+    return demo.launch(theme=THEME, css=CSS, mcp_server=True,
+                       max_threads=writing(decoding)["concurrency_limit"] + SPARE_THREADS,
                        state_session_capacity=server.STATE_SESSIONS, app_kwargs=server.app_kwargs(demo), **options)
 
 
@@ -72,17 +78,21 @@ def main() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     server.return_freed_buffers()
     log.setLevel(logging.INFO)
-    sources = model_sources()
-    coming = arrivals.Arrivals(sources)
-    variants, next_lines = load_models([s for s in sources if s not in coming.coming], DEVICE, sources)
+    try:
+        settings = Settings.from_environ(MODELS_FILE)
+    except SettingsError as e:
+        sys.exit(str(e))
+    coming = arrivals.Arrivals(settings)
+    sources = settings.sources
+    variants, next_lines = load_models([s for s in sources if s not in coming.coming], settings, sources)
     coming.start(variants, next_lines)
     if not variants and not coming.coming:
         log.warning(NO_MODELS.replace("**", "").replace("`", ""))
-    demo = build_demo(variants, next_lines, coming)
+    demo = build_demo(variants, next_lines, coming, settings.decoding)
     # What is loaded by now lives as long as the server: out of the collector's sight, a full collection no longer
     # walks it. Those walks took 70-360 ms each, stalling every stream at once (bench/app_latency.py).
     gc.freeze()
-    launch(demo)
+    launch(demo, settings.decoding)
 
 
 if __name__ == "__main__":

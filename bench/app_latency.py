@@ -1,7 +1,7 @@
 """The demo as many listeners see it: `python -m bench.app_latency` (needs `make models`).
 
 Starts `app.py` in its own process on the five default character models, once with each model's decoding loop
-(continuous batching, charrnn.serving, in decoding processes of their own, one per core: charrnn.remote) and once decoding per
+(continuous batching, engine.loop, in decoding processes of their own, one per core: engine.workers) and once decoding per
 request (CHARRNN_DECODING=per-request: the demo before the loop, and what a ZeroGPU Space still does), and drives
 /generate over HTTP as a Space's visitors would: each stream its own connection, the variants in turn,
 temperature 1, 200 characters. One asyncio client drives every stream (gradio_client in threads would compete with
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from charrnn.catalog import display_name
+from engine.catalog import display_name
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = [ROOT / "models" / name for name in

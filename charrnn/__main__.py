@@ -1,4 +1,4 @@
-"""python -m charrnn generate|score|next-line --model FOLDER_OR_REPO_ID ...: write with a trained model, score a
+"""charrnn (or python -m charrnn) generate|score|next-line --model FOLDER_OR_REPO_ID ...: write with a trained model, score a
 text, or write the line after a line."""
 import argparse
 import math
@@ -8,19 +8,36 @@ from pathlib import Path
 from .evaluate import Score
 from .loading import ModelFileError
 from .model import CharRNN
-from .next_line import MAX_LENGTH, NextLine
+from . import limits
+from .next_line import NextLine
+
+
+def within(allowed: limits.Range, kind=float):
+    """An argparse type: a number of kind in the range allowed, or a clear usage error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"{text} is not from {allowed}")
+        return value
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m charrnn", description=__doc__,
+    p = argparse.ArgumentParser(prog="charrnn", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     hub = argparse.ArgumentParser(add_help=False)
     hub.add_argument("--revision", default=None, help="Hub branch, tag or commit (repo ids only)")
     sampling = argparse.ArgumentParser(add_help=False)
-    sampling.add_argument("--temperature", type=float, default=0.8, help="0 is greedy; higher is more adventurous")
+    sampling.add_argument("--temperature", type=within(limits.TEMPERATURE), default=0.8,
+                          help=f"{limits.TEMPERATURE}: 0 is greedy; higher is more adventurous")
     sampling.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely characters")
-    sampling.add_argument("--top-p", type=float, default=None, help="sample only from the smallest set of characters whose probability reaches p")
-    sampling.add_argument("--seed", type=int, default=None, help="the same seed gives the same text")
+    sampling.add_argument("--top-p", type=within(limits.TOP_P), default=None,
+                          help=f"{limits.TOP_P}: sample only from the smallest set of characters whose probability reaches p")
+    sampling.add_argument("--seed", type=within(limits.SEED, int), default=None,
+                          help=f"{limits.SEED}: the same seed gives the same text")
     commands = p.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_: str, *parents) -> argparse.ArgumentParser:
@@ -30,14 +47,18 @@ def parser() -> argparse.ArgumentParser:
     gen = command("generate", "continue a prefix", sampling)
     gen.add_argument("--model", required=True, help="a model folder (made by python -m training) or a Hub repo id")
     gen.add_argument("--prefix", default="", help="text to continue (characters the model does not know are read as <unk>)")
-    gen.add_argument("--length", type=int, default=100, help="characters to generate")
-    gen.add_argument("--lines", type=int, default=None, help="stop after this many lines (--length stays the most characters)")
+    gen.add_argument("--length", type=within(limits.LENGTH, int), default=100, help=f"{limits.LENGTH}: characters to write")
+    gen.add_argument("--lines", type=within(limits.LINES, int), default=None,
+                     help=f"{limits.LINES}: stop after this many lines (--length stays the most characters)")
     gen.add_argument("--acrostic", default=None, help="one line per character, each beginning with it (藏头)")
     gen.add_argument("--rhyme", default=None, help="'auto' (the prefix's last line, else the first line written), "
                      "a rhyme group such as 江阳 (or one of its characters), or an English word")
-    gen.add_argument("--repetition-penalty", type=float, default=1.0, help="CTRL's penalty on characters already used (1 = off)")
-    gen.add_argument("--no-repeat-ngram", type=int, default=0, help="no sequence of this many characters twice (0 = off)")
-    gen.add_argument("--candidates", type=int, default=1, help="write this many (up to 16) together, print them best first")
+    gen.add_argument("--repetition-penalty", type=within(limits.REPETITION_PENALTY), default=1.0,
+                     help=f"{limits.REPETITION_PENALTY}: CTRL's penalty on characters already used (1 = off)")
+    gen.add_argument("--no-repeat-ngram", type=within(limits.NO_REPEAT_NGRAM, int), default=0,
+                     help=f"{limits.NO_REPEAT_NGRAM}: no sequence of this many characters twice (0 = off)")
+    gen.add_argument("--candidates", type=within(limits.CANDIDATES, int), default=1,
+                     help=f"{limits.CANDIDATES}: write this many together, print them best first")
     sc = command("score", "fair perplexity of a text file, and where the model was most surprised")
     sc.add_argument("--model", required=True, help="a model folder or a Hub repo id")
     sc.add_argument("--text", required=True, help="UTF-8 text file to score")
@@ -46,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     nl = command("next-line", "write the line that follows a line (a next-line model)", sampling)
     nl.add_argument("--model", required=True, help="a next-line model folder or Hub repo id")
     nl.add_argument("--line", required=True, help="the line to answer (of several, the last non-empty one)")
-    nl.add_argument("--max-length", type=int, default=MAX_LENGTH, help="the most characters the line may have")
+    nl.add_argument("--max-length", type=within(limits.Range(1, limits.NEXT_LINE_LENGTH), int),
+                    default=limits.NEXT_LINE_LENGTH, help="the most characters the line may have")
     nl.add_argument("--attention", action="store_true", help="then, per written character, where the model looked")
     return p
 
@@ -91,7 +113,7 @@ def generate(model: CharRNN, args) -> None:
     unknown = model.vocab.unknown(args.prefix)
     if unknown:
         print(f"note: not in the vocabulary, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
-    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, lines=args.lines,
+    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, lines=args.lines or None,
                    acrostic=args.acrostic, rhyme=args.rhyme, repetition_penalty=args.repetition_penalty,
                    no_repeat_ngram=args.no_repeat_ngram)
     if args.candidates > 1:

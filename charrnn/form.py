@@ -14,11 +14,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import limits
 from .rhyme import scheme_for
 
-MAX_CANDIDATES = 16
-MAX_NGRAM = 32
-MAX_SEED = 2**64 - 1
 FREE = (None, None, [])  # a rule that leaves the next character to the model
 REWIND_STEPS = 40  # how far back a rhyming line may redraw its last token (longer than any word offered)
 
@@ -76,26 +74,27 @@ def is_whole(x) -> bool:
 def check(options: Options, length: int) -> None:
     """Options that no model could honour."""
     o = options
-    if not is_whole(length) or length < 0:
+    if not is_whole(length) or length < 0:  # a request's is capped by limits.LENGTH; the library's is not
         raise ValueError(f"length must be a whole number >= 0, got {length!r}")
-    if not (is_number(o.temperature) and 0 <= o.temperature <= 100):
-        raise ValueError(f"temperature must be a number from 0 (greedy) to 100, got {o.temperature!r}")
+    if not (is_number(o.temperature) and o.temperature in limits.TEMPERATURE):
+        raise ValueError(f"temperature must be a number from {limits.TEMPERATURE} (0 is greedy), got {o.temperature!r}")
     if o.top_k is not None and not (is_whole(o.top_k) and o.top_k > 0):
         raise ValueError(f"top_k must be a positive whole number or None, got {o.top_k!r}")
-    if o.top_p is not None and not (is_number(o.top_p) and 0 < o.top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1] or None, got {o.top_p!r}")
-    if o.seed is not None and not (is_whole(o.seed) and 0 <= o.seed <= MAX_SEED):
-        raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1 or None, got {o.seed!r}")
-    if o.lines is not None and not (is_whole(o.lines) and o.lines > 0):
-        raise ValueError(f"lines must be a positive whole number or None, got {o.lines!r}")
-    if o.acrostic is not None and not isinstance(o.acrostic, str):
-        raise ValueError(f"acrostic must be a string of characters, got {o.acrostic!r}")
+    if o.top_p is not None and not (is_number(o.top_p) and o.top_p in limits.TOP_P):
+        raise ValueError(f"top_p must be from {limits.TOP_P} or None, got {o.top_p!r}")
+    if o.seed is not None and not (is_whole(o.seed) and o.seed in limits.SEED):
+        raise ValueError(f"seed must be a whole number from {limits.SEED} or None, got {o.seed!r}")
+    if o.lines is not None and not (is_whole(o.lines) and 1 <= o.lines <= limits.LINES.high):
+        raise ValueError(f"lines must be a whole number from 1 to {limits.LINES.high} or None, got {o.lines!r}")
+    if o.acrostic is not None and not (isinstance(o.acrostic, str) and len(o.acrostic) <= limits.ACROSTIC):
+        raise ValueError(f"acrostic must be a string of at most {limits.ACROSTIC} characters, got {o.acrostic!r}")
     if o.rhyme is not None and not isinstance(o.rhyme, str):
         raise ValueError(f"rhyme must be 'auto', a rhyme group or None, got {o.rhyme!r}")
-    if not (is_number(o.repetition_penalty) and 1 <= o.repetition_penalty <= 10):
-        raise ValueError(f"repetition_penalty must be a number from 1 (off) to 10, got {o.repetition_penalty!r}")
-    if not (is_whole(o.no_repeat_ngram) and 0 <= o.no_repeat_ngram <= MAX_NGRAM):
-        raise ValueError(f"no_repeat_ngram must be a whole number from 0 (off) to {MAX_NGRAM}, got "
+    if not (is_number(o.repetition_penalty) and o.repetition_penalty in limits.REPETITION_PENALTY):
+        raise ValueError(f"repetition_penalty must be a number from {limits.REPETITION_PENALTY} (1 is off), got "
+                         f"{o.repetition_penalty!r}")
+    if not (is_whole(o.no_repeat_ngram) and o.no_repeat_ngram in limits.NO_REPEAT_NGRAM):
+        raise ValueError(f"no_repeat_ngram must be a whole number from {limits.NO_REPEAT_NGRAM} (0 is off), got "
                          f"{o.no_repeat_ngram!r}")
 
 

@@ -16,14 +16,13 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from . import backends, evaluate, loading
+from . import backends, evaluate, limits, loading
 from .cells import dropout
 from .decoding import Uniforms, temper
 from .form import Options, check
 from .vocab import Vocab, normalize
 
 CONTEXTS = ("init", "every-step", "attention")
-MAX_LENGTH = 40  # characters a written line may have (the lyrics' longest is 34)
 
 
 class NextLine(
@@ -133,7 +132,7 @@ class NextLine(
         return judge.score(text, self.vocab.itos)
 
     def written(self, line: str, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
-                seed: int | None = None, max_length: int = MAX_LENGTH) -> Iterator[tuple[str, list[float] | None]]:
+                seed: int | None = None, max_length: int = limits.NEXT_LINE_LENGTH) -> Iterator[tuple[str, list[float] | None]]:
         """The next line character by character, each with the attention it paid to the line's characters. Bad
         arguments are refused here, before the first character."""
         options = Options(temperature, top_k, top_p, seed)
@@ -166,12 +165,12 @@ class NextLine(
 
     def stream_next_line(self, line: str, temperature: float = 0.8, top_k: int | None = None,
                          top_p: float | None = None, seed: int | None = None,
-                         max_length: int = MAX_LENGTH) -> Iterator[str]:
+                         max_length: int = limits.NEXT_LINE_LENGTH) -> Iterator[str]:
         """The next line, character by character (see next_line)."""
         return (char for char, _ in self.written(line, temperature, top_k, top_p, seed, max_length))
 
     def next_line(self, line: str, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
-                  seed: int | None = None, max_length: int = MAX_LENGTH, attention: bool = False):
+                  seed: int | None = None, max_length: int = limits.NEXT_LINE_LENGTH, attention: bool = False):
         """The line that follows line (without its line break), at most max_length characters. line: a line of
         text (of several, the last non-empty one). With attention=True, also the attention weights
         [len(text)][len(source line)] (every row sums to 1; "init" and "every-step" models have none)."""

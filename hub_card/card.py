@@ -6,14 +6,13 @@ from typing import NamedTuple
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from charrnn import CharRNN, ModelFileError
-from charrnn.catalog import CELL_NAMES
+from charrnn.names import CELL_NAMES, CORPUS_NAMES, METRICS_NAME
 from charrnn.loading import is_next_line
 
 from .curve import CURVE_NAME, write_curve
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
 CARD_NAME = "README.md"
-METRICS_NAME = "metrics.json"
 TEMPERATURES = (0.5, 0.8, 1.0)
 SAMPLE_LENGTH = 120
 SEED = 0
@@ -32,14 +31,14 @@ class Corpus(NamedTuple):
 
 CORPORA = {
     "jaychou": Corpus(
-        "zh", "Jay Chou lyrics", "lyrics",
+        "zh", CORPUS_NAMES["jaychou"], "lyrics",
         "the lyrics of Jay Chou's (周杰伦) songs in Mandarin Chinese, one lyric line per line",
         "Do not publish its output as your own lyrics: it may be someone else's.",
         "The training text is the lyrics of songs by Jay Chou and his lyricists. Those lyrics are copyrighted by "
         "their authors and publishers; they are not redistributed here, and this repository contains none of them "
         "(only weights, which can reproduce fragments, see above)."),
     "timemachine": Corpus(
-        "en", "The Time Machine", "prose",
+        "en", CORPUS_NAMES["timemachine"], "prose",
         "*The Time Machine* by H. G. Wells (1895), English prose",
         "The novel is in the public domain, so repeating it does no harm, but it is not new writing either.",
         "The training text is *The Time Machine* by H. G. Wells, a public-domain novel (Project Gutenberg). "

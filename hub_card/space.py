@@ -6,7 +6,7 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceCardData
 
-from charrnn.catalog import base_name
+from charrnn.names import base_name
 from charrnn.loading import looks_local
 
 from .upload import Commit, HubCardError, check_repo_id

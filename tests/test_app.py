@@ -17,9 +17,12 @@ import pytest
 from gradio_client import Client
 
 import app
+from charrnn import limits
 from charrnn.form import Options
 from charrnn.rhyme import Chinese
-from ui.common import DEVICE, MAX_LENGTH, MAX_PREFIX, MAX_SEED, Variant, load_models, load_variants, page_seed
+from engine.catalog import Variant, load_models
+from engine.settings import Settings
+from ui.common import describe, page_seed
 from ui.generate import LOOP_NGRAM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +71,7 @@ def warnings_of(job) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, english_model_dir, next_line_dir):
-    variants, next_lines = load_models([str(tiny_model_dir), str(english_model_dir), str(next_line_dir)], DEVICE)
+    variants, next_lines = load_models([str(tiny_model_dir), str(english_model_dir), str(next_line_dir)], Settings())
     variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, SLOW_DELAY), {})
     assert list(next_lines) == [NEXT_LINE] and NEXT_LINE not in variants, "each kind of model in its own list"
     demo = app.build_demo(variants, next_lines)
@@ -97,12 +100,12 @@ def text_of(job) -> str:
 def test_load_variants_names_them_and_skips_broken_sources(tiny_model_dir, tmp_path, caplog):
     broken = tmp_path / "jaychou-gru"
     broken.mkdir()
-    variants = load_variants([str(tiny_model_dir), str(broken), "no/such-repo"], DEVICE)
+    variants = load_models([str(tiny_model_dir), str(broken), "no/such-repo"], Settings())[0]
     assert list(variants) == [LSTM]
-    assert variants[LSTM].model.device.type == DEVICE.type
+    assert variants[LSTM].model.device.type == Settings().device.type
     skipped = caplog.text
     assert str(broken) in skipped and "no/such-repo" in skipped
-    info = variants[LSTM].describe()
+    info = describe(variants[LSTM])
     assert "LSTM" in info and "M parameters" in info and "held-out perplexity" in info
 
 
@@ -194,8 +197,8 @@ def test_a_huge_prefix_is_cut_to_its_end_quickly(client, server):
     prefix = "分开" * 50_000
     started = time.monotonic()
     job = request(client, prefix=prefix, length=20, seed=5)
-    assert text_of(job) == server.variants[LSTM].model.generate(prefix[-MAX_PREFIX:], 20, seed=5)
-    assert any("100,000 characters" in w and f"last {MAX_PREFIX:,}" in w for w in warnings_of(job))
+    assert text_of(job) == server.variants[LSTM].model.generate(prefix[-limits.PREFIX:], 20, seed=5)
+    assert any("100,000 characters" in w and f"last {limits.PREFIX:,}" in w for w in warnings_of(job))
     assert time.monotonic() - started < 20
 
 
@@ -213,8 +216,8 @@ def test_unknown_characters_depend_on_the_variant(client):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("length", 0, "Length must be from 1 to 1000, got 0"),
-    ("length", MAX_LENGTH + 1, "Length must be from 1 to 1000"),
+    ("length", 0, "Length must be from 1 to 1,000, got 0"),
+    ("length", limits.LENGTH.high + 1, "Length must be from 1 to 1,000"),
     ("length", "abc", "Length must be a finite number, got 'abc'"),
     ("length", 2.5, "Length must be a whole number, got 2.5"),
     ("temperature", -0.5, "Temperature must be from 0 to 2"),
@@ -379,8 +382,8 @@ def test_bad_input_to_next_line_is_refused(client, args, message):
 
 def test_a_page_seed_left_empty_is_random_and_a_bad_one_is_refused():
     assert page_seed("") is None and page_seed("  ") is None and page_seed(None) is None
-    assert page_seed(" 12 ") == 12 and page_seed(str(MAX_SEED)) == MAX_SEED
-    for bad in ("abc", "-1", "1.5", str(MAX_SEED + 1)):
+    assert page_seed(" 12 ") == 12 and page_seed(str(limits.SEED.high)) == limits.SEED.high
+    for bad in ("abc", "-1", "1.5", str(limits.SEED.high + 1)):
         with pytest.raises(gr.Error, match="Seed must be"):
             page_seed(bad)
 
@@ -460,6 +463,9 @@ def test_the_app_writes_on_after_its_decoding_process_dies(client, server):
                                                   ("CHARRNN_DECODERS", "two", "CHARRNN_DECODERS must be a whole number"),
                                                   ("CHARRNN_DECODING", "gpu", "CHARRNN_DECODING must be loop or")])
 def test_a_bad_serving_setting_stops_the_app_with_a_clear_message(name, value, message):
-    done = subprocess.run([sys.executable, "-c", "import ui.common"], cwd=ROOT, env={**os.environ, name: value},
-                          capture_output=True, text=True, timeout=120)
+    """Settings are read once, at start: importing the app's modules never fails on one; starting the app does."""
+    env = {**os.environ, name: value}
+    imported = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr

@@ -10,7 +10,8 @@ import pytest
 
 import app
 from test_app import LSTM, CountingModel, wait_until
-from ui.common import DEVICE, Variant, load_models, load_variants
+from engine.catalog import Variant, load_models
+from engine.settings import Settings
 from ui.lyric import visible
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -34,9 +35,9 @@ WATCH_CARDS = """() => {
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, english_model_dir, next_line_dir):
-    variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
+    variants = load_models([str(tiny_model_dir), str(english_model_dir)], Settings())[0]
     variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, delay=0.005), {}, variants[LSTM].bigram)
-    demo = app.build_demo(variants, load_models([str(next_line_dir)], DEVICE)[1])
+    demo = app.build_demo(variants, load_models([str(next_line_dir)], Settings())[1])
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield url, variants
     demo.close()

@@ -18,7 +18,9 @@ from huggingface_hub import SpaceCard
 from packaging.specifiers import SpecifierSet
 
 from charrnn import CharRNN, ModelFileError
-from charrnn.catalog import base_name, display_name, model_sources
+from charrnn.names import base_name
+from engine.catalog import display_name
+from engine.settings import Settings, model_sources
 from hub_card.__main__ import main
 from hub_card.next_line import HEATMAP_NAME
 from hub_card.push import MODEL_FILES, model_commit
@@ -216,16 +218,15 @@ def test_catalog_reads_the_list_and_names_each_source_once(tiny_model_dir, tmp_p
     (tmp_path / "models").mkdir()
     shutil.copytree(tiny_model_dir, tmp_path / "models" / "jaychou-lstm")
     listing.write_text(f"# comment\nmodels/jaychou-lstm\n{REPO_ID}  # the same variant on the Hub\n{REPO_ID}\n")
-    monkeypatch.delenv("CHARRNN_MODELS", raising=False)
-    monkeypatch.setenv("CHARRNN_MODELS_FILE", str(listing))
     monkeypatch.chdir(ROOT.parent)  # a folder in the list is found relative to the list, not the working directory
-    sources = model_sources()
-    assert sources == [str(tmp_path / "models" / "jaychou-lstm"), REPO_ID]
+    sources = Settings.from_environ(tmp_path / "unused.txt", {"CHARRNN_MODELS_FILE": str(listing)}).sources
+    assert sources == model_sources(None, listing) == [str(tmp_path / "models" / "jaychou-lstm"), REPO_ID]
     assert base_name(sources[0]) == base_name(REPO_ID) == "Jay Chou lyrics · LSTM"
-    names = [display_name(s) for s in sources]
+    names = [display_name(s, sources) for s in sources]
     assert len(set(names)) == 2 and all(n.startswith("Jay Chou lyrics · LSTM (") for n in names)
-    monkeypatch.setenv("CHARRNN_MODELS", f" {REPO_ID} ,, org/charrnn-timemachine-gru ")
-    assert [display_name(s) for s in model_sources()] == ["Jay Chou lyrics · LSTM", "The Time Machine · GRU"]
+    listed = Settings.from_environ(listing, {"CHARRNN_MODELS": f" {REPO_ID} ,, org/charrnn-timemachine-gru "}).sources
+    assert [display_name(s, listed) for s in listed] == ["Jay Chou lyrics · LSTM", "The Time Machine · GRU"]
+    assert Settings.from_environ(tmp_path / "missing.txt", {}).sources == []
 
 
 @pytest.mark.skipif(not os.environ.get("HF_TOKEN"), reason="needs HF_TOKEN with write access (uploads to the real Hub)")

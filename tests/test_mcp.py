@@ -9,14 +9,15 @@ from mcp.client.streamable_http import streamablehttp_client
 
 import app
 from test_app import LSTM
-from ui.common import DEVICE, load_models, load_variants
+from engine.catalog import load_models
+from engine.settings import Settings
 from ui.generate import LOOP_NGRAM
 
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir, english_model_dir, next_line_dir):
-    variants = load_variants([str(tiny_model_dir), str(english_model_dir)], DEVICE)
-    demo = app.build_demo(variants, load_models([str(next_line_dir)], DEVICE)[1])
+    variants = load_models([str(tiny_model_dir), str(english_model_dir)], Settings())[0]
+    demo = app.build_demo(variants, load_models([str(next_line_dir)], Settings())[1])
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield f"{url}gradio_api/mcp/", variants
     demo.close()

@@ -17,10 +17,10 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from charrnn import CharRNN, Vocab
-from charrnn.catalog import progress_file
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.evaluate import count_probs, fair_perplexity, score
 from charrnn.lexicon import Lexicon
+from charrnn.names import METRICS_NAME
 from charrnn.vocab import normalize
 
 from . import checkpoint
@@ -29,10 +29,10 @@ from .baselines import baselines
 from .next_line import NextLineTask
 from .objective import distilled_loss, smoothed_loss, teacher_targets, unigram
 from .data import SAMPLERS, num_batches, rare_to_unk, read_corpus, split
+from .progress import progress_file
 
 DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 DEFAULT_CORPUS = str(DATA_DIR / "jaychou_lyrics.txt")
-METRICS_NAME = "metrics.json"
 # Settings a resumed run may change; any other difference means a different run.
 RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts", "lexicon"}
 COUNT_WEIGHTS = [k / 20 for k in range(20)]  # each count model's shares tried on the held-out text

@@ -2,16 +2,18 @@
 CHARRNN_TRAINING=1): each is loaded into the app's lists when its folder is written, the page's model lists grow
 with it, and a banner shows the training."""
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
 import gradio as gr
 
-from charrnn.catalog import progress_file
+from training.progress import progress_file
 
-from .common import DEVICE, Variant, load_models, log
+from engine.catalog import load_models
+from engine.settings import Settings
+
+from .common import Variant, log
 
 CHECK_EVERY = 2.0  # seconds
 
@@ -24,9 +26,9 @@ def in_training(source: str) -> bool:
 class Arrivals:
     """The sources still training; once started, loads each into `variants` or `next_lines` when it is ready."""
 
-    def __init__(self, sources: list[str]):
-        self.sources, self.variants, self.next_lines = sources, {}, {}
-        self.coming = [s for s in sources if in_training(s)] if os.environ.get("CHARRNN_TRAINING") else []
+    def __init__(self, settings: Settings):
+        self.settings, self.sources, self.variants, self.next_lines = settings, settings.sources, {}, {}
+        self.coming = [s for s in self.sources if in_training(s)] if settings.training else []
 
     def start(self, variants: dict[str, Variant], next_lines: dict[str, Variant]) -> None:
         self.variants, self.next_lines = variants, next_lines
@@ -37,7 +39,7 @@ class Arrivals:
         while self.coming:
             time.sleep(CHECK_EVERY)
             for source in [s for s in self.coming if not in_training(s)]:
-                variants, next_lines = load_models([source], DEVICE, self.sources)
+                variants, next_lines = load_models([source], self.settings, self.sources)
                 self.variants.update(variants)
                 self.next_lines.update(next_lines)
                 self.coming.remove(source)

@@ -9,8 +9,9 @@ import gradio as gr
 from charrnn.decoding import Batch
 from charrnn.form import Options
 
-from .common import (CONCURRENCY, DECODING, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, MAX_TEXT,
-                     Variant, number, refusal, string)
+from charrnn import limits
+
+from .common import CONCURRENCY, DECODING, Variant, documented, number, refusal, string
 from .lyric import plain, prefix_html
 
 UPDATE_EVERY = 0.1
@@ -41,11 +42,13 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
         """Every model writing the same start together, a step each in turn: per model, (name, *written(...))."""
         if not variants:
             raise refusal("No model is available.")
-        start = string("Start", start, MAX_TEXT)[-MAX_PREFIX:]
-        options = Options(number("Temperature", temperature, 0, 2), seed=number("Seed", seed, 0, MAX_SEED, whole=True),
-                          lines=number("Lines", lines, 0, MAX_LINES, whole=True) or None,
-                          no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, MAX_NGRAM, whole=True))
-        length = number("Length", length, 1, MAX_LENGTH, whole=True)
+        start = string("Start", start, limits.TEXT)[-limits.PREFIX:]
+        options = Options(number("Temperature", temperature, limits.TEMPERATURE),
+                          seed=number("Seed", seed, limits.SEED, whole=True),
+                          lines=number("Lines", lines, limits.LINES, whole=True) or None,
+                          no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, limits.NO_REPEAT_NGRAM,
+                                                 whole=True))
+        length = number("Length", length, limits.LENGTH, whole=True)
         batches, errors, names = {}, {}, list(variants)  # a model arriving meanwhile joins the next comparison
         for name in names:
             variant = variants[name]
@@ -67,12 +70,12 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
         """Every model continues the same start with the same seed and options, together; streams their texts so far.
 
         Args:
-            start: the text every model continues, up to 100,000 characters (the last 2,000 are read).
-            length: the most characters each writes, 1 to 1000.
-            temperature: 0 is greedy; up to 2.
-            seed: the same seed for every model.
-            lines: stop each after this many lines; 0 for no limit.
-            no_repeat_ngram: never repeat a run of this many characters (0 is off).
+            start: the text every model continues, up to $TEXT characters (the last $PREFIX are read).
+            length: the most characters each writes, $LENGTH.
+            temperature: $TEMPERATURE; 0 is greedy.
+            seed: $SEED: the same seed for every model.
+            lines: $LINES: stop each after this many lines; 0 for no limit.
+            no_repeat_ngram: $NO_REPEAT_NGRAM: never repeat a run of this many characters (0 is off).
 
         Returns:
             one dict per model: variant, text (the continuation so far), mean_logprob (under that model), error.
@@ -87,11 +90,11 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
 
     with gr.Row():
         start = gr.Textbox(label="Start", value="分开", max_lines=4, scale=3, placeholder="what every model continues")
-        seed = gr.Number(1, label="Seed", minimum=0, maximum=MAX_SEED, precision=0, min_width=100)
+        seed = gr.Number(1, label="Seed", minimum=limits.SEED.low, maximum=limits.SEED.high, precision=0, min_width=100)
     with gr.Row():
-        length = gr.Slider(1, MAX_LENGTH, value=120, step=1, label="Characters each", min_width=200)
-        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (every model)", min_width=200)
-        lines = gr.Slider(0, 20, value=4, step=1, label="Line limit", info="0: none", min_width=160)
+        length = gr.Slider(*limits.LENGTH, value=120, step=1, label="Characters each", min_width=200)
+        temperature = gr.Slider(*limits.TEMPERATURE, value=0.8, step=0.05, label="Temperature (every model)", min_width=200)
+        lines = gr.Slider(*limits.LINES, value=4, step=1, label="Line limit", info="0: none", min_width=160)
         avoid_loops = gr.Checkbox(value=True, label="Avoid loops", min_width=120)
     with gr.Row():
         go = gr.Button("Compare every model", variant="primary")
@@ -105,7 +108,7 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
     run = go.click(write_all, [start, length, temperature, seed, lines, avoid_loops], cards, api_visibility="private",
                    concurrency_limit=CONCURRENCY, concurrency_id=DECODING, trigger_mode="once", show_progress="hidden")
     stop.click(None, cancels=[run])
-    gr.api(compare, api_name="compare", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
+    gr.api(documented(compare), api_name="compare", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
     return cards
 
 

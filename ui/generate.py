@@ -7,24 +7,22 @@ import time
 from collections.abc import Iterator
 
 import gradio as gr
-import spaces
 
-from charrnn.form import MAX_CANDIDATES
+from charrnn import limits
+from charrnn.names import CORPUS_NAMES
 from charrnn.rhyme import GROUPS
 
-from .common import (DEVICE, MAX_LENGTH, MAX_LINES, MAX_NGRAM, MAX_PREFIX, MAX_SEED, MAX_TEXT, WRITING, Busy,
-                     Variant, number,
-                     page_seed, prefix_notices, refusal, seed_box, string, variant_of, warn_about_prefix)
+from .common import (Busy, Variant, describe, documented, number, page_seed, prefix_notices, refusal, seed_box,
+                     string, variant_of, warn_about_prefix, writing)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
 UPDATE_EVERY = 0.04  # seconds between streamed updates (the first character goes out at once)
 PAGE_CANDIDATES = 4
-MAX_ACROSTIC = 50
 LOOP_NGRAM = 4  # "avoid loops": no phrase of this many characters twice
 EXAMPLES = {  # prefix, lines, acrostic, rhyme
-    "Jay Chou lyrics": [["分开", 0, "", "off"], ["", 4, "春夏秋冬", "江阳"], ["窗外的麻雀\n在电线杆上多嘴\n", 4, "", "auto"],
+    CORPUS_NAMES["jaychou"]: [["分开", 0, "", "off"], ["", 4, "春夏秋冬", "江阳"], ["窗外的麻雀\n在电线杆上多嘴\n", 4, "", "auto"],
                         ["天青色等烟雨", 6, "", "auto"], ["说了再见", 4, "", "言前"], ["不分开", 0, "", "off"]],
-    "The Time Machine": [["The Time Traveller", 0, "", "off"], ["It was ", 4, "", "auto"], ["the machine ", 0, "", "off"]],
+    CORPUS_NAMES["timemachine"]: [["The Time Traveller", 0, "", "off"], ["It was ", 4, "", "auto"], ["the machine ", 0, "", "off"]],
 }
 
 
@@ -79,43 +77,31 @@ def form_options(variant: Variant, length, temperature, top_k, top_p, seed, line
     """The length and the library's options from what a page or a client sent, or a clear refusal."""
     rhyme = string("Rhyme", rhyme, 40).strip()
     options = dict(
-        temperature=number("Temperature", temperature, 0, 2),
-        top_k=number("Top-k", top_k, 0, len(variant.model.vocab), whole=True) or None,
-        top_p=number("Top-p", top_p, 0.01, 1),
-        seed=number("Seed", seed, 0, MAX_SEED, whole=True, optional=True),
-        lines=number("Lines", lines, 0, MAX_LINES, whole=True) or None,
-        acrostic=string("Acrostic", acrostic, MAX_ACROSTIC).strip() or None,
+        temperature=number("Temperature", temperature, limits.TEMPERATURE),
+        top_k=number("Top-k", top_k, limits.Range(0, len(variant.model.vocab)), whole=True) or None,
+        top_p=number("Top-p", top_p, limits.TOP_P),
+        seed=number("Seed", seed, limits.SEED, whole=True, optional=True),
+        lines=number("Lines", lines, limits.LINES, whole=True) or None,
+        acrostic=string("Acrostic", acrostic, limits.ACROSTIC).strip() or None,
         rhyme=None if rhyme in ("", "off") else rhyme,
-        repetition_penalty=number("Repetition penalty", repetition_penalty, 1, 3),
-        no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, 0, MAX_NGRAM, whole=True),
+        repetition_penalty=number("Repetition penalty", repetition_penalty, limits.REPETITION_PENALTY),
+        no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, limits.NO_REPEAT_NGRAM, whole=True),
     )
     options["top_p"] = options["top_p"] if options["top_p"] < 1 else None
-    return number("Length", length, 1, MAX_LENGTH, whole=True), options
+    return number("Length", length, limits.LENGTH, whole=True), options
 
 
-def build(variants: dict[str, Variant]) -> gr.Dropdown:
-    """The writer's controls and events, inside the caller's Blocks; returns its model list."""
-
-    @spaces.GPU
-    def alone(name: str, prefix: str, length: int, options: dict, details: bool):
-        """The continuation decoded for this request alone, in lists of pieces. On ZeroGPU this runs in a GPU
-        worker: plain arguments only."""
-        yield from throttled([piece] for piece in variants[name].model.stream(prefix, length, details=details,
-                                                                              **options))
-
-    def pieces(variant: Variant, name: str, prefix: str, length: int, options: dict, details: bool):
-        """The continuation in lists of pieces: from the model's decoding loop, where there is one."""
-        if variant.loop is None:
-            return alone(name, prefix, length, options, details)
-        return throttled(variant.loop.stream(prefix, length, details=details, every=PACE.interval, **options))
+def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
+    """The writer's controls and events, inside the caller's Blocks (decoding: engine.settings); returns its model
+    list."""
 
     def decode(name, prefix, details, length, *options) -> Iterator[list]:
         variant = variant_of(variants, name)
-        prefix = warn_about_prefix(variant, string("Prefix", prefix, MAX_TEXT))
+        prefix = warn_about_prefix(variant, string("Prefix", prefix, limits.TEXT))
         length, options = form_options(variant, length, *options)
         try:
             yield prefix
-            yield from pieces(variant, name, prefix, length, options, details)
+            yield from throttled(variant.stream(prefix, length, options, details, every=PACE.interval))
         except (ValueError, Busy) as e:
             raise refusal(str(e)) from None
 
@@ -126,19 +112,19 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
 
         Args:
             variant: the model's name, as the `models` tool (or the page's Model list) gives it.
-            prefix: the text to continue, up to 100,000 characters (the last 2,000 are read); characters the model
+            prefix: the text to continue, up to $TEXT characters (the last $PREFIX are read); characters the model
                 does not know are read as <unk>.
-            length: the most characters to write, 1 to 1000.
-            temperature: 0 is greedy (always the likeliest character); higher is more adventurous, up to 2.
+            length: the most characters to write, $LENGTH.
+            temperature: 0 is greedy (always the likeliest character); higher is more adventurous ($TEMPERATURE).
             top_k: sample only from the k likeliest characters; 0 turns this off.
-            top_p: sample only from the likeliest characters whose probability reaches p; 1 turns this off.
-            seed: the same seed gives the same text; None for a new sample each time.
-            lines: stop after this many lines (a line ends at a line break); 0 for no limit.
-            acrostic: characters that begin the lines, one line each (藏头), e.g. 春夏秋冬, up to 50; empty for none.
+            top_p: $TOP_P: sample only from the likeliest characters whose probability reaches p; 1 turns this off.
+            seed: $SEED: the same seed gives the same text; None for a new sample each time.
+            lines: $LINES: stop after this many lines (a line ends at a line break); 0 for no limit.
+            acrostic: characters that begin the lines, one line each (藏头), e.g. 春夏秋冬, up to $ACROSTIC; empty for none.
             rhyme: "off", "auto" (rhyme with the prefix's last line, else the first line written), a Chinese rhyme
                 group (十三辙, e.g. 江阳) or one of its characters, or an English word.
-            repetition_penalty: 1 is off; above 1 makes characters already used less likely (CTRL's penalty).
-            no_repeat_ngram: never write the same run of this many characters twice (0 is off; 4 avoids loops).
+            repetition_penalty: $REPETITION_PENALTY: 1 is off; above 1 makes characters already used less likely (CTRL's penalty).
+            no_repeat_ngram: $NO_REPEAT_NGRAM: never write the same run of this many characters twice (0 is off; 4 avoids loops).
         """
         chunks = decode(variant, prefix, False, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
                         repetition_penalty, no_repeat_ngram)
@@ -159,10 +145,6 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
             lyric += "".join(map(step_html, batch))
             yield lyric
 
-    @spaces.GPU
-    def ranked(name: str, prefix: str, n: int, length: int, options: dict) -> list:
-        return variants[name].model.candidates(prefix, n, length, **options)
-
     def candidates(variant: str, prefix: str, n: int = PAGE_CANDIDATES, length: int = 200, temperature: float = 0.8,
                    top_k: int = 0, top_p: float = 1.0, seed: int | None = None, lines: int = 0, acrostic: str = "",
                    rhyme: str = "off", repetition_penalty: float = 1.0,
@@ -171,30 +153,29 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
 
         Args:
             variant: the model's name, as the `models` tool (or the page's Model list) gives it.
-            prefix: the text to continue, up to 100,000 characters (the last 2,000 are read).
-            n: how many candidates, 1 to 16.
-            length: the most characters each may have, 1 to 1000.
-            temperature: 0 is greedy (then every candidate is the same); 0.8 by default, up to 2.
+            prefix: the text to continue, up to $TEXT characters (the last $PREFIX are read).
+            n: how many candidates, $CANDIDATES.
+            length: the most characters each may have, $LENGTH.
+            temperature: 0 is greedy (then every candidate is the same); 0.8 by default ($TEMPERATURE).
             top_k: sample only from the k likeliest characters; 0 turns this off.
-            top_p: sample only from the likeliest characters whose probability reaches p; 1 turns this off.
-            seed: candidate i uses seed + i, so the same seed gives the same candidates; None for new ones.
-            lines: stop each after this many lines; 0 for no limit.
-            acrostic: characters that begin the lines, one line each (藏头), up to 50; empty for none.
+            top_p: $TOP_P: sample only from the likeliest characters whose probability reaches p; 1 turns this off.
+            seed: $SEED: candidate i uses seed + i, so the same seed gives the same candidates; None for new ones.
+            lines: $LINES: stop each after this many lines; 0 for no limit.
+            acrostic: characters that begin the lines, one line each (藏头), up to $ACROSTIC; empty for none.
             rhyme: "off", "auto", a Chinese rhyme group (十三辙) or one of its characters, or an English word.
-            repetition_penalty: 1 is off; above 1 makes characters already used less likely.
-            no_repeat_ngram: never write the same run of this many characters twice (0 is off).
+            repetition_penalty: $REPETITION_PENALTY: 1 is off; above 1 makes characters already used less likely.
+            no_repeat_ngram: $NO_REPEAT_NGRAM: never write the same run of this many characters twice (0 is off).
 
         Returns:
             one dict per candidate: text (the continuation), logprob (total, natural log), mean_logprob, perplexity.
         """
         variant_ = variant_of(variants, variant)
-        prefix = warn_about_prefix(variant_, string("Prefix", prefix, MAX_TEXT))
-        n = number("n", n, 1, MAX_CANDIDATES, whole=True)
+        prefix = warn_about_prefix(variant_, string("Prefix", prefix, limits.TEXT))
+        n = number("n", n, limits.CANDIDATES, whole=True)
         length, options = form_options(variant_, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
                                        repetition_penalty, no_repeat_ngram)
         try:
-            loop = variant_.loop
-            found = loop.candidates(prefix, n, length, **options) if loop else ranked(variant, prefix, n, length, options)
+            found = variant_.candidates(prefix, n, length, options)
         except (ValueError, Busy) as e:
             raise refusal(str(e)) from None
         return [dict(text=c.text, logprob=c.logprob, mean_logprob=c.mean_logprob, perplexity=c.perplexity)
@@ -204,7 +185,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
                          loop_length, repetition_penalty):
         found = candidates(name, prefix, PAGE_CANDIDATES, length, temperature, top_k, top_p, page_seed(seed), lines,
                            acrostic, rhyme, repetition_penalty, loop_length if avoid_loops else 0)
-        tail = (prefix or "")[-MAX_PREFIX:].split("\n")[-1]  # the prefix's last line, to read each on from
+        tail = (prefix or "")[-limits.PREFIX:].split("\n")[-1]  # the prefix's last line, to read each on from
         cards = [candidate_html(rank, tail, c["text"], c["perplexity"], c["mean_logprob"])
                  for rank, c in enumerate(found, 1)]
         return *cards, [c["text"] for c in found], gr.Column(visible=True)
@@ -214,16 +195,16 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
     with gr.Row(equal_height=True):
         picker = gr.Dropdown(names, value=names[0] if names else None, label="Model", scale=2, min_width=260)
         with gr.Column(scale=3, min_width=260):  # beside the choice on a laptop, under it on a phone
-            info = gr.Markdown(first.describe() if first else "", elem_id="info")
+            info = gr.Markdown(describe(first) if first else "", elem_id="info")
     prefix = gr.Textbox(label="Prefix", placeholder="分开 (press Enter to write)", value="分开", max_lines=6)
     notice = gr.Markdown(elem_id="notice")
     with gr.Row():
-        length = gr.Slider(1, MAX_LENGTH, value=200, step=1, label="Length", info="most characters to add",
+        length = gr.Slider(*limits.LENGTH, value=200, step=1, label="Length", info="most characters to add",
                            min_width=240)
-        temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 is greedy; higher is wilder",
+        temperature = gr.Slider(*limits.TEMPERATURE, value=0.8, step=0.05, label="Temperature", info="0 is greedy; higher is wilder",
                                 min_width=240)
     with gr.Row(elem_id="form"):
-        lines = gr.Slider(0, MAX_LINES // 2, value=0, step=1, label="Lines", info="0: no limit", min_width=160)
+        lines = gr.Slider(*limits.LINES, value=0, step=1, label="Lines", info="0: no limit", min_width=160)
         acrostic = gr.Textbox(label="Acrostic (藏头)", placeholder="春夏秋冬", max_lines=1, min_width=160,
                               info="each line begins with one of these")
         rhyme = gr.Dropdown(rhyme_choices(first), value="off", label="Rhyme", allow_custom_value=True, min_width=160,
@@ -233,12 +214,12 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k", info="0 keeps every character")
-            top_p = gr.Slider(0.01, 1, value=1, step=0.01, label="Top-p", info="1 keeps every character")
+            top_p = gr.Slider(*limits.TOP_P, value=1, step=0.01, label="Top-p", info="1 keeps every character")
             seed = seed_box(info="empty for a new sample each time")
         with gr.Row():
-            loop_length = gr.Slider(2, MAX_NGRAM, value=LOOP_NGRAM, step=1, label="Loop length",
+            loop_length = gr.Slider(2, limits.NO_REPEAT_NGRAM.high, value=LOOP_NGRAM, step=1, label="Loop length",
                                     info="“avoid loops” forbids repeating a run of this many characters")
-            repetition_penalty = gr.Slider(1, 3, value=1, step=0.05, label="Repetition penalty",
+            repetition_penalty = gr.Slider(*limits.REPETITION_PENALTY, value=1, step=0.05, label="Repetition penalty",
                                            info="1 is off; higher avoids characters already used")
     with gr.Row():
         go = gr.Button("Write", variant="primary", min_width=100)
@@ -265,33 +246,35 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
         if known:
             gr.Examples(known, inputs=[prefix, lines, acrostic, rhyme], label=f"Examples · {corpus}",
                         elem_id=f"examples-{index}")
-    gr.Markdown(f"<small>Decoding on {'a GPU' if DEVICE.type == 'cuda' else 'the CPU'}; also callable from Python "
+    on_gpu = first is not None and first.model.device.type == "cuda"
+    gr.Markdown(f"<small>Decoding on {'a GPU' if on_gpu else 'the CPU'}; also callable from Python "
                 "with gradio_client and by AI agents over MCP (see “Use via API” below).</small>")
 
-    def describe(name):
+    def chosen(name):
         variant = variants.get(name)
-        return (variant.describe() if variant else "",
+        return (describe(variant) if variant else "",
                 gr.Dropdown(choices=rhyme_choices(variant), value="off"))
 
     def prefix_notice(name, text_):
         return "\n\n".join(f"⚠️ {html.escape(n)}" for n in prefix_notices(variants.get(name), text_ or ""))
 
-    picker.change(describe, picker, [info, rhyme], queue=False, api_visibility="private")
+    picker.change(chosen, picker, [info, rhyme], queue=False, api_visibility="private")
     gr.on([picker.change, prefix.change], prefix_notice, [picker, prefix], notice, queue=False,
           show_progress="hidden", api_visibility="private")
     inputs = [picker, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
               loop_length, repetition_penalty]
-    writing = dict(**WRITING, api_visibility="private")
+    limit = writing(decoding)
+    private = dict(**limit, api_visibility="private")
     run = gr.on([go.click, prefix.submit], write, inputs, lyric, trigger_mode="once", show_progress="hidden",
-                **writing)  # the growing text is the progress (and a Stop can race to "Error")
-    many = go_many.click(write_candidates, inputs, [*cards, picks, choices], trigger_mode="once", **writing)
+                **private)  # the growing text is the progress (and a Stop can race to "Error")
+    many = go_many.click(write_candidates, inputs, [*cards, picks, choices], trigger_mode="once", **private)
     stop.click(None, cancels=[run, many])
     copy.click(None, js="() => navigator.clipboard.writeText(document.querySelector('#lyric .lyric').innerText)")
     for i, button in enumerate(follow):
         chosen = button.click(lambda p, texts, i=i: (p or "") + texts[i] if i < len(texts) else p, [prefix, picks],
                               prefix, queue=False, api_visibility="private")
-        chosen.then(write, inputs, lyric, show_progress="hidden", **writing)
+        chosen.then(write, inputs, lyric, show_progress="hidden", **private)
         button.click(None, js=SHOW_LYRIC)  # the chosen candidate is continued up there, above the candidates
-    gr.api(generate, api_name="generate", **WRITING)
-    gr.api(candidates, api_name="candidates", **WRITING)
+    gr.api(documented(generate), api_name="generate", **limit)
+    gr.api(documented(candidates), api_name="candidates", **limit)
     return picker

@@ -6,11 +6,12 @@ from html import escape
 
 import gradio as gr
 
-from .common import (CONCURRENCY, DECODING, MAX_SEED, Variant, number, page_seed, quoted, refusal, seed_box,
+from charrnn import limits
+
+from .common import (CONCURRENCY, DECODING, Variant, documented, number, page_seed, quoted, refusal, seed_box,
                      string)
 from .lyric import plain, visible
 
-MAX_LINE = 500  # characters of the line answered: the lyrics' lines have at most 34
 NO_MODEL = ("**No next-line model is available.** `make models` trains `models/jaychou-next-line`; or list a "
             "next-line repo in `CHARRNN_MODELS`.")
 CSS = """
@@ -55,18 +56,18 @@ def build(models: dict[str, Variant]) -> gr.Dropdown:
 
     def steps_of(variant, line, temperature, seed) -> tuple[str, Iterator]:
         model = model_of(variant)
-        line = string("Line", line, MAX_LINE)
-        temperature = number("Temperature", temperature, 0, 2)
-        seed = number("Seed", seed, 0, MAX_SEED, whole=True, optional=True)
+        line = string("Line", line, limits.LINE)
+        temperature = number("Temperature", temperature, limits.TEMPERATURE)
+        seed = number("Seed", seed, limits.SEED, whole=True, optional=True)
         return model.source(line), model.written(line, temperature, seed=seed)
 
     def next_line(line: str, temperature: float = 0.8, seed: int | None = None, variant: str = "") -> Iterator[str]:
         """Write the line that follows a line of lyrics (an encoder-decoder with attention); streams the line so far.
 
         Args:
-            line: the line to answer, up to 500 characters (of several lines, the last non-empty one); empty means
+            line: the line to answer, up to $LINE characters (of several lines, the last non-empty one); empty means
                 the start of a song.
-            temperature: 0 is greedy; up to 2.
+            temperature: $TEMPERATURE; 0 is greedy.
             seed: the same seed gives the same line; empty for a random one.
             variant: the next-line model's name; empty for the first one.
 
@@ -107,7 +108,7 @@ def build(models: dict[str, Variant]) -> gr.Dropdown:
         with gr.Column(scale=2, min_width=240):
             picker = gr.Dropdown(names, value=names[0] if names else None, label="Next-line model")
             with gr.Row():
-                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", min_width=140)
+                temperature = gr.Slider(*limits.TEMPERATURE, value=0.8, step=0.05, label="Temperature", min_width=140)
                 seed = seed_box(min_width=100, elem_id="next-line-seed")
     with gr.Row():
         go = gr.Button("Write the next line", variant="primary", min_width=160)
@@ -130,5 +131,5 @@ def build(models: dict[str, Variant]) -> gr.Dropdown:
     after = more.click(go_on, inputs, outputs, **writing)
     stop.click(None, cancels=[first, after])
     take.click(None, None, line, js=TAKE_LAST_LINE)
-    gr.api(next_line, api_name="next_line", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
+    gr.api(documented(next_line), api_name="next_line", concurrency_limit=CONCURRENCY, concurrency_id=DECODING)
     return picker

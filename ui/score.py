@@ -5,10 +5,13 @@ import html
 
 import gradio as gr
 
-from .common import CONCURRENCY, MAX_TEXT, Variant, number, refusal, string, variant_of
+from charrnn import limits
+
+from .common import CONCURRENCY, Variant, documented, number, refusal, string, variant_of
 from .lyric import scored_html, surprise_svg, visible
 
 TOP = 10
+TOPS = limits.Range(0, 100)  # the most surprising characters /score lists
 TABLE = ('<table class="scores"><caption>Every model\'s fair perplexity on this text, best first (lower: the text '
          'was less surprising to it)</caption><thead><tr><th>model</th><th>perplexity</th>'
          '<th>bigram</th><th>vs<br>bigram</th></tr></thead><tbody>{rows}</tbody></table>'
@@ -37,11 +40,11 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
 
         Args:
             variant: the model's name, as the `models` tool gives it.
-            text: the text to score (up to 100,000 characters); a character the model does not know costs
+            text: the text to score (up to $TEXT characters); a character the model does not know costs
                 -log P(<unk>) + log 10000, so models with smaller vocabularies gain nothing.
-            context: text before it, up to 100,000 characters, which primes the model and is not scored; empty means
+            context: text before it, up to $TEXT characters, which primes the model and is not scored; empty means
                 the start of a line.
-            top: how many of the most surprising characters to list, 0 to 100.
+            top: how many of the most surprising characters to list, $TOPS.
 
         Returns:
             perplexity (per character, lower is better), nll (total, natural log), count (characters scored),
@@ -50,16 +53,16 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
             expected: [[char, prob], ...]}.
         """
         chosen = variant_of(variants, variant)
-        scored = string("Text", text, MAX_TEXT)
+        scored = string("Text", text, limits.TEXT)
         if not scored:
             raise refusal("Give some text to score.")
-        context = string("Context", context, MAX_TEXT)
+        context = string("Context", context, limits.TEXT)
         try:
             result = chosen.model.score(scored, context)
         except ValueError as e:
             raise refusal(str(e)) from None
         surprising = []
-        for k in result.most_surprising(number("Top", top, 0, 100, whole=True)):
+        for k in result.most_surprising(number("Top", top, TOPS, whole=True)):
             c, (line, column) = result.chars[k], result.line_column(k)
             surprising.append(dict(position=k, line=line, column=column, char=c.char, prob=c.prob, rank=c.rank,
                                    expected=[list(a) for a in c.alternatives]))
@@ -80,7 +83,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
     def read(text_: str, name: str):
         """The page's view: the table of every model, then the chosen model's shaded text, plot and list."""
         chosen = variant_of(variants, name).model
-        lyric = string("Text", text_, MAX_TEXT)
+        lyric = string("Text", text_, limits.TEXT)
         if not lyric:
             raise refusal("Paste a lyric (or click an example) to score.")
         result = chosen.score(lyric)  # the chosen model's row reuses it: each model reads the text once
@@ -112,6 +115,6 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
     gr.on([go.click, shade_by.input], read, [lyric, shade_by], [table, shaded, plot, listed], api_visibility="private",
           concurrency_limit=CONCURRENCY, concurrency_id="scoring", trigger_mode="once")
 
-    gr.api(score, api_name="score", concurrency_limit=CONCURRENCY, concurrency_id="scoring")
+    gr.api(documented(score, TOPS=TOPS), api_name="score", concurrency_limit=CONCURRENCY, concurrency_id="scoring")
     gr.api(models, api_name="models", queue=False)
     return shade_by

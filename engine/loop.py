@@ -17,8 +17,9 @@ from functools import cache
 
 import torch
 
-from .decoding import Batch
-from .form import Candidate, Options, Sequence
+from charrnn import Candidate, Options
+from charrnn.decoding import Batch
+from charrnn.form import Sequence
 
 log = logging.getLogger(__name__)
 ROWS = 64  # a batch of 64 decodes 6-9x the characters per second of one stream on a CPU (bench/decoding_speed.py)

@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable
 from functools import cache
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 import torch
 
-from .form import Candidate, Options, Sequence
-from .model import CharRNN
-from .serving import END, ROWS, WAITING, Busy, Loop, Request, Serves, shared_worker
+from charrnn import Candidate, CharRNN, Options
+from charrnn.form import Sequence
+
+from .loop import END, ROWS, WAITING, Busy, Loop, Request, Serves, shared_worker
 
 log = logging.getLogger(__name__)
 GATHER = 0.002  # seconds of pieces in one message: the server's process wakes 500 times a second, not once a step
@@ -60,11 +60,9 @@ class Decoder:
     def start(self) -> None:
         """A new decoding process with every loop's model (with self.sending held)."""
         ours, theirs = socket.socketpair()
-        package_root = str(Path(__file__).resolve().parent.parent)  # the child finds charrnn from any directory
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", "charrnn.remote", str(theirs.fileno())],
-                                            pass_fds=[theirs.fileno()], env=env)
+            self.process = subprocess.Popen([sys.executable, "-m", "engine.workers", str(theirs.fileno())],
+                                            pass_fds=[theirs.fileno()])
         finally:
             theirs.close()
         self.connection = Connection(ours.detach())

@@ -1,4 +1,4 @@
-"""The decoding loops in a process of their own (charrnn.remote): a real child process on a small trained model."""
+"""The decoding loops in a process of their own (engine.workers): a real child process on a small trained model."""
 import os
 import time
 
@@ -7,9 +7,9 @@ import torch
 
 from charrnn import CharRNN
 from charrnn.form import Options
-from charrnn import remote
-from charrnn.remote import Decoder, DecoderGone, sendable
-from charrnn.serving import Busy
+from engine import workers
+from engine.workers import Decoder, DecoderGone, sendable
+from engine.loop import Busy
 from conftest import pieces_text as text, wait_until
 
 MIXED = [dict(temperature=0.8, seed=1), dict(temperature=1.0, seed=2, top_k=20), dict(temperature=0, seed=3),
@@ -110,7 +110,7 @@ def test_a_source_the_process_cannot_load_is_said_to_each_request(decoder, model
 def test_a_process_that_dies_is_replaced_and_its_readers_are_told(model, tiny_model_dir, monkeypatch):
     """Killed under a stream: the stream ends with a clear error, a new process loads the models again and writes;
     one that keeps dying is not started again, and every request is then refused at once."""
-    monkeypatch.setattr(remote, "RESTARTS", 1)
+    monkeypatch.setattr(workers, "RESTARTS", 1)
     decoder, loop, stream = writing(model, tiny_model_dir)
     first = decoder.process
     first.kill()
@@ -152,7 +152,7 @@ def test_the_models_are_dealt_out_to_the_processes_in_turn(model, english_model_
     """Two processes, three loops: the first and third share one, the second has the other; each writes what its
     model writes alone."""
     english = CharRNN.from_pretrained(english_model_dir)
-    decoders = remote.Decoders(2)
+    decoders = workers.Decoders(2)
     try:
         loops = [decoders.loop(str(folder), m) for folder, m in
                  ((tiny_model_dir, model), (english_model_dir, english), (tiny_model_dir, model))]
@@ -166,5 +166,5 @@ def test_the_models_are_dealt_out_to_the_processes_in_turn(model, english_model_
 
 
 def test_one_process_per_core_on_a_cpu_and_one_on_a_gpu():
-    assert remote.processes_for(torch.device("cpu")) == len(os.sched_getaffinity(0))
-    assert remote.processes_for(torch.device("cuda")) == 1
+    assert workers.processes_for(torch.device("cpu")) == len(os.sched_getaffinity(0))
+    assert workers.processes_for(torch.device("cuda")) == 1

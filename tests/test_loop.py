@@ -1,4 +1,4 @@
-"""The decoding loop (charrnn.serving): requests joining and leaving a running batch, on a small trained model."""
+"""The decoding loop (engine.loop): requests joining and leaving a running batch, on a small trained model."""
 import os
 import threading
 import time
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from charrnn import CharRNN
 from charrnn.form import Options
-from charrnn.serving import END, Busy, Loop, Request
+from engine.loop import END, Busy, Loop, Request
 from conftest import pieces_text as text, wait_until
 
 MIXED = [dict(temperature=0.8, seed=1), dict(temperature=1.0, seed=2, top_k=20), dict(temperature=0, seed=3),

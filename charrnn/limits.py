@@ -1,0 +1,34 @@
+"""Every limit of a request, defined once: the library's checks, the page's sliders, the CLI's help and the API's
+docs all read them from here, so they cannot disagree."""
+from typing import NamedTuple
+
+
+def shown(x: float) -> str:
+    return f"{int(x):,}" if x == int(x) else f"{x:g}"
+
+
+class Range(NamedTuple):
+    """The values an option may take, both ends included."""
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{shown(self.low)} to {shown(self.high)}"
+
+    def __contains__(self, value) -> bool:
+        return self.low <= value <= self.high
+
+
+LENGTH = Range(1, 1000)  # characters one request writes
+TEXT = 100_000  # characters of any text a request sends: a prefix, a start, a text to score or its context
+PREFIX = 2000  # characters of a prefix a model reads: a longer one keeps its end (the state forgets far-back text)
+LINES = Range(0, 100)  # 0: no limit
+ACROSTIC = 50  # characters, one line each
+CANDIDATES = Range(1, 16)
+SEED = Range(0, 2**32 - 1)
+TEMPERATURE = Range(0, 2)  # 0 is greedy
+TOP_P = Range(0.01, 1)  # 1 is off
+REPETITION_PENALTY = Range(1, 3)  # 1 is off
+NO_REPEAT_NGRAM = Range(0, 12)  # 0 is off
+LINE = 500  # characters of the line a next-line model answers
+NEXT_LINE_LENGTH = 40  # characters a next-line model writes (the lyrics' longest line has 34)

@@ -1,0 +1,120 @@
+"""The models the app offers, each with a readable name, and the one way every tab and endpoint writes with them.
+
+A character model writes through its decoding loop in the decoding processes (engine.loop, engine.workers) or,
+per request (ZeroGPU lends the GPU per call), decoded for that request alone: `Variant.stream` and
+`Variant.candidates` are the same either way.
+"""
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import spaces
+
+from charrnn import Candidate, CharRNN, ModelFileError, NextLine
+from charrnn.counts import BIGRAM_NAME, Bigram
+from charrnn.loading import fetch, is_next_line
+from charrnn.names import METRICS_NAME, base_name
+
+from .settings import Settings
+from .workers import RemoteLoop, processes_for, shared_decoders
+
+log = logging.getLogger("charrnn.app")
+ALONE: dict[str, CharRNN] = {}  # source -> model, for the per-request functions (ZeroGPU passes plain arguments)
+
+
+@dataclass
+class Variant:
+    source: str
+    model: CharRNN | NextLine
+    metrics: dict
+    bigram: Bigram | None = None  # the baseline counted on the model's training text, where its folder ships one
+    loop: RemoteLoop | None = None  # the model's decoding loop, when writing is served by one
+
+    def stream(self, prefix: str, length: int, options: dict, details: bool = False,
+               every: Callable[[], float] | None = None) -> Iterator[list]:
+        """The continuation in lists of pieces (characters, or Steps with details); every: see engine.loop.Request.
+        Bad options raise ValueError, a full loop Busy, before the first piece."""
+        if self.loop is not None:
+            return self.loop.stream(prefix, length, details=details, every=every, **options)
+        ALONE.setdefault(self.source, self.model)
+        return alone(self.source, prefix, length, options, details)
+
+    def candidates(self, prefix: str, n: int, length: int, options: dict) -> list[Candidate]:
+        """n continuations written together, row i seeded with seed + i, best first."""
+        if self.loop is not None:
+            return self.loop.candidates(prefix, n, length, **options)
+        ALONE.setdefault(self.source, self.model)
+        return ranked(self.source, prefix, n, length, options)
+
+
+@spaces.GPU
+def alone(source: str, prefix: str, length: int, options: dict, details: bool) -> Iterator[list]:
+    """A continuation decoded for this request alone (on ZeroGPU, in a GPU worker)."""
+    for piece in ALONE[source].stream(prefix, length, details=details, **options):
+        yield [piece]
+
+
+@spaces.GPU
+def ranked(source: str, prefix: str, n: int, length: int, options: dict) -> list[Candidate]:
+    return ALONE[source].candidates(prefix, n, length, **options)
+
+
+def display_name(source: str, sources: list[str]) -> str:
+    """The readable name of source, with the source itself added where another in the list shares the name."""
+    name = base_name(source)
+    if sum(base_name(s) == name for s in sources) > 1:
+        return f"{name} ({source.rstrip('/')})"
+    return name
+
+
+def read_metrics(source: str) -> dict:
+    """metrics.json beside the weights; optional (the page then shows less about the model)."""
+    try:
+        with open(fetch(source, METRICS_NAME), encoding="utf-8") as f:
+            return json.load(f)
+    except (ModelFileError, OSError, ValueError):
+        return {}
+
+
+def read_bigram(source: str) -> Bigram | None:
+    """The bigram beside the weights; optional (folders made before it was shipped have none)."""
+    try:
+        return Bigram.load(fetch(source, BIGRAM_NAME))
+    except (ValueError, OSError) as e:
+        log.info("no bigram baseline for %s: %s", source, e)
+        return None
+
+
+def load_models(sources: list[str], settings: Settings, names_from: list[str] | None = None
+                ) -> tuple[dict[str, Variant], dict[str, Variant]]:
+    """Every source that loads, by display name (told apart among names_from, by default the sources): the character
+    models, and the next-line models (as their configs say). One that does not load is skipped with a warning.
+    Each character model writes as settings.decoding says: through a decoding loop in one of the decoding
+    processes, or per request."""
+    device = settings.device
+    char_models, next_lines = {}, {}
+    for source in sources:
+        try:
+            model_class = NextLine if is_next_line(source) else CharRNN
+            model = model_class.from_pretrained(source).to(device)
+            warm_up(model)  # the first decode is several times slower than the next
+        except Exception as e:  # a bad folder or repo must not take the other variants down with it
+            log.warning("skipping model %s: %s", source, e)
+            continue
+        name = display_name(source, names_from or sources)  # names the source too where two would read alike
+        kind = next_lines if model_class is NextLine else char_models
+        processes = settings.decoders or processes_for(device)
+        loop = (shared_decoders(processes).loop(source, model)
+                if model_class is CharRNN and settings.decoding == "loop" else None)
+        bigram = getattr(model, "counts", None) or read_bigram(source)  # a model that mixes it in has read it
+        kind[name] = Variant(source, model, read_metrics(source), bigram, loop)
+        log.info("loaded %s from %s on %s", name, source, device)
+    return char_models, next_lines
+
+
+def warm_up(model) -> None:
+    if isinstance(model, NextLine):
+        model.next_line("", max_length=2)
+    else:
+        model.generate("", 2)
