@@ -12,14 +12,14 @@ PROSE_FLAGS := --label-smoothing 0 --unk-dropout 0 --dropout 0.1 --weight-drop 0
 NEXT_LINE_FLAGS := --task next-line --context attention --embed-size 64 --hidden-size 128 --batch-size 64
 export GRADIO_ANALYTICS_ENABLED = False
 
-.PHONY: setup browser models demo test bench publish clean
+.PHONY: setup browser models demo test test-fast bench publish clean
 setup: .venv/.installed
 
-.venv/.installed: requirements.txt requirements-dev.txt
+.venv/.installed: pyproject.toml
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q torch==2.13.0  # the CPU wheel first: an unpinned torch pulls a CUDA build
-	.venv/bin/pip install -q -r requirements-dev.txt
+	.venv/bin/pip install -q -e ".[dev]"  # the library, the app, training and the tests' tools, from this checkout
 	touch $@
 
 browser:  # Debian's Chromium (with CJK fonts) for the browser tests
@@ -64,8 +64,11 @@ demo: setup  # the page opens with the models already trained; the rest train in
 	mkdir -p models
 	$(MAKE) --no-print-directory models & trainer=$$!; CHARRNN_TRAINING=1 $(PY) app.py; kill $$trainer 2>/dev/null; wait
 
-test: setup browser
+test: setup browser  # everything, as CI runs it
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+test-fast: setup  # no server, no browser, no long training: the library, training, cards and Hub files
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests -m "not server and not browser and not slow"
 
 bench: setup models/jaychou-lstm/model.safetensors
 	$(PY) -m bench.training_speed

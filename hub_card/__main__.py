@@ -32,12 +32,15 @@ def parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its setting)")
     push.add_argument("--revision", default="main", help="branch to commit to (created when missing)")
     push.add_argument("--dry-run", action="store_true", help="list the files and the commit, upload nothing")
+    push.add_argument("--wheel", help="the charrnn wheel to upload with it (default: built from this checkout)")
 
     space = sub.add_parser("space", help="upload the Gradio demo as a Space that loads the given model repos")
     space.add_argument("--repo-id", required=True, help="OWNER/NAME of the Space, e.g. you/charrnn-lyrics")
     space.add_argument("--models", required=True, help="comma-separated model repo ids the app offers")
     space.add_argument("--private", action="store_true", help="create the Space private (an existing one keeps its setting)")
     space.add_argument("--dry-run", action="store_true", help="list the files and the commit, upload nothing")
+    space.add_argument("--out", help="stage exactly what would be uploaded into this folder, upload nothing")
+    space.add_argument("--wheel", help="the charrnn wheel the Space installs (default: built from this checkout)")
     return p
 
 
@@ -53,11 +56,23 @@ def run(args) -> None:
         write_card(args.model, args.repo_id)
         print(f"wrote {Path(args.model) / CARD_NAME} and {Path(args.model) / CURVE_NAME}")
     elif args.command == "push":
-        publish(model_commit(args.model, args.repo_id, args.revision, args.private), args.dry_run)
+        publish(model_commit(args.model, args.repo_id, args.revision, args.private, args.wheel), args.dry_run)
     else:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if args.out:
+            commit = space_commit(args.repo_id, models, empty_folder(Path(args.out)), args.private, args.wheel)
+            print(f"staged in {args.out}: " + commit.describe())
+            return
         with tempfile.TemporaryDirectory() as staging:
-            publish(space_commit(args.repo_id, models, Path(staging), args.private), args.dry_run)
+            publish(space_commit(args.repo_id, models, Path(staging), args.private, args.wheel), args.dry_run)
+
+
+def empty_folder(path: Path) -> Path:
+    """path, made if missing; an existing folder with files in it is refused (nothing of the user's is overwritten)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise HubCardError(f"{path} is not an empty folder: give --out a new or empty one")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def main(argv=None) -> int:

@@ -133,8 +133,9 @@ def load_metrics(folder: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def build_card(folder: Path, metrics: dict, repo_id: str | None = None) -> ModelCard:
-    """The card for folder; its snippet loads repo_id, else the folder itself."""
+def build_card(folder: Path, metrics: dict, repo_id: str | None = None, install: str | None = None) -> ModelCard:
+    """The card for folder; its snippet loads repo_id, else the folder itself, after `pip install` of install (the
+    library's wheel in the repo), where given."""
     model = CharRNN.from_pretrained(folder)
     corpus = corpus_info(metrics, model)
     prefix = sample_prefix(metrics, model)
@@ -145,22 +146,22 @@ def build_card(folder: Path, metrics: dict, repo_id: str | None = None) -> Model
         title=f"charrnn · {corpus.title} · {cell}", cell_name=cell, a_cell=with_article(cell), corpus=corpus, params=f"{model.num_parameters():,}", model_rows=model_rows(model, metrics["train_config"]),
         training_rows=training_rows(metrics), result_rows=result_rows(metrics), curve=CURVE_NAME,
         train_share=f"{1 - metrics['val_fraction']:.0%}", val_share=f"{metrics['val_fraction']:.0%}",
-        sample_prefix=prefix, sample_length=SAMPLE_LENGTH, seed=SEED, samples=samples, source=source,
+        sample_prefix=prefix, sample_length=SAMPLE_LENGTH, seed=SEED, samples=samples, source=source, install=install,
         train_chars=f"{metrics['train_chars']:,}", train_ppl=f"{metrics['train_ppl']:.1f}",
         val_ppl=f"{metrics['val_ppl']:.1f}", vocab_size=f"{len(model.vocab):,}", teacher=teacher_of(metrics),
         distill=f"{metrics['train_config'].get('distill', 0):.0%}", lexicon=model.lexicon and model.lexicon.source,
         lexicon_share=f"{model.lexicon_weight:.0%}")
 
 
-def write_card(folder: str | Path, repo_id: str | None = None) -> ModelCard:
-    """(Re)write folder/README.md and the training curve it shows."""
+def write_card(folder: str | Path, repo_id: str | None = None, install: str | None = None) -> ModelCard:
+    """(Re)write folder/README.md and the training curve it shows (install: see build_card)."""
     folder = Path(folder)
     metrics = load_metrics(folder)
     if is_next_line(str(folder)):
         from .next_line import build_next_line_card  # it imports this module
-        card = build_next_line_card(folder, metrics, repo_id)
+        card = build_next_line_card(folder, metrics, repo_id, install)
     else:
-        card = build_card(folder, metrics, repo_id)
+        card = build_card(folder, metrics, repo_id, install)
     write_curve(metrics, folder / CURVE_NAME)
     card.save(folder / CARD_NAME)
     return card

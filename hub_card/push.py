@@ -9,18 +9,23 @@ from .card import CARD_NAME, METRICS_NAME, load_metrics, write_card
 from .curve import CURVE_NAME
 from .next_line import HEATMAP_NAME
 from .upload import Commit, check_repo_id
+from .wheel import install_url, place_wheel
 
 MODEL_FILES = (*REQUIRED_FILES, BIGRAM_NAME, LEXICON_NAME, METRICS_NAME, CARD_NAME, CURVE_NAME, HEATMAP_NAME)
 
 
-def model_commit(folder: str | Path, repo_id: str, revision: str = "main", private: bool = False) -> Commit:
-    """Check folder, (re)write its card so the snippet names repo_id, and say what would be committed."""
+def model_commit(folder: str | Path, repo_id: str, revision: str = "main", private: bool = False,
+                 wheel: str | Path | None = None) -> Commit:
+    """Check folder, put the library's wheel in it (the one given, else built from this checkout), (re)write its card
+    so that its install command and snippet name repo_id, and say what would be committed."""
     check_repo_id(repo_id)
     folder = Path(folder)
     check_source(str(folder.resolve()))  # config and weights present; the card loads the model, checking them further
     metrics = load_metrics(folder)
-    write_card(folder, repo_id)  # writes the card and the curve: now every one of MODEL_FILES is there
+    wheel_name = place_wheel(folder, wheel)
+    write_card(folder, repo_id, install_url(repo_id, wheel_name, revision=revision))  # the card and its curve
     cell = metrics["train_config"]["cell"]
     message = f"Upload {folder.name}: {cell}, held-out perplexity {metrics['val_ppl']:.1f} on {metrics['corpus']}"
     files = [name for name in MODEL_FILES if (folder / name).is_file()]  # the bigram and lexicon are newer, the heatmap next-line only
+    files.append(wheel_name)
     return Commit(folder, files, repo_id, "model", message, revision, private)

@@ -59,9 +59,9 @@ class LocalHub:
             self.process.terminate()
             self.process.wait(10)
 
-    def add_model(self, repo_id: str, folder: Path, files: list[str] | None = None) -> Path:
-        """Commit folder's files (all, or those named) as branch main of the model repo repo_id."""
-        repo = self.mirrors / "models" / repo_id
+    def add_model(self, repo_id: str, folder: Path, files: list[str] | None = None, repo_type: str = "model") -> Path:
+        """Commit folder's files (all, or those named) as branch main of the repo repo_id (a model, or a space)."""
+        repo = self.mirrors / f"{repo_type}s" / repo_id
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
         for name in files or [p.name for p in folder.iterdir() if p.is_file()]:

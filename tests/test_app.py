@@ -25,6 +25,8 @@ from engine.settings import Settings
 from ui.common import describe, page_seed
 from ui.generate import LOOP_NGRAM
 
+pytestmark = pytest.mark.server
+
 ROOT = Path(__file__).resolve().parent.parent
 LSTM = "Jay Chou lyrics · LSTM"
 GRU = "The Time Machine · GRU"

@@ -21,7 +21,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 OUT = Path(__file__).resolve().parent.parent / "test-output"
 SLOW = "Jay Chou lyrics · LSTM (slowed down)"
 ENGLISH = "The Time Machine · GRU"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium: run `make browser`")
+pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium: run `make browser`"),
+              pytest.mark.browser, pytest.mark.server]
 
 
 # Records the length of every Compare card's text at each change the page makes, however fast the models write.

@@ -78,7 +78,7 @@ def test_card_body_reports_the_model(carded):
     assert f"| `batch_size` | `{metrics['train_config']['batch_size']}` |" in text
     assert f"![Training curve: perplexity per epoch]({CURVE_NAME})" in text
     assert (folder / CURVE_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for heading in ("## Intended use and limitations", "## Training data and license", "It memorises"):
+    for heading in ("## Intended use and limitations", "## Training data and license", "can repeat fragments of the training text"):
         assert heading in text
 
 

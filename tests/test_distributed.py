@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.slow
+
 TOLERANCE = 1e-4
 EXACT = ["--dropout", "0", "--embed-dropout", "0", "--weight-drop", "0", "--no-progress", "--embed-size", "16",
          "--hidden-size", "32", "--batch-size", "16", "--num-steps", "16", "--sample-length", "10", "--patience", "10"]

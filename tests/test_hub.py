@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from importlib.metadata import version
 from pathlib import Path
@@ -24,11 +25,12 @@ from engine.settings import Settings, model_sources
 from hub_card.__main__ import main
 from hub_card.next_line import HEATMAP_NAME
 from hub_card.push import MODEL_FILES, model_commit
-from hub_card.space import build_space
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_ID = "org/charrnn-jaychou-lstm"
-CHAR_MODEL_FILES = [name for name in MODEL_FILES if name != HEATMAP_NAME]  # the heatmap is a next-line model's
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+WHEEL = f"charrnn-{VERSION}-py3-none-any.whl"
+CHAR_MODEL_FILES = [name for name in MODEL_FILES if name != HEATMAP_NAME] + [WHEEL]  # the heatmap is a next-line model's
 # Loads a repo in a fresh process (HF_ENDPOINT is read when huggingface_hub is imported) and saves what it got.
 LOAD = """
 import json, sys
@@ -111,7 +113,10 @@ def test_push_dry_run_lists_the_files_and_the_commit(pushed, capsys):
     assert f"model repo: {REPO_ID}" in out and "revision: v1" in out and "commit message: Upload jaychou-lstm" in out
     listed = [line.split()[0] for line in out.split(f"files ({len(CHAR_MODEL_FILES)}):\n")[1].splitlines()]
     assert listed == CHAR_MODEL_FILES
-    assert 'from_pretrained("org/charrnn-jaychou-lstm")' in (pushed / "README.md").read_text(encoding="utf-8")
+    card = (pushed / "README.md").read_text(encoding="utf-8")
+    assert 'from_pretrained("org/charrnn-jaychou-lstm")' in card
+    assert f'pip install "https://huggingface.co/{REPO_ID}/resolve/v1/{WHEEL}"' in card  # the install comes first
+    assert card.index("pip install") < card.index("from_pretrained")
 
 
 def test_push_without_a_token_says_so(pushed, tmp_path):
@@ -175,37 +180,41 @@ def test_a_vocabulary_of_the_wrong_size_is_named(tiny_model_dir, tmp_path):
         CharRNN.from_pretrained(folder)
 
 
-def space_files() -> list[str]:
-    package = sorted(f"{p.parent.name}/{p.name}" for name in ("charrnn", "ui") for p in (ROOT / name).glob("*.py"))
-    return sorted(["README.md", "app.py", "models.txt", "requirements.txt", *package])
+SPACE_ID = "org/charrnn-lyrics"
+SPACE_FILES = sorted(["README.md", "app.py", "models.txt", "requirements.txt", WHEEL])  # no package folders: the wheel
 
 
 def test_space_dry_run_lists_only_the_app_files(capsys):
-    if not (ROOT / "app.py").is_file():
-        pytest.skip("app.py is not written yet")
     models = f"{REPO_ID},org/charrnn-timemachine-lstm"
-    assert main(["space", "--repo-id", "org/charrnn-lyrics", "--models", models, "--dry-run"]) == 0
+    assert main(["space", "--repo-id", SPACE_ID, "--models", models, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "space repo: org/charrnn-lyrics" in out and "revision: main" in out
-    listed = [line.split()[0] for line in out.split(f"files ({len(space_files())}):\n")[1].splitlines()]
-    assert listed == space_files()
+    assert f"space repo: {SPACE_ID}" in out and "revision: main" in out
+    listed = [line.split()[0] for line in out.split(f"files ({len(SPACE_FILES)}):\n")[1].splitlines()]
+    assert listed == SPACE_FILES
 
 
-def test_the_space_readme_models_and_requirements(tmp_path):
-    if not (ROOT / "app.py").is_file():
-        pytest.skip("app.py is not written yet")
+def test_the_space_card_models_and_requirements(tmp_path, capsys):
     models = [REPO_ID, "org/charrnn-timemachine-lstm"]
-    assert build_space(tmp_path, models) == space_files()
-    data = SpaceCard.load(tmp_path / "README.md").data
+    assert main(["space", "--repo-id", SPACE_ID, "--models", ",".join(models), "--out", str(tmp_path / "s")]) == 0
+    staged = tmp_path / "s"
+    assert sorted(p.name for p in staged.iterdir()) == SPACE_FILES
+    card = SpaceCard.load(staged / "README.md")
+    data = card.data
     assert (data.sdk, data.sdk_version, data.app_file) == ("gradio", version("gradio"), "app.py")
     assert data.python_version == "3.10" and data.models == models
     assert data.suggested_hardware and data.emoji and data.colorFrom and data.title
     assert 0 < len(data.short_description) <= 60
-    assert (tmp_path / "models.txt").read_text().split() == models
-    requirements = (tmp_path / "requirements.txt").read_text()
-    [torch_line] = [line for line in requirements.splitlines() if line.startswith("torch")]
+    for endpoint in ("/generate", "/candidates", "/score", "/models", "/compare", "/next_line"):
+        assert f"| `{endpoint}` |" in card.text  # every endpoint the app has, from the app itself
+    assert "/gradio_api/mcp/" in card.text and "memorise" not in card.text
+    assert (staged / "models.txt").read_text().split() == models
+    requirements = (staged / "requirements.txt").read_text().splitlines()
+    [torch_line] = [line for line in requirements if line.startswith("torch")]
     zerogpu = SpecifierSet(torch_line.split("#")[0].removeprefix("torch").strip())
     assert all(v in zerogpu for v in ("2.8.0", "2.11.0")) and not any(v in zerogpu for v in ("2.7.1", "2.12.0"))
+    assert f"charrnn[app] @ https://huggingface.co/spaces/{SPACE_ID}/resolve/main/{WHEEL}" in requirements
+    assert main(["space", "--repo-id", SPACE_ID, "--models", REPO_ID, "--out", str(staged)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err  # nothing staged before is overwritten
 
 
 def test_space_refuses_local_folders(tiny_model_dir, capsys):
@@ -264,6 +273,7 @@ def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
     raise TimeoutError(f"the app did not answer at {url} within {seconds} s")
 
 
+@pytest.mark.server
 def test_the_app_offers_and_runs_a_model_from_the_hub(hub, pushed, tmp_path):
     if not (ROOT / "app.py").is_file():
         pytest.skip("app.py is not written yet")
@@ -284,3 +294,103 @@ def test_the_app_offers_and_runs_a_model_from_the_hub(hub, pushed, tmp_path):
         app.terminate()
         app.wait(20)
     assert "loaded" in (tmp_path / "app.log").read_text(errors="replace")
+
+
+# The library as someone outside this checkout gets it: a fresh venv with the CPU torch wheel (as `make setup`
+# installs it first) and then only what the Hub serves. Each venv costs about a minute of installs.
+LIBRARY_ROUND_TRIP = """
+import json, sys
+from charrnn import CharRNN
+model = CharRNN.from_pretrained(sys.argv[1])
+top = model.candidates("分开", 3, 20, seed=1)
+score = model.score("窗外的麻雀")
+try:
+    import gradio
+    app_extras = True
+except ImportError:
+    app_extras = False
+print(json.dumps({"text": model.generate("分开", 20, seed=1), "candidates": [c.text for c in top],
+                  "perplexity": score.perplexity, "gradio": app_extras, "module": __import__("charrnn").__file__}))
+"""
+
+
+def fresh_venv(path: Path) -> Path:
+    """A new venv at path with only torch in it; returns its bin folder."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
+    pip(path / "bin", "torch==2.13.0")
+    return path / "bin"
+
+
+def pip(bin_: Path, *args: str) -> None:
+    done = subprocess.run([bin_ / "pip", "install", "-q", *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def outside(env: dict) -> dict:
+    """env with nothing of this checkout on the path."""
+    return {k: v for k, v in env.items() if k != "PYTHONPATH"}
+
+
+@pytest.mark.slow
+def test_the_hub_alone_installs_the_library_and_its_model(hub, pushed, tmp_path):
+    """The model card's own install command, from the local Hub endpoint, then from_pretrained(repo id), generate,
+    candidates, score and the console script, in a venv that has no gradio and no checkout."""
+    card = (hub.mirrors / "models" / REPO_ID / "README.md").read_text(encoding="utf-8")
+    [url] = [line.split('"')[1] for line in card.splitlines() if line.startswith("pip install")]
+    assert url == f"https://huggingface.co/{REPO_ID}/resolve/main/{WHEEL}"
+    bin_ = fresh_venv(tmp_path / "venv")
+    pip(bin_, url.replace("https://huggingface.co", hub.endpoint))
+    env = outside(hub_env(hub.endpoint, tmp_path / "hf_home"))
+    done = subprocess.run([bin_ / "python", "-c", LIBRARY_ROUND_TRIP, REPO_ID], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    local = CharRNN.from_pretrained(pushed)
+    assert got["text"] == local.generate("分开", 20, seed=1)
+    assert got["candidates"] == [c.text for c in local.candidates("分开", 3, 20, seed=1)]
+    assert got["perplexity"] == pytest.approx(local.score("窗外的麻雀").perplexity, rel=1e-5)
+    assert not got["gradio"] and str(tmp_path / "venv") in got["module"]
+    script = subprocess.run([bin_ / "charrnn", "generate", "--model", REPO_ID, "--prefix", "分开", "--length", "20",
+                             "--seed", "1", "--temperature", "1"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert script.returncode == 0, script.stderr
+    assert script.stdout == "分开" + got["text"] + "\n"
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_the_staged_space_installs_and_serves_from_its_own_folder(hub, pushed, tmp_path):
+    """`hub_card space --out` stages the Space; its requirements (torch aside: ZeroGPU's range) go into a fresh
+    venv; its app.py starts from that folder alone and pulls its model from the local Hub endpoint."""
+    from gradio_client import Client
+
+    staged = tmp_path / "space"
+    env = hub_env(hub.endpoint, tmp_path / "hf_home")
+    done = subprocess.run([sys.executable, "-m", "hub_card", "space", "--repo-id", SPACE_ID, "--models", REPO_ID,
+                           "--out", str(staged)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    val_ppl = json.loads((pushed / "metrics.json").read_text())["val_ppl"]
+    assert f"| {val_ppl:.1f} |" in (staged / "README.md").read_text()  # the model's held-out figure, read from the Hub
+    hub.add_model(SPACE_ID, staged, repo_type="space")  # what the upload would make the Space's repo
+    requirements = [line for line in (staged / "requirements.txt").read_text().splitlines()
+                    if line and not line.startswith("torch")]
+    assert requirements == [f"charrnn[app] @ {hub.endpoint}/spaces/{SPACE_ID}/resolve/main/{WHEEL}"]
+    (tmp_path / "rest.txt").write_text("\n".join(requirements) + "\n")
+    bin_ = fresh_venv(tmp_path / "venv")
+    pip(bin_, "-r", str(tmp_path / "rest.txt"))
+    port = free_port()
+    app_env = outside({**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)})
+    log = (tmp_path / "space.log").open("wb")
+    app = subprocess.Popen([bin_ / "python", "app.py"], cwd=staged, env=app_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", app, 300)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        name = display_name(REPO_ID, [REPO_ID])
+        text = client.predict(name, "分开", 30, 0.0, 0, 1.0, 0, api_name="/generate")
+        local = CharRNN.from_pretrained(pushed)
+        assert text == local.generate("分开", 30, temperature=0.0, no_repeat_ngram=4)
+        scored = client.predict(name, "窗外的麻雀", "", 3, api_name="/score")
+        assert scored["perplexity"] == pytest.approx(local.score("窗外的麻雀").perplexity, rel=1e-4)
+    finally:
+        app.terminate()
+        app.wait(20)

@@ -13,6 +13,8 @@ from engine.catalog import load_models
 from engine.settings import Settings
 from ui.generate import LOOP_NGRAM
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir, english_model_dir, next_line_dir):

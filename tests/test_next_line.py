@@ -35,6 +35,7 @@ def test_shapes_and_attention_rows(context):
     assert attention[1, :, 2:].abs().max() == 0, "no attention on padding"
 
 
+@pytest.mark.slow
 def test_the_three_modes_train_and_beat_the_unigram(lyrics_file, next_line_dir, tmp_path):
     for context in CONTEXTS:
         out = next_line_dir if context == "attention" else tmp_path / context
@@ -108,6 +109,7 @@ def test_loading_is_strict(next_line_dir, tiny_model_dir, tmp_path):
         NextLine.from_pretrained(bad)
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(lyrics_file, tmp_path):
     whole = next_line_config(lyrics_file, tmp_path / "whole", epochs=2, patience=99)
     train(whole)

@@ -65,6 +65,7 @@ def test_long_text_scores_in_chunks_like_one_pass(toy):
     assert fair_perplexity(toy, text) == pytest.approx(toy.score(text, details=False).perplexity)
 
 
+@pytest.mark.slow
 def test_a_million_characters_score_in_bounded_time_and_memory(toy):
     started = time.monotonic()
     score = toy.score("分开我想要你的微笑😀\x07" * 100_000)

@@ -69,6 +69,7 @@ def test_a_seed_makes_a_cpu_run_repeatable(lyrics_file, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_gives_the_same_weights(lyrics_file, tmp_path):
     whole = tiny_config(lyrics_file, tmp_path / "whole", epochs=4, patience=10)
     train(whole)
