@@ -24,6 +24,7 @@ TEXT = 100_000  # characters of any text a request sends: a prefix, a start, a t
 PREFIX = 2000  # characters of a prefix a model reads: a longer one keeps its end (the state forgets far-back text)
 LINES = Range(0, 100)  # 0: no limit
 ACROSTIC = 50  # characters, one line each
+RHYME = 40  # characters of a rhyme: a group, a character or an English word
 CANDIDATES = Range(1, 16)
 SEED = Range(0, 2**32 - 1)
 TEMPERATURE = Range(0, 2)  # 0 is greedy

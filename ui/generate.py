@@ -75,7 +75,7 @@ def rhyme_choices(variant: Variant | None) -> list[tuple[str, str]]:
 def form_options(variant: Variant, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
                  repetition_penalty, no_repeat_ngram) -> tuple[int, dict]:
     """The length and the library's options from what a page or a client sent, or a clear refusal."""
-    rhyme = string("Rhyme", rhyme, 40).strip()
+    rhyme = string("Rhyme", rhyme, limits.RHYME).strip()
     options = dict(
         temperature=number("Temperature", temperature, limits.TEMPERATURE),
         top_k=number("Top-k", top_k, limits.Range(0, len(variant.model.vocab)), whole=True) or None,
