@@ -4,9 +4,9 @@ DATA ?= ../shared/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 JAYCHOU_CELLS := lstm gru rnn rnn-scratch  # the best first: `make demo` opens with it
 VARIANTS := $(JAYCHOU_CELLS:%=models/jaychou-%) models/timemachine-lstm models/jaychou-next-line
-TRAIN_FLAGS ?= --max-minutes 1.6  # five variants in under 10 minutes on a 2-core CPU
+TRAIN_FLAGS ?= --max-minutes 1.6  # every variant within a few CPU minutes
 # English prose has no long tail of rare characters: it needs far less smoothing and dropout than the lyrics'
-# defaults, and with 68 characters no bottleneck before the output layer (held-out 4.04, was 4.13; README).
+# defaults, and with 68 characters no bottleneck before the output layer (docs/results.md).
 PROSE_FLAGS := --label-smoothing 0 --unk-dropout 0 --dropout 0.1 --weight-drop 0.1 --embed-dropout 0 --head-size 0
 # The encoder-decoder steps its decoder in Python: a smaller one fits six epochs in the budget.
 NEXT_LINE_FLAGS := --task next-line --context attention --embed-size 64 --hidden-size 128 --batch-size 64
@@ -35,10 +35,10 @@ models/jaychou-next-line/model.safetensors:
 	$(PY) -m hub_card card --model models/jaychou-next-line
 
 # Every lyrics model mixes in the words of Chinese as a count model too (charrnn/lexicon.py, from wordfreq's list):
-# the GRU's held-out perplexity 231 -> 183, 0.68x the bigram (README).
+# it knows word pairs the lyrics never show (docs/results.md).
 LYRICS_FLAGS := --lexicon zh
 # The LSTM, trained first, teaches the other cells: each learns from its distribution on the training text as well
-# as from the text itself (knowledge distillation: the RNNs' held-out perplexity 249 -> 241, the GRU's 233 -> 231).
+# as from the text itself (knowledge distillation; what it gave: docs/results.md).
 TEACHER := models/jaychou-lstm
 $(TEACHER)/model.safetensors:
 	$(PY) -m training --corpus $(DATA)/jaychou_lyrics.txt --cell lstm --out $(TEACHER) $(LYRICS_FLAGS) $(TRAIN_FLAGS)

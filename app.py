@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-# Gradio summarises its last 10,000 requests (a pandas groupby) for its monitoring page after every request: 16 ms of
-# CPU each on a server that has run a while. Every 100th request is often enough.
+# Gradio summarises its last 10,000 requests (a pandas groupby) for its monitoring page after every request, which
+# costs more CPU the longer the server runs (docs/results.md). Every 100th request is often enough.
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
 
 import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches torch's CUDA start-up)
@@ -26,8 +26,8 @@ MODELS_FILE = Path(__file__).with_name("models.txt")
 
 QUEUE_SIZE = 64
 # Where requests decode in gradio's own threads (CHARRNN_DECODING=per-request), they and its event loop take turns at
-# the interpreter: handing it over every 0.2 ms instead of every 5 ms served 16 listeners 1.1-1.2x the characters
-# per second (bench/app_latency.py). The decoding loops run in a process of their own and do not mind.
+# the interpreter: handing it over more often than every 5 ms serves many listeners more characters per second
+# (bench/app_latency.py). The decoding loops run in a process of their own and do not mind.
 SWITCH_INTERVAL = 0.0002
 SPARE_THREADS = 40  # beyond one for each stream being written, which holds a worker thread while it waits
 THEME = gr.themes.Soft(primary_hue="rose", secondary_hue="slate")
@@ -90,7 +90,7 @@ def main() -> None:
         log.warning(NO_MODELS.replace("**", "").replace("`", ""))
     demo = build_demo(variants, next_lines, coming, settings.decoding)
     # What is loaded by now lives as long as the server: out of the collector's sight, a full collection no longer
-    # walks it. Those walks took 70-360 ms each, stalling every stream at once (bench/app_latency.py).
+    # walks it: such walks stalled every stream at once (bench/app_latency.py, docs/results.md).
     gc.freeze()
     launch(demo, settings.decoding)
 

@@ -13,13 +13,13 @@ from threadpoolctl import threadpool_limits
 
 
 def torch_argmax(x: torch.Tensor) -> torch.Tensor:
-    """Per row; on a CPU through numpy, whose kernel is vectorised (torch's is 6x slower at [64, 2000])."""
+    """Per row; on a CPU through numpy, whose kernel is vectorised (torch's is several times slower on wide rows)."""
     return torch.from_numpy(x.numpy().argmax(1)) if x.device.type == "cpu" else x.argmax(1)
 
 
 def torch_sample(weights: torch.Tensor, uniforms: list[float], greedy: list[bool]) -> list[int]:
     """Per row, the argmax (greedy rows) or the first id whose cumulative weight exceeds u * total: inverse-CDF
-    sampling needs one uniform number a row (multinomial and Gumbel noise draw V, several times slower)."""
+    sampling needs one uniform number a row (multinomial and Gumbel noise draw V numbers a row)."""
     if all(greedy):
         return torch_argmax(weights).tolist()
     cdf = weights.cumsum(1)
@@ -36,7 +36,7 @@ TORCH_CUMSUM = 4096
 
 def numpy_sample(weights: np.ndarray, uniforms: list[float], greedy: list[bool]) -> list[int]:
     """The same, a binary search a row (numpy's searchsorted takes one row at a time). Over TORCH_CUMSUM weights
-    the cumulative sums are torch's: 12 us at [3, 2,500] where numpy's take 29 (below, torch's call costs more)."""
+    the cumulative sums are torch's, which are faster there (below, torch's call costs more than it saves)."""
     if all(greedy):
         return weights.argmax(1).tolist()
     cdf = torch.from_numpy(weights).cumsum(1).numpy() if weights.size > TORCH_CUMSUM else weights.cumsum(1)
@@ -54,7 +54,7 @@ def numpy_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def numpy_topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest of each row, largest first; a partition first when k is small (a full sort is 10x slower)."""
+    """The k largest of each row, largest first; a partition first when k is small (a full sort does far more work)."""
     if 4 * k < x.shape[1]:
         ids = np.argpartition(-x, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(x, ids, 1), axis=1, kind="stable")
@@ -146,7 +146,7 @@ TORCH.top_filter = lambda w, k, p: top_filter(TORCH, w, k, p)
 NUMPY.top_filter = lambda w, k, p: top_filter(NUMPY, w, k, p)
 
 
-NUMPY_ROWS = 16  # up to here numpy steps a batch as fast as torch on a CPU or faster (3 rows: 0.21 vs 0.32 ms; 64: 8% slower)
+NUMPY_ROWS = 16  # up to here numpy steps a batch on a CPU at least as fast as torch (bench/decoding_speed.py)
 
 
 def for_decoding(device: torch.device, batch_size: int) -> SimpleNamespace:

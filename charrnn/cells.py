@@ -8,7 +8,7 @@ CELLS = ("rnn-scratch", "rnn", "gru", "lstm")
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout with its mask drawn by uniform_: F.dropout's bernoulli_ was 15% of a CPU training step."""
+    """Inverted dropout with its mask drawn by uniform_: F.dropout's bernoulli_ is a large share of a CPU training step."""
     if not training or not p:
         return x
     return x * (torch.rand_like(x) >= p).to(x.dtype).div_(1 - p)

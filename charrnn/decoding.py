@@ -93,11 +93,9 @@ class Stepper:
             return scores.logits[row, ids]
         return self.ops.xp.log(p[row, ids])
 
-    def weights(self, p):
-        """What decoding draws from: the smoothing prior taken back out of p, clipped at 0, <unk> never."""
-        q = p - self.prior if self.prior is not None else self.ops.copy(p)
-        q[:, self.unk] = 0
-        return self.ops.xp.clip(q, 0, None, out=q)
+    def weights(self, probs):
+        """What decoding draws from (see without_prior)."""
+        return without_prior(self.ops, probs, self.prior, self.unk)
 
     def step(self, ids, state: list):
         """Advance every sequence by the tokens ids [B]; update state in place; return the next logits."""
@@ -177,6 +175,46 @@ class Uniforms:
             self.used = 0
         self.used += 1
         return self.buffer[self.used - 1]
+
+
+def without_prior(ops, probs, prior, unk: int):
+    """What decoding draws from: the smoothing prior a model was trained towards taken back out of its distribution
+    probs [B, V] (None: none), clipped at 0, <unk> never: samples are not sprinkled with frequent characters."""
+    weights = probs - prior if prior is not None else ops.copy(probs)
+    weights[:, unk] = 0
+    return ops.xp.clip(weights, 0, None, out=weights)
+
+
+class Sampler:
+    """The one sampler, for every model and row: each row's decoding weights tempered by its temperature, filtered
+    by its top-k and top-p, and one id drawn with the row's own uniform number (the likeliest at temperature 0).
+    What the rows' options ask is worked out once, when the rows change."""
+
+    def __init__(self, ops, options: list[Options], array):
+        """array: plain values as an array of ops' kind on the model's device."""
+        self.ops = ops
+        self.greedy = [o.temperature == 0 for o in options]
+        exponents = [1 / o.temperature if o.temperature not in (0, 1) else 1.0 for o in options]
+        self.tempered = any(e != 1 for e in exponents)
+        self.exponent = exponents[0] if len(set(exponents)) == 1 else array([[e] for e in exponents])
+        self.filters = {}  # (top_k, top_p) -> the rows that use it
+        for row, o in enumerate(options):
+            if o.top_k or o.top_p:
+                self.filters.setdefault((o.top_k, o.top_p), []).append(row)
+
+    def shaped(self, weights):
+        """The weights each row draws from: tempered and filtered as its options say (a new array where changed)."""
+        if self.tempered:
+            weights = temper(self.ops, weights, self.exponent)
+        if self.filters:
+            weights = self.ops.copy(weights)
+            for (top_k, top_p), rows in self.filters.items():
+                weights[rows] = self.ops.top_filter(weights[rows], top_k, top_p)
+        return weights
+
+    def draw(self, weights, uniforms: list[float]) -> list[int]:
+        """One id a row from shaped weights, by inverse CDF with the row's uniform number."""
+        return self.ops.sample(weights, uniforms, self.greedy)
 
 
 def temper(ops, weights, exponent):
@@ -281,14 +319,7 @@ class Batch:
     def arrange(self) -> None:
         """What each step needs to know of the sequences' options, worked out once whenever they change."""
         options = [s.options for s in self.sequences]
-        self.greedy = [o.temperature == 0 for o in options]
-        exponents = [1 / o.temperature if o.temperature not in (0, 1) else 1.0 for o in options]
-        self.tempered = any(e != 1 for e in exponents)
-        self.exponent = exponents[0] if len(set(exponents)) == 1 else self.array([[e] for e in exponents])
-        self.filters = {}  # (top_k, top_p) -> the rows that use it
-        for row, o in enumerate(options):
-            if o.top_k or o.top_p:
-                self.filters.setdefault((o.top_k, o.top_p), []).append(row)
+        self.sampler = Sampler(self.ops, options, self.array)
         self.penalised = [row for row, o in enumerate(options) if o.repetition_penalty != 1]
         self.details = any(s.details for s in self.sequences)
         self.rewinds = any(o.rhyme for o in options)
@@ -389,13 +420,8 @@ class Batch:
             for row, s in enumerate(self.sequences):
                 if rules[row][1] is not None and s.closes_line():
                     self.look_ahead(row, weights, state, rules[row][1])
-        if self.tempered:
-            weights = temper(self.ops, weights, self.exponent)
-        if self.filters:
-            weights = self.ops.copy(weights)
-            for (top_k, top_p), rows in self.filters.items():
-                weights[rows] = self.ops.top_filter(weights[rows], top_k, top_p)
-        ids = self.ops.sample(weights, [u.next() for u in self.uniforms], self.greedy)
+        weights = self.sampler.shaped(weights)
+        ids = self.sampler.draw(weights, [u.next() for u in self.uniforms])
         for row, (forced, _, _) in enumerate(rules):
             if forced is not None:
                 ids[row] = forced

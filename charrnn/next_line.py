@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import backends, evaluate, limits, loading
 from .cells import dropout
-from .decoding import Uniforms, temper
+from .decoding import Sampler, Uniforms, without_prior
 from .form import Options, check
 from .vocab import Vocab, normalize
 
@@ -145,29 +145,18 @@ class NextLine(
     @torch.inference_mode()  # the decorator, not a with-block: gradio may resume the generator on another thread
     def decode(self, line: str, options: Options, max_length: int) -> Iterator[tuple[str, list[float] | None]]:
         self.eval()
-        top_k, top_p, seed = options.top_k, options.top_p, options.seed
         encoded = self.encoded(line)
-        state, previous, uniforms = encoded[3], torch.tensor([self.newline], device=self.device), Uniforms(seed)
+        state, previous = encoded[3], torch.tensor([self.newline], device=self.device)
+        uniforms = Uniforms(options.seed)
+        sampler, prior = Sampler(backends.TORCH, [options], None), self.smoothing * self.prior
         for _ in range(max_length):
-            logits, state, weights = self.step(previous, state, encoded)
-            p = logits.float().softmax(-1)
-            q = (p - self.smoothing * self.prior).clamp_(min=0)  # the smoothing prior taken back out
-            q[:, self.vocab.unk_id] = 0
-            if options.temperature not in (0, 1):
-                q = temper(backends.TORCH, q, 1 / options.temperature)
-            if top_k or top_p:
-                q = backends.TORCH.top_filter(q, top_k, top_p)
-            i = backends.TORCH.sample(q, [uniforms.next()], [options.temperature == 0])[0]
+            logits, state, attention = self.step(previous, state, encoded)
+            weights = without_prior(backends.TORCH, logits.float().softmax(-1), prior, self.vocab.unk_id)
+            i = sampler.draw(sampler.shaped(weights), [uniforms.next()])[0]
             if i == self.newline:
                 return
-            yield self.vocab.itos[i], (weights[0].tolist() if weights is not None else None)
+            yield self.vocab.itos[i], (attention[0].tolist() if attention is not None else None)
             previous = previous.new_tensor([i])
-
-    def stream_next_line(self, line: str, temperature: float = 0.8, top_k: int | None = None,
-                         top_p: float | None = None, seed: int | None = None,
-                         max_length: int = limits.NEXT_LINE_LENGTH) -> Iterator[str]:
-        """The next line, character by character (see next_line)."""
-        return (char for char, _ in self.written(line, temperature, top_k, top_p, seed, max_length))
 
     def next_line(self, line: str, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
                   seed: int | None = None, max_length: int = limits.NEXT_LINE_LENGTH, attention: bool = False):

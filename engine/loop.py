@@ -22,11 +22,11 @@ from charrnn.decoding import Batch
 from charrnn.form import Sequence
 
 log = logging.getLogger(__name__)
-ROWS = 64  # a batch of 64 decodes 6-9x the characters per second of one stream on a CPU (bench/decoding_speed.py)
+ROWS = 64  # a batch decodes many times the characters per second of one stream (bench/decoding_speed.py)
 WAITING = 64
 # Seconds a loop keeps the thread (several steps of a small batch, one of a large): five models stepped one step
-# each in turn read their weights from memory at every step; 2 ms keeps them in the core's cache and served 16
-# listeners 1.2x the characters per second (bench/app_latency.py; 1 ms and 5 ms did less).
+# each in turn read their weights from memory at every step; a turn of a few steps keeps them in the core's cache
+# (bench/app_latency.py; docs/results.md has what 1, 2 and 5 ms gave).
 TURN = 0.002
 END = None  # what a request's queue gets after its last pieces
 

@@ -176,9 +176,9 @@ class Decoder:
 
 class Decoders:
     """Decoding processes, one per core at most, the models dealt out among them in turn as their loops are made
-    (each process is started with its first model). On this 2-core CPU two processes served 16 listeners 1.18x the
-    characters per second of one (bench/app_latency.py, alternated): one process's loops were busy only 80% of a
-    burst, and the server's process used a third of the other core. On a GPU one process steps every loop there."""
+    (each process is started with its first model). On a CPU one process's loops left part of a core idle in a
+    burst while the server's process used part of the other, so a process a core serves more (bench/app_latency.py,
+    docs/results.md). On a GPU one process steps every loop there."""
 
     def __init__(self, size: int):
         self.size, self.started, self.dealt, self.lock = size, [], 0, threading.Lock()

@@ -66,7 +66,7 @@ def test_score_reads_the_previous_line(model):
 
 def test_writing_is_seeded_streamed_and_attended(model):
     text = model.next_line("窗外的麻雀", temperature=0.8, seed=3)
-    assert text == "".join(model.stream_next_line("窗外的麻雀", temperature=0.8, seed=3))
+    assert text == "".join(char for char, _ in model.written("窗外的麻雀", temperature=0.8, seed=3))
     assert "\n" not in text and 1 <= len(text) <= 40
     same, attention = model.next_line("窗外的麻雀", temperature=0.8, seed=3, attention=True)
     assert same == text and len(attention) == len(text)

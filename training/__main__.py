@@ -30,8 +30,8 @@ HELP = {
     "sampler": "random: independent subsequences; sequential: streams read in order, state carried",
     "batch_size": "subsequences per batch",
     "num_steps": "characters per subsequence (truncated backpropagation length)",
-    "bf16": "train in bfloat16 autocast (matrix products in bf16, the weights and their updates in fp32): 1.3-1.45x "
-            "the characters per second on this project's 2-core CPU (it has AVX512-BF16)",
+    "bf16": "train in bfloat16 autocast (matrix products in bf16, the weights and their updates in fp32): faster on a "
+            "CPU with AVX512-BF16 (bench/training_speed.py)",
     "optimizer": "adam (AdamW) or sgd",
     "lr": "learning rate",
     "weight_decay": "decoupled weight decay",

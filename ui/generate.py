@@ -27,7 +27,7 @@ EXAMPLES = {  # prefix, lines, acrostic, rhyme
 
 
 SHOW_LYRIC = "() => document.querySelector('#lyric').scrollIntoView({block: 'start', behavior: 'smooth'})"
-UPDATES_PER_SECOND = 100  # all streams together: each update costs gradio about 1 ms of CPU (bench/app_latency.py)
+UPDATES_PER_SECOND = 100  # all streams together: each update costs gradio CPU time (bench/app_latency.py)
 SLOWEST_UPDATE = 0.5
 
 
