@@ -217,6 +217,13 @@ class Sampler:
         return self.ops.sample(weights, uniforms, self.greedy)
 
 
+def pieces(batch: "Batch") -> Iterator:
+    """The one sequence of batch, piece by piece; returns its Candidate."""
+    for step in batch:
+        yield from step[0]
+    return batch.candidates()[0]
+
+
 def temper(ops, weights, exponent):
     """weights ** exponent (1 / temperature), each row over its largest first (a low T would round all to 0)."""
     xp = ops.xp

@@ -194,10 +194,11 @@ class CharRNN(
                top_p: float | None = None, seed: int | None = None, *, details: bool = False,
                **form) -> Iterator[str] | Iterator[Step]:
         """The continuation of prefix, character by character (Steps with details=True: each character's
-        probability and the five likeliest others). form: lines, acrostic, rhyme, repetition_penalty,
-        no_repeat_ngram (see generate)."""
-        batch = decoding.Batch(self, [prefix], length, [Options(temperature, top_k, top_p, seed, **form)], details)
-        return (piece for pieces in batch for piece in pieces[0])  # the options are checked before the first piece
+        probability and the five likeliest others); the generator returns its Candidate (the text and its
+        log-probability under the model). form: lines, acrostic, rhyme, repetition_penalty, no_repeat_ngram (see
+        generate). Bad options raise ValueError here, before the first piece."""
+        options = Options(temperature, top_k, top_p, seed, **form)
+        return decoding.pieces(decoding.Batch(self, [prefix], length, [options], details, scored=True))
 
     def generate(self, prefix: str, length: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, lines: int | None = None,

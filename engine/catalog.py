@@ -6,16 +6,19 @@ per request (ZeroGPU lends the GPU per call), decoded for that request alone: `V
 """
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import spaces
 
-from charrnn import Candidate, CharRNN, ModelFileError, NextLine
+from charrnn import Candidate, CharRNN, ModelFileError, NextLine, Options
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.loading import fetch, is_next_line
 from charrnn.names import METRICS_NAME, base_name
 
+from .loop import Busy, Request
 from .settings import Settings
 from .workers import RemoteLoop, processes_for, shared_decoders
 
@@ -32,13 +35,21 @@ class Variant:
     loop: RemoteLoop | None = None  # the model's decoding loop, when writing is served by one
 
     def stream(self, prefix: str, length: int, options: dict, details: bool = False,
-               every: Callable[[], float] | None = None) -> Iterator[list]:
-        """The continuation in lists of pieces (characters, or Steps with details); every: see engine.loop.Request.
-        Bad options raise ValueError, a full loop Busy, before the first piece."""
+               every: Callable[[], float] | None = None) -> "Request | Writing":
+        """The continuation, iterated in lists of pieces (characters, or Steps with details), then its candidate()
+        (the text and its log-probability under the model); every: see engine.loop.Request. Bad options raise
+        ValueError, a full loop Busy, before the first piece; cancel() (or leaving the iteration) stops it."""
         if self.loop is not None:
-            return self.loop.stream(prefix, length, details=details, every=every, **options)
+            [request] = self.loop.submit([prefix], length, [Options(**options)], details, every)
+            return request
         ALONE.setdefault(self.source, self.model)
-        return alone(self.source, prefix, length, options, details)
+        return Writing(alone(self.source, prefix, length, options, details))
+
+    def next_line(self, line: str, temperature: float, seed: int | None) -> Iterator[tuple[str, list[float] | None]]:
+        """A next-line model's line after line: each character written, with where it looked in line (its
+        attention weights, or None), decoded for the request alone (on ZeroGPU, in a GPU worker)."""
+        ALONE.setdefault(self.source, self.model)
+        return line_alone(self.source, line, temperature, seed)
 
     def candidates(self, prefix: str, n: int, length: int, options: dict) -> list[Candidate]:
         """n continuations written together, row i seeded with seed + i, best first."""
@@ -48,11 +59,84 @@ class Variant:
         return ranked(self.source, prefix, n, length, options)
 
 
+class Writing:
+    """A continuation decoded for its request alone, as a loop's Request reads: lists of pieces, then candidate()."""
+
+    def __init__(self, items: Iterator):
+        self.items, self.result, self.cancelled = items, None, False
+
+    def __iter__(self) -> Iterator[list]:
+        try:
+            for item in self.items:
+                if isinstance(item, Candidate):
+                    self.result = item
+                elif not self.cancelled:
+                    yield item
+                if self.cancelled:
+                    return
+        finally:
+            self.items.close()
+
+    def cancel(self) -> None:
+        """Stop after the piece being decoded (from another thread too)."""
+        self.cancelled = True
+
+    def candidate(self) -> Candidate | None:
+        return self.result
+
+
 @spaces.GPU
-def alone(source: str, prefix: str, length: int, options: dict, details: bool) -> Iterator[list]:
-    """A continuation decoded for this request alone (on ZeroGPU, in a GPU worker)."""
-    for piece in ALONE[source].stream(prefix, length, details=details, **options):
-        yield [piece]
+def alone(source: str, prefix: str, length: int, options: dict, details: bool) -> Iterator:
+    """A continuation decoded for this request alone (on ZeroGPU, in a GPU worker: plain values in and out): lists
+    of one piece, then its Candidate."""
+    pieces = ALONE[source].stream(prefix, length, details=details, **options)
+    while True:
+        try:
+            yield [next(pieces)]
+        except StopIteration as end:
+            yield end.value
+            return
+
+
+@spaces.GPU
+def line_alone(source: str, line: str, temperature: float, seed: int | None) -> Iterator:
+    yield from ALONE[source].written(line, temperature, seed=seed)
+
+
+def side_by_side(variants: dict[str, "Variant"], prefix: str, length: int, options: dict,
+                 every: float) -> Iterator[dict[str, tuple[str, Candidate | None, str]]]:
+    """Every variant writing prefix with the same options together, each through its own way of writing: every
+    `every` seconds, and once all have ended, per name, (its text so far, its candidate once done, why it could
+    not write or ""). Leaving the iteration cancels them all."""
+    texts, ends, errors, writings = {name: [] for name in variants}, {}, {}, {}
+    for name, variant in variants.items():
+        try:
+            writings[name] = variant.stream(prefix, length, options)
+        except (ValueError, Busy) as e:  # this model cannot take these options (no line breaks, say), or is full
+            errors[name] = str(e)
+
+    def read(name: str, writing) -> None:
+        try:
+            for pieces in writing:
+                texts[name] += pieces
+            ends[name] = writing.candidate()
+        except Exception as e:  # Busy, DecoderGone: said in that model's place
+            errors[name] = str(e)
+
+    readers = [threading.Thread(target=read, args=item, name="side by side", daemon=True) for item in writings.items()]
+    for reader in readers:
+        reader.start()
+    def now() -> dict:
+        return {name: ("".join(texts[name]), ends.get(name), errors.get(name, "")) for name in variants}
+
+    try:
+        while any(reader.is_alive() for reader in readers):
+            yield now()
+            time.sleep(every)
+        yield now()
+    finally:
+        for writing in writings.values():
+            writing.cancel()
 
 
 @spaces.GPU

@@ -45,7 +45,14 @@ class CountingModel:
         return getattr(self.model, name)
 
     def stream(self, *args, **kwargs):
-        for char in self.model.stream(*args, **kwargs):
+        return self.slowly(self.model.stream(*args, **kwargs))  # bad options raise at once, as the model's own
+
+    def slowly(self, chars):
+        while True:
+            try:
+                char = next(chars)
+            except StopIteration as end:
+                return end.value  # the Candidate
             time.sleep(self.delay)
             self.steps += 1
             yield char

@@ -1,15 +1,12 @@
 """The Compare tab: one start, one seed, the same options for every model; all of them write side by side,
 streaming together, each with its mean log-probability under itself. Also the /compare endpoint."""
 import html
-import time
 from collections.abc import Iterator
 
 import gradio as gr
 
-from charrnn.decoding import Batch
-from charrnn.form import Options
-
 from charrnn import limits
+from engine.catalog import side_by_side
 
 from .common import CONCURRENCY, DECODING, Variant, documented, number, refusal, string
 from .lyric import plain, prefix_html
@@ -26,12 +23,6 @@ def card(name: str, start: str, text: str, mean_logprob: float | None, error: st
             f'{plain(text)}</div></div>')
 
 
-def written(batch: Batch | None, error: str | None) -> tuple[str, float | None, str]:
-    """A model's text so far, its mean log-probability under that model, and why it could not write, if so."""
-    if batch is None:
-        return "", None, error or ""
-    s = batch.sequences[0]
-    return "".join(s.chars), (sum(s.logprobs) / len(s.logprobs) if s.logprobs else None), ""
 
 
 def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
@@ -39,31 +30,19 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
     (models still training get theirs when they arrive: see refresh); returns the cards."""
 
     def race(start, length, temperature, seed, lines, no_repeat_ngram) -> Iterator[list[tuple]]:
-        """Every model writing the same start together, a step each in turn: per model, (name, *written(...))."""
+        """Every model writing the same start together, through the engine: per model, (name, its text so far, its
+        mean log-probability under itself once it is done, why it could not write)."""
         if not variants:
             raise refusal("No model is available.")
         start = string("Start", start, limits.TEXT)[-limits.PREFIX:]
-        options = Options(number("Temperature", temperature, limits.TEMPERATURE),
-                          seed=number("Seed", seed, limits.SEED, whole=True),
-                          lines=number("Lines", lines, limits.LINES, whole=True) or None,
-                          no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, limits.NO_REPEAT_NGRAM,
-                                                 whole=True))
+        options = dict(temperature=number("Temperature", temperature, limits.TEMPERATURE),
+                       seed=number("Seed", seed, limits.SEED, whole=True),
+                       lines=number("Lines", lines, limits.LINES, whole=True) or None,
+                       no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, limits.NO_REPEAT_NGRAM, whole=True))
         length = number("Length", length, limits.LENGTH, whole=True)
-        batches, errors, names = {}, {}, list(variants)  # a model arriving meanwhile joins the next comparison
-        for name in names:
-            variant = variants[name]
-            try:
-                batches[name] = Batch(variant.model, [start], length, [options], scored=True)
-            except ValueError as e:  # this model cannot take these options (no line breaks, say)
-                errors[name] = str(e)
-        running, last = {name: iter(batch) for name, batch in batches.items()}, 0.0
-        while running:
-            for name in list(running):
-                if next(running[name], None) is None:
-                    del running[name]
-            if time.perf_counter() - last >= UPDATE_EVERY or not running:
-                last = time.perf_counter()
-                yield [(name, *written(batches.get(name), errors.get(name))) for name in names]
+        racing = dict(variants)  # a model arriving meanwhile joins the next comparison
+        for rows in side_by_side(racing, start, length, options, UPDATE_EVERY):
+            yield [(name, text, done.mean_logprob if done else None, error) for name, (text, done, error) in rows.items()]
 
     def compare(start: str, length: int = 120, temperature: float = 0.8, seed: int = 1, lines: int = 0,
                 no_repeat_ngram: int = 4) -> Iterator[list[dict]]:

@@ -45,21 +45,22 @@ def attention_html(source: str, steps: list[tuple[str, list[float] | None]]) -> 
 def build(models: dict[str, Variant]) -> gr.Dropdown:
     """The next-line writer, inside the caller's Blocks."""
 
-    def model_of(variant):
+    def chosen(variant) -> Variant:
         if not models:
             raise refusal(NO_MODEL.replace("**", "").replace("`", ""))
         if not variant:
-            return next(iter(models.values())).model
+            return next(iter(models.values()))
         if variant not in models:
             raise refusal(f"Unknown next-line model {quoted(variant)}; choose one of: {', '.join(models)}.")
-        return models[variant].model
+        return models[variant]
 
     def steps_of(variant, line, temperature, seed) -> tuple[str, Iterator]:
-        model = model_of(variant)
+        """The line answered (as the model reads it) and the engine's steps writing the next."""
+        writer = chosen(variant)
         line = string("Line", line, limits.LINE)
         temperature = number("Temperature", temperature, limits.TEMPERATURE)
         seed = number("Seed", seed, limits.SEED, whole=True, optional=True)
-        return model.source(line), model.written(line, temperature, seed=seed)
+        return writer.model.source(line), writer.next_line(line, temperature, seed)
 
     def next_line(line: str, temperature: float = 0.8, seed: int | None = None, variant: str = "") -> Iterator[str]:
         """Write the line that follows a line of lyrics (an encoder-decoder with attention); streams the line so far.
