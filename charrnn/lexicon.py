@@ -32,6 +32,7 @@ class Lexicon:
                  first_total: float, pairs: np.ndarray, pair_weights: np.ndarray, source: str = ""):
         self.chars, self.first, self.ends, self.follows = chars, first, ends, follows
         self.first_total, self.pairs, self.pair_weights, self.source = first_total, pairs, pair_weights, source
+        self.prepared = None  # (vocab, what rows over it share): see over
 
     @classmethod
     def of_words(cls, frequencies, chars=None, source: str = "") -> "Lexicon":
@@ -90,28 +91,36 @@ class Lexicon:
     def rows(self, vocab, previous: list[str | None]) -> torch.Tensor:
         """P(next id | previous character) [len(previous), V] over a model's vocabulary (None: a character not
         known, so first(.)); the <unk> column holds the mass of every character outside the vocabulary."""
-        index = self.index
-        ids = np.array([vocab.stoi.get(c, vocab.unk_id) for c in self.chars], np.int64)
-        first = np.zeros(len(vocab))
-        np.add.at(first, ids, self.first / self.first_total)
-        first[vocab.unk_id] += 1 - first.sum()  # words beginning with a character outside the vocabulary
+        first, columns, starts = self.over(vocab)
         distinct = list(dict.fromkeys(previous))
         rows = np.tile(first, (len(distinct), 1))
-        held = [(r, i) for r, i in enumerate(map(index.get, distinct))  # characters that a word holds
+        held = [(r, i) for r, i in enumerate(map(self.index.get, distinct))  # characters that a word holds
                 if i is not None and self.occurrences[i]]
         if held:
             r, i = map(np.array, zip(*held))
             rows[r] *= (self.ends[i] / self.occurrences[i])[:, None]
             rows[r, vocab.unk_id] += self.follows[i] / self.occurrences[i]  # continuations, all on <unk>...
-            row_of = np.full(len(self.chars), -1)
-            row_of[i] = r
-            to = row_of[self.pairs[:, 0]]
-            inside = (to >= 0) & (ids[self.pairs[:, 1]] != vocab.unk_id)
-            shares = self.pair_weights[inside] / self.occurrences[self.pairs[inside, 0]]
-            np.add.at(rows, (to[inside], ids[self.pairs[inside, 1]]), shares)  # ... then moved to their own columns
-            np.add.at(rows, (to[inside], vocab.unk_id), -shares)
+            for row, i in held:  # ... then moved to their own columns: only this character's pairs are read
+                span = slice(starts[i], starts[i + 1])
+                inside = columns[span] != vocab.unk_id
+                shares = self.pair_weights[span][inside] / self.occurrences[i]
+                np.add.at(rows[row], columns[span][inside], shares)
+                rows[row, vocab.unk_id] -= shares.sum()
         position = {p: r for r, p in enumerate(distinct)}
         return torch.from_numpy(rows[[position[p] for p in previous]].clip(0, None)).float()
+
+    def over(self, vocab) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What its rows over vocab share, worked out once per vocabulary: first(.) over vocab (the <unk> column
+        holding words that begin outside it), each pair's column in vocab, and where each character's pairs start
+        (pairs are sorted by their first character)."""
+        if self.prepared is None or self.prepared[0] is not vocab:
+            ids = np.array([vocab.stoi.get(c, vocab.unk_id) for c in self.chars], np.int64)
+            first = np.zeros(len(vocab))
+            np.add.at(first, ids, self.first / self.first_total)
+            first[vocab.unk_id] += 1 - first.sum()
+            starts = np.searchsorted(self.pairs[:, 0], np.arange(len(self.chars) + 1))
+            self.prepared = vocab, first, ids[self.pairs[:, 1]], starts
+        return self.prepared[1:]
 
     def table(self, vocab) -> torch.Tensor:
         """P(next id | previous id) [V, V]: the rows of the vocabulary's characters, <unk>'s first(.)."""
