@@ -218,10 +218,10 @@ class Sampler:
 
 
 def pieces(batch: "Batch") -> Iterator:
-    """The one sequence of batch, piece by piece; returns its Candidate."""
+    """The one sequence of batch, piece by piece; returns its Candidate where the batch is scored."""
     for step in batch:
         yield from step[0]
-    return batch.candidates()[0]
+    return batch.candidates()[0] if batch.scored else None
 
 
 def temper(ops, weights, exponent):

@@ -23,7 +23,7 @@ class CharRNN(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="charrnn",
-    tags=["char-rnn", "text-generation", "lyrics"],
+    tags=["char-rnn", "text-generation"],
     pipeline_tag="text-generation",
     license="mit",
 ):
@@ -191,14 +191,14 @@ class CharRNN(
         return Rhymes(self.vocab)
 
     def stream(self, prefix: str, length: int, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None, *, details: bool = False,
+               top_p: float | None = None, seed: int | None = None, *, details: bool = False, scored: bool = False,
                **form) -> Iterator[str] | Iterator[Step]:
         """The continuation of prefix, character by character (Steps with details=True: each character's
-        probability and the five likeliest others); the generator returns its Candidate (the text and its
-        log-probability under the model). form: lines, acrostic, rhyme, repetition_penalty, no_repeat_ngram (see
-        generate). Bad options raise ValueError here, before the first piece."""
+        probability and the five likeliest others); with scored=True the generator returns its Candidate (the
+        text and its log-probability under the model). form: lines, acrostic, rhyme, repetition_penalty,
+        no_repeat_ngram (see generate). Bad options raise ValueError here, before the first piece."""
         options = Options(temperature, top_k, top_p, seed, **form)
-        return decoding.pieces(decoding.Batch(self, [prefix], length, [options], details, scored=True))
+        return decoding.pieces(decoding.Batch(self, [prefix], length, [options], details, scored))
 
     def generate(self, prefix: str, length: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, lines: int | None = None,

@@ -116,8 +116,13 @@ class English:
         return [w for w in words if len(w) <= MAX_WORD and all(c in known for c in w) and english_key(w) == key]
 
 
-def scheme_for(chars) -> Chinese | English:
-    """Chinese for a vocabulary of mostly Han characters, else English."""
+def language_of(chars) -> str:
+    """zh for characters mostly Han, else en."""
     han = sum(map(is_han, chars))
     latin = sum(c.isascii() and c.isalpha() for c in chars)
-    return Chinese() if han > latin else English()
+    return "zh" if han > latin else "en"
+
+
+def scheme_for(chars) -> Chinese | English:
+    """The rhymes of a vocabulary's language: Chinese or English."""
+    return Chinese() if language_of(chars) == "zh" else English()

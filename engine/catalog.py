@@ -35,15 +35,15 @@ class Variant:
     loop: RemoteLoop | None = None  # the model's decoding loop, when writing is served by one
 
     def stream(self, prefix: str, length: int, options: dict, details: bool = False,
-               every: Callable[[], float] | None = None) -> "Request | Writing":
-        """The continuation, iterated in lists of pieces (characters, or Steps with details), then its candidate()
-        (the text and its log-probability under the model); every: see engine.loop.Request. Bad options raise
-        ValueError, a full loop Busy, before the first piece; cancel() (or leaving the iteration) stops it."""
+               every: Callable[[], float] | None = None, scored: bool = False) -> "Request | Writing":
+        """The continuation, iterated in lists of pieces (characters, or Steps with details), then, scored, its
+        candidate() (the text and its log-probability under the model); every: see engine.loop.Request. Bad options
+        raise ValueError, a full loop Busy, before the first piece; cancel() (or leaving the iteration) stops it."""
         if self.loop is not None:
             [request] = self.loop.submit([prefix], length, [Options(**options)], details, every)
             return request
         ALONE.setdefault(self.source, self.model)
-        return Writing(alone(self.source, prefix, length, options, details))
+        return Writing(alone(self.source, prefix, length, options, details, scored))
 
     def next_line(self, line: str, temperature: float, seed: int | None) -> Iterator[tuple[str, list[float] | None]]:
         """A next-line model's line after line: each character written, with where it looked in line (its
@@ -68,7 +68,7 @@ class Writing:
     def __iter__(self) -> Iterator[list]:
         try:
             for item in self.items:
-                if isinstance(item, Candidate):
+                if item is None or isinstance(item, Candidate):  # the last: its candidate, where scored
                     self.result = item
                 elif not self.cancelled:
                     yield item
@@ -86,10 +86,10 @@ class Writing:
 
 
 @spaces.GPU
-def alone(source: str, prefix: str, length: int, options: dict, details: bool) -> Iterator:
+def alone(source: str, prefix: str, length: int, options: dict, details: bool, scored: bool) -> Iterator:
     """A continuation decoded for this request alone (on ZeroGPU, in a GPU worker: plain values in and out): lists
-    of one piece, then its Candidate."""
-    pieces = ALONE[source].stream(prefix, length, details=details, **options)
+    of one piece, then its Candidate (scored) or None."""
+    pieces = ALONE[source].stream(prefix, length, details=details, scored=scored, **options)
     while True:
         try:
             yield [next(pieces)]
@@ -111,7 +111,7 @@ def side_by_side(variants: dict[str, "Variant"], prefix: str, length: int, optio
     texts, ends, errors, writings = {name: [] for name in variants}, {}, {}, {}
     for name, variant in variants.items():
         try:
-            writings[name] = variant.stream(prefix, length, options)
+            writings[name] = variant.stream(prefix, length, options, scored=True)
         except (ValueError, Busy) as e:  # this model cannot take these options (no line breaks, say), or is full
             errors[name] = str(e)
 

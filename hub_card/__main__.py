@@ -11,11 +11,12 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from charrnn import ModelFileError
 
-from .card import CARD_NAME, write_card
+from .card import CARD_NAME
 from .curve import CURVE_NAME
 from .push import model_commit
 from .space import space_commit
 from .upload import Commit, HubCardError, require_token
+from .write import write_card
 
 
 def parser() -> argparse.ArgumentParser:

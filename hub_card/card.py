@@ -7,9 +7,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from charrnn import CharRNN, ModelFileError
 from charrnn.names import CELL_NAMES, CORPUS_NAMES, METRICS_NAME
-from charrnn.loading import is_next_line
+from charrnn.rhyme import language_of
 
-from .curve import CURVE_NAME, write_curve
+from .curve import CURVE_NAME
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
 CARD_NAME = "README.md"
@@ -56,10 +56,8 @@ def corpus_info(metrics: dict, model: CharRNN) -> Corpus:
     key = metrics["corpus"].split(".")[0].split("_")[0].lower()
     if key in CORPORA:
         return CORPORA[key]
-    cjk = sum("\u4e00" <= c <= "\u9fff" for c in model.vocab.chars)
-    latin = sum(c.isascii() and c.isalpha() for c in model.vocab.chars)
     return Corpus(
-        "zh" if cjk > latin else "en", metrics["corpus"], "text", f"the text of `{metrics['corpus']}`",
+        language_of(model.vocab.chars), metrics["corpus"], "text", f"the text of `{metrics['corpus']}`",
         "Check what the training text is before you publish its output.",
         f"The training text, `{metrics['corpus']}`, is not redistributed here; check its license before you share "
         "samples, which can reproduce it.")
@@ -72,10 +70,10 @@ def card_data(metrics: dict, model, corpus: Corpus, model_name: str, kind: str |
         dataset_split=f"last {metrics['val_fraction']:.0%} of {metrics['corpus']}",
         metric_type="perplexity", metric_name="held-out perplexity per character",
         metric_value=round(metrics["val_ppl"], 2))
-    return ModelCardData(
-        language=corpus.language, license="mit", library_name="charrnn", pipeline_tag="text-generation",
-        tags=["char-rnn", kind or model.cell, corpus.tag, "pytorch", "safetensors", "model_hub_mixin", "pytorch_model_hub_mixin"],
-        model_name=model_name, eval_results=[result])
+    declared = model.generate_model_card().data  # library, license, pipeline and tags: declared once, on the class
+    tags = list(dict.fromkeys([*declared.tags, kind or model.cell, corpus.tag, "pytorch", "safetensors"]))
+    return ModelCardData(**{**declared.to_dict(), "tags": tags}, language=corpus.language, model_name=model_name,
+                         eval_results=[result])
 
 
 def model_rows(model: CharRNN, cfg: dict) -> list[tuple[str, str]]:
@@ -151,17 +149,3 @@ def build_card(folder: Path, metrics: dict, repo_id: str | None = None, install:
         val_ppl=f"{metrics['val_ppl']:.1f}", vocab_size=f"{len(model.vocab):,}", teacher=teacher_of(metrics),
         distill=f"{metrics['train_config'].get('distill', 0):.0%}", lexicon=model.lexicon and model.lexicon.source,
         lexicon_share=f"{model.lexicon_weight:.0%}")
-
-
-def write_card(folder: str | Path, repo_id: str | None = None, install: str | None = None) -> ModelCard:
-    """(Re)write folder/README.md and the training curve it shows (install: see build_card)."""
-    folder = Path(folder)
-    metrics = load_metrics(folder)
-    if is_next_line(str(folder)):
-        from .next_line import build_next_line_card  # it imports this module
-        card = build_next_line_card(folder, metrics, repo_id, install)
-    else:
-        card = build_card(folder, metrics, repo_id, install)
-    write_curve(metrics, folder / CURVE_NAME)
-    card.save(folder / CARD_NAME)
-    return card

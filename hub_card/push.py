@@ -5,11 +5,12 @@ from charrnn.counts import BIGRAM_NAME
 from charrnn.lexicon import LEXICON_NAME
 from charrnn.loading import REQUIRED_FILES, check_source
 
-from .card import CARD_NAME, METRICS_NAME, load_metrics, write_card
+from .card import CARD_NAME, METRICS_NAME, load_metrics
 from .curve import CURVE_NAME
 from .next_line import HEATMAP_NAME
 from .upload import Commit, check_repo_id
 from .wheel import install_url, place_wheel
+from .write import write_card
 
 MODEL_FILES = (*REQUIRED_FILES, BIGRAM_NAME, LEXICON_NAME, METRICS_NAME, CARD_NAME, CURVE_NAME, HEATMAP_NAME)
 

@@ -12,7 +12,8 @@ from conftest import cut, tiny_config
 from huggingface_hub import ModelCard
 
 from charrnn import CharRNN, ModelFileError
-from hub_card.card import CARD_NAME, SAMPLE_LENGTH, SEED, TEMPERATURES, write_card
+from hub_card.card import CARD_NAME, SAMPLE_LENGTH, SEED, TEMPERATURES
+from hub_card.write import write_card
 from hub_card.curve import CURVE_NAME
 from training.train import train
 

@@ -22,7 +22,7 @@ def written(writing) -> str:
 def test_a_loop_and_a_request_alone_write_the_same_and_say_its_log_probability(model, tiny_model_dir):
     expected = model.candidates("分开", 1, 80, **OPTIONS)[0]
     for variant in (Variant(str(tiny_model_dir), model, {}, loop=Loop(model)), Variant("alone", model, {})):
-        writing = variant.stream("分开", 80, OPTIONS)
+        writing = variant.stream("分开", 80, OPTIONS, scored=True)
         assert written(writing) == expected.text
         assert writing.candidate().logprob == pytest.approx(expected.logprob, rel=1e-5)
 

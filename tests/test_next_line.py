@@ -134,7 +134,7 @@ def test_the_cli_writes_the_next_line(next_line_dir, model):
 def test_the_card_shows_the_heatmap_and_the_context_modes(next_line_dir, tmp_path):
     import shutil
 
-    from hub_card.card import write_card
+    from hub_card.write import write_card
     from hub_card.next_line import HEATMAP_NAME
     from hub_card.push import model_commit
 

@@ -14,7 +14,7 @@ from charrnn import CharRNN
 from conftest import tiny_config
 from charrnn.evaluate import fair_perplexity
 from training.data import split
-from hub_card.card import write_card
+from hub_card.write import write_card
 from training import objective
 from training.objective import distilled_loss, teacher_targets
 from training.train import CharTask, smoothed_loss, train
