@@ -73,29 +73,30 @@ def is_whole(x) -> bool:
 
 def check(options: Options, length: int) -> None:
     """Options that no model could honour."""
-    o = options
     if not is_whole(length) or length < 0:  # a request's is capped by limits.LENGTH; the library's is not
         raise ValueError(f"length must be a whole number >= 0, got {length!r}")
-    if not (is_number(o.temperature) and o.temperature in limits.TEMPERATURE):
-        raise ValueError(f"temperature must be a number from {limits.TEMPERATURE} (0 is greedy), got {o.temperature!r}")
-    if o.top_k is not None and not (is_whole(o.top_k) and o.top_k > 0):
-        raise ValueError(f"top_k must be a positive whole number or None, got {o.top_k!r}")
-    if o.top_p is not None and not (is_number(o.top_p) and o.top_p in limits.TOP_P):
-        raise ValueError(f"top_p must be from {limits.TOP_P} or None, got {o.top_p!r}")
-    if o.seed is not None and not (is_whole(o.seed) and o.seed in limits.SEED):
-        raise ValueError(f"seed must be a whole number from {limits.SEED} or None, got {o.seed!r}")
-    if o.lines is not None and not (is_whole(o.lines) and 1 <= o.lines <= limits.LINES.high):
-        raise ValueError(f"lines must be a whole number from 1 to {limits.LINES.high} or None, got {o.lines!r}")
-    if o.acrostic is not None and not (isinstance(o.acrostic, str) and len(o.acrostic) <= limits.ACROSTIC):
-        raise ValueError(f"acrostic must be a string of at most {limits.ACROSTIC} characters, got {o.acrostic!r}")
-    if o.rhyme is not None and not isinstance(o.rhyme, str):
-        raise ValueError(f"rhyme must be 'auto', a rhyme group or None, got {o.rhyme!r}")
-    if not (is_number(o.repetition_penalty) and o.repetition_penalty in limits.REPETITION_PENALTY):
+    if not (is_number(options.temperature) and options.temperature in limits.TEMPERATURE):
+        raise ValueError(f"temperature must be a number from {limits.TEMPERATURE} (0 is greedy), "
+                         f"got {options.temperature!r}")
+    if options.top_k is not None and not (is_whole(options.top_k) and options.top_k > 0):
+        raise ValueError(f"top_k must be a positive whole number or None, got {options.top_k!r}")
+    if options.top_p is not None and not (is_number(options.top_p) and options.top_p in limits.TOP_P):
+        raise ValueError(f"top_p must be from {limits.TOP_P} or None, got {options.top_p!r}")
+    if options.seed is not None and not (is_whole(options.seed) and options.seed in limits.SEED):
+        raise ValueError(f"seed must be a whole number from {limits.SEED} or None, got {options.seed!r}")
+    if options.lines is not None and not (is_whole(options.lines) and 1 <= options.lines <= limits.LINES.high):
+        raise ValueError(f"lines must be a whole number from 1 to {limits.LINES.high} or None, got {options.lines!r}")
+    acrostic = options.acrostic
+    if acrostic is not None and not (isinstance(acrostic, str) and len(acrostic) <= limits.ACROSTIC):
+        raise ValueError(f"acrostic must be a string of at most {limits.ACROSTIC} characters, got {options.acrostic!r}")
+    if options.rhyme is not None and not isinstance(options.rhyme, str):
+        raise ValueError(f"rhyme must be 'auto', a rhyme group or None, got {options.rhyme!r}")
+    if not (is_number(options.repetition_penalty) and options.repetition_penalty in limits.REPETITION_PENALTY):
         raise ValueError(f"repetition_penalty must be a number from {limits.REPETITION_PENALTY} (1 is off), got "
-                         f"{o.repetition_penalty!r}")
-    if not (is_whole(o.no_repeat_ngram) and o.no_repeat_ngram in limits.NO_REPEAT_NGRAM):
+                         f"{options.repetition_penalty!r}")
+    if not (is_whole(options.no_repeat_ngram) and options.no_repeat_ngram in limits.NO_REPEAT_NGRAM):
         raise ValueError(f"no_repeat_ngram must be a whole number from {limits.NO_REPEAT_NGRAM} (0 is off), got "
-                         f"{o.no_repeat_ngram!r}")
+                         f"{options.no_repeat_ngram!r}")
 
 
 class Trie:

@@ -16,9 +16,9 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from . import backends, evaluate, limits, loading
+from . import evaluate, limits, loading
 from .cells import dropout
-from .decoding import Sampler, Uniforms, without_prior
+from .decoding import Sampler, Uniforms, backends, without_prior
 from .form import Options, check
 from .vocab import Vocab, normalize
 

@@ -242,8 +242,8 @@ class RemoteLoop(Serves):
     def submit(self, prefixes: list[str], length: int, options: list[Options], details: bool = False,
                every: Callable[[], float] | None = None) -> list[RemoteRequest]:
         """As Loop.submit: bad options raise ValueError here, a full loop Busy."""
-        for prefix, o in zip(prefixes, options, strict=True):
-            Sequence(self.model, prefix, length, o, details)  # raises what the loop would, but here and now
+        for prefix, option in zip(prefixes, options, strict=True):
+            Sequence(self.model, prefix, length, option, details)  # raises what the loop would, but here and now
         requests = [RemoteRequest(self, next(self.decoder.ids), p, every) for p in prefixes]
         self.decoder.submit(self, requests, ("submit", self.key, [(r.id, r.prefix, length, o, details)
                                                                   for r, o in zip(requests, options)]))

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from charrnn import CELLS, CharRNN, Vocab
-from charrnn import backends
-from charrnn.backends import NUMPY_ROWS, ColumnBlocks, numpy_sample
+from charrnn.decoding import backends
+from charrnn.decoding.backends import NUMPY_ROWS, ColumnBlocks, numpy_sample
 from charrnn.decoding import Batch, Stepper, prime
 from charrnn.form import Options
 from conftest import forward_probs

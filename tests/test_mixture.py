@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn import CharRNN, Vocab
-from charrnn.backends import NUMPY_ROWS
+from charrnn.decoding.backends import NUMPY_ROWS
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.decoding import Batch
 from charrnn.lexicon import LEXICON_NAME
@@ -72,10 +72,10 @@ def test_decoding_reads_the_same_mixture_less_the_networks_smoothing(mixed, rows
     batch = Batch(mixed, [prefix] * rows, 10, [Options(1.0, seed=1)] * rows)
     probs = forward_probs(mixed, mixed.vocab.encode(prefix))[-1]
     for row in range(rows):
-        torch.testing.assert_close(torch.as_tensor(batch.p[row]), probs, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(torch.as_tensor(batch.probs[row]), probs, rtol=1e-4, atol=1e-7)
         expected = (probs - (1 - mixed.count_share) * mixed.smoothing * mixed.prior).clamp(min=0)
         expected[mixed.vocab.unk_id] = 0
-        torch.testing.assert_close(torch.as_tensor(batch.q[row]), expected, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(torch.as_tensor(batch.weights[row]), expected, rtol=1e-4, atol=1e-7)
 
 
 def test_a_character_outside_the_vocabulary_has_each_count_models_own_probability(mixed):
@@ -137,7 +137,7 @@ def test_decoding_after_a_prefix_ending_outside_the_vocabulary_reads_the_same_ro
     network = forward_probs(at_shares(mixed, 0.0, 0.0), ids)[-1]
     at_shares(mixed)
     for row in range(rows):
-        torch.testing.assert_close(torch.as_tensor(batch.p[row]), by_hand_after(mixed, outside, network),
+        torch.testing.assert_close(torch.as_tensor(batch.probs[row]), by_hand_after(mixed, outside, network),
                                    rtol=1e-4, atol=1e-7)
     for c in mixed.candidates(prefix, 2, 20, seed=3):
         assert c.logprob == pytest.approx(-mixed.score(c.text, prefix).nll, rel=1e-4)
