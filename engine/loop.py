@@ -122,14 +122,7 @@ def shared_worker() -> Worker:
 
 
 class Serves:
-    """What a loop offers beyond submit: CharRNN's stream and candidates through it."""
-
-    def stream(self, prefix: str, length: int, *, details: bool = False, every: Callable[[], float] | None = None,
-               **options) -> Iterator[list]:
-        """CharRNN.stream through the loop, in lists of pieces (each list what one step or more made final; with
-        every, what the steps of that many seconds made)."""
-        [request] = self.submit([prefix], length, [Options(**options)], details, every)
-        return iter(request)
+    """What a loop offers beyond submit: CharRNN's candidates through it."""
 
     def candidates(self, prefix: str, n: int, length: int, seed: int | None = None, **options) -> list[Candidate]:
         """CharRNN.candidates through the loop: n rows, row i seeded with seed + i, best first."""

@@ -23,6 +23,13 @@ def forward_probs(model, ids: list[int]) -> torch.Tensor:
     return mixed + sum(w * counts.table(model.vocab)[ids] for w, counts in parts) if parts else probs
 
 
+def loop_stream(loop, prefix: str, length: int, details: bool = False, every=None, **options):
+    """A decoding loop's stream of lists of pieces for one request, as the engine's Variant.stream reads it."""
+    from charrnn import Options
+    [request] = loop.submit([prefix], length, [Options(**options)], details, every)
+    return iter(request)
+
+
 def pieces_text(pieces) -> str:
     """The text of a decoding loop's stream: lists of pieces."""
     return "".join(piece for batch in pieces for piece in batch)

@@ -10,7 +10,7 @@ from charrnn.form import Options
 from engine import workers
 from engine.workers import Decoder, DecoderGone, sendable
 from engine.loop import Busy
-from conftest import pieces_text as text, wait_until
+from conftest import loop_stream as stream_of, pieces_text as text, wait_until
 
 MIXED = [dict(temperature=0.8, seed=1), dict(temperature=1.0, seed=2, top_k=20), dict(temperature=0, seed=3),
          dict(temperature=0.7, seed=5, lines=3, rhyme="auto"), dict(temperature=0.9, seed=6, acrostic="我你")]
@@ -37,7 +37,7 @@ def writing(model, folder) -> tuple:
     """A decoder of its own, and a loop of it writing an endless stream (under way)."""
     decoder = Decoder()
     loop = decoder.loop(str(folder), model)
-    stream = loop.stream("分开", 10**6, seed=1)
+    stream = stream_of(loop, "分开", 10**6, seed=1)
     next(stream)
     return decoder, loop, stream
 
@@ -51,9 +51,9 @@ def test_requests_decoded_in_the_process_write_what_each_writes_alone(model, loo
     """Mixed options joining one batch in the other process: each seeded text is the one the model writes alone,
     and with details each piece is the same Step."""
     alone = [model.generate("分开", 80, **options) for options in MIXED]
-    streams = [loop.stream("分开", 80, **options) for options in MIXED]
+    streams = [stream_of(loop, "分开", 80, **options) for options in MIXED]
     assert [text(stream) for stream in streams] == alone
-    steps = [step for batch in loop.stream("分开", 40, details=True, seed=7) for step in batch]
+    steps = [step for batch in stream_of(loop, "分开", 40, details=True, seed=7) for step in batch]
     assert steps == list(model.stream("分开", 40, seed=7, details=True))
     wait_until(lambda: loop.held() == 0 and loop.open == 0, message="finished requests keep their rows")
 
@@ -64,7 +64,7 @@ def test_candidates_in_the_process_are_the_libraries(model, loop):
 
 
 def test_a_reader_that_stops_frees_its_row_in_the_process(loop):
-    stream = loop.stream("分开", 10**6, seed=1)
+    stream = stream_of(loop, "分开", 10**6, seed=1)
     next(stream)
     wait_until(lambda: loop.held() == 1, message="the process never said it was writing")
     stream.close()
@@ -78,7 +78,7 @@ def test_bad_options_are_refused_in_the_callers_thread(loop):
     for bad, match in ((dict(temperature=-1), "temperature"), (dict(acrostic="我\n"), "acrostic"),
                        (dict(lines=-2), "lines")):
         with pytest.raises(ValueError, match=match):
-            loop.stream("分开", 20, **bad)
+            stream_of(loop, "分开", 20, **bad)
     assert loop.open == 0
 
 
@@ -90,11 +90,11 @@ def test_a_full_loop_refuses_at_once(decoder, model, tiny_model_dir):
         small.submit(["分开"], 10, [Options(seed=3)])
     writing[0].cancel()
     assert text(waiting[0]) == "".join(small.model.generate("分开", 10, seed=2))
-    assert text(small.stream("分开", 5, seed=4)) == small.model.generate("分开", 5, seed=4)
+    assert text(stream_of(small, "分开", 5, seed=4)) == small.model.generate("分开", 5, seed=4)
 
 
 def test_an_idle_process_uses_no_cpu(decoder, loop):
-    assert text(loop.stream("分开", 20, seed=1))
+    assert text(stream_of(loop, "分开", 20, seed=1))
     time.sleep(0.2)
     before = cpu_ticks(decoder.process.pid)
     time.sleep(1.0)
@@ -104,7 +104,7 @@ def test_an_idle_process_uses_no_cpu(decoder, loop):
 def test_a_source_the_process_cannot_load_is_said_to_each_request(decoder, model, tmp_path):
     missing = decoder.loop(str(tmp_path / "gone"), model)
     with pytest.raises(ValueError, match="gone"):
-        text(missing.stream("分开", 10, seed=1))
+        text(stream_of(missing, "分开", 10, seed=1))
 
 
 def test_a_process_that_dies_is_replaced_and_its_readers_are_told(model, tiny_model_dir, monkeypatch):
@@ -117,12 +117,12 @@ def test_a_process_that_dies_is_replaced_and_its_readers_are_told(model, tiny_mo
     with pytest.raises(DecoderGone, match="try again"):
         text(stream)
     wait_until(lambda: decoder.process is not first, 10, "no new process")
-    assert text(loop.stream("分开", 30, seed=2)) == model.generate("分开", 30, seed=2)
+    assert text(stream_of(loop, "分开", 30, seed=2)) == model.generate("分开", 30, seed=2)
     assert loop.open == 0
     decoder.process.kill()
     wait_until(lambda: decoder.gone is not None, 10, "a process that keeps dying was started again")
     with pytest.raises(DecoderGone, match="restart the app"):
-        loop.stream("分开", 10)
+        stream_of(loop, "分开", 10)
 
 
 def test_a_closed_decoder_stops_its_process_and_refuses_clearly(model, tiny_model_dir):
@@ -133,7 +133,7 @@ def test_a_closed_decoder_stops_its_process_and_refuses_clearly(model, tiny_mode
     with pytest.raises(DecoderGone, match="stopped"):
         text(stream)
     with pytest.raises(DecoderGone, match="stopped"):
-        loop.stream("分开", 10)
+        stream_of(loop, "分开", 10)
     assert decoder.process is process, "a closed decoder started another process"
 
 
@@ -159,7 +159,7 @@ def test_the_models_are_dealt_out_to_the_processes_in_turn(model, english_model_
         assert loops[0].decoder is loops[2].decoder is not loops[1].decoder
         assert loops[0].decoder.process.pid != loops[1].decoder.process.pid
         for loop, prefix in zip(loops, ("分开", "The ", "我想")):
-            assert text(loop.stream(prefix, 40, seed=4)) == loop.model.generate(prefix, 40, seed=4)
+            assert text(stream_of(loop, prefix, 40, seed=4)) == loop.model.generate(prefix, 40, seed=4)
     finally:
         for decoder in decoders.started:
             decoder.close()
