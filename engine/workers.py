@@ -227,7 +227,7 @@ class RemoteRequest(Request):
 
 
 class RemoteLoop(Serves):
-    """Loop's submit, stream and candidates, decoded in the decoding process."""
+    """Loop's submit and candidates, decoded in the decoding process."""
 
     def __init__(self, decoder: Decoder, key: int, source: str, model, rows: int, waiting: int):
         self.decoder, self.key, self.source, self.model = decoder, key, source, model
