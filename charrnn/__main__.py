@@ -18,7 +18,8 @@ def within(allowed: limits.Range, kind=float):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+            kind_name = "whole number" if kind is int else "number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind_name}") from None
         if value not in allowed:
             raise argparse.ArgumentTypeError(f"{text} is not from {allowed}")
         return value
@@ -35,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
                           help=f"{limits.TEMPERATURE}: 0 is greedy; higher is more adventurous")
     sampling.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely characters")
     sampling.add_argument("--top-p", type=within(limits.TOP_P), default=None,
-                          help=f"{limits.TOP_P}: sample only from the smallest set of characters whose probability reaches p")
+                          help=f"{limits.TOP_P}: sample only from the smallest set of characters whose probability "
+                               "reaches p")
     sampling.add_argument("--seed", type=within(limits.SEED, int), default=None,
                           help=f"{limits.SEED}: the same seed gives the same text")
     commands = p.add_subparsers(dest="command", required=True)
@@ -113,7 +115,8 @@ def generate(model: CharRNN, args) -> None:
     unknown = model.vocab.unknown(args.prefix)
     if unknown:
         print(f"note: not in the vocabulary, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
-    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, lines=args.lines or None,
+    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                   lines=args.lines or None,
                    acrostic=args.acrostic, rhyme=args.rhyme, repetition_penalty=args.repetition_penalty,
                    no_repeat_ngram=args.no_repeat_ngram)
     if args.candidates > 1:

@@ -34,6 +34,9 @@ class Variant:
     bigram: Bigram | None = None  # the baseline counted on the model's training text, where its folder ships one
     loop: RemoteLoop | None = None  # the model's decoding loop, when writing is served by one
 
+    def __post_init__(self):
+        ALONE[self.source] = self.model
+
     def stream(self, prefix: str, length: int, options: dict, details: bool = False,
                every: Callable[[], float] | None = None, scored: bool = False) -> "Request | Writing":
         """The continuation, iterated in lists of pieces (characters, or Steps with details), then, scored, its
@@ -42,20 +45,17 @@ class Variant:
         if self.loop is not None:
             [request] = self.loop.submit([prefix], length, [Options(**options)], details, every)
             return request
-        ALONE.setdefault(self.source, self.model)
         return Writing(alone(self.source, prefix, length, options, details, scored))
 
     def next_line(self, line: str, temperature: float, seed: int | None) -> Iterator[tuple[str, list[float] | None]]:
         """A next-line model's line after line: each character written, with where it looked in line (its
         attention weights, or None), decoded for the request alone (on ZeroGPU, in a GPU worker)."""
-        ALONE.setdefault(self.source, self.model)
         return line_alone(self.source, line, temperature, seed)
 
     def candidates(self, prefix: str, n: int, length: int, options: dict) -> list[Candidate]:
         """n continuations written together, row i seeded with seed + i, best first."""
         if self.loop is not None:
             return self.loop.candidates(prefix, n, length, **options)
-        ALONE.setdefault(self.source, self.model)
         return ranked(self.source, prefix, n, length, options)
 
 
@@ -68,12 +68,12 @@ class Writing:
     def __iter__(self) -> Iterator[list]:
         try:
             for item in self.items:
-                if item is None or isinstance(item, Candidate):  # the last: its candidate, where scored
-                    self.result = item
-                elif not self.cancelled:
-                    yield item
                 if self.cancelled:
                     return
+                if item is None or isinstance(item, Candidate):  # the last: its candidate, where scored
+                    self.result = item
+                else:
+                    yield item
         finally:
             self.items.close()
 
@@ -176,7 +176,7 @@ def load_models(sources: list[str], settings: Settings, names_from: list[str] | 
     models, and the next-line models (as their configs say). One that does not load is skipped with a warning.
     Each character model writes as settings.decoding says: through a decoding loop in one of the decoding
     processes, or per request."""
-    device = settings.device
+    device, processes = settings.device, settings.decoders or processes_for(settings.device)
     char_models, next_lines = {}, {}
     for source in sources:
         try:
@@ -188,7 +188,6 @@ def load_models(sources: list[str], settings: Settings, names_from: list[str] | 
             continue
         name = display_name(source, names_from or sources)  # names the source too where two would read alike
         kind = next_lines if model_class is NextLine else char_models
-        processes = settings.decoders or processes_for(device)
         loop = (shared_decoders(processes).loop(source, model)
                 if model_class is CharRNN and settings.decoding == "loop" else None)
         bigram = getattr(model, "counts", None) or read_bigram(source)  # a model that mixes it in has read it

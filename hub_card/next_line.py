@@ -40,7 +40,8 @@ def write_heatmap(source: str, text: str, attention: list[list[float]], path: Pa
     return path
 
 
-def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None, install: str | None = None) -> ModelCard:
+def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None,
+                         install: str | None = None) -> ModelCard:
     model = NextLine.from_pretrained(folder)
     corpus = corpus_info(metrics, model)
     line = SAMPLE_LINE if not model.vocab.unknown(SAMPLE_LINE) else next(iter(metrics["samples"]), "")
@@ -57,4 +58,5 @@ def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None
         context_modes=metrics.get("context_modes"), bigram=metrics["bigram_ppl"],
         pairs=f"{metrics.get('val_pairs', 0):,}", val_ppl=f"{metrics['val_ppl']:.1f}",
         train_ppl=f"{metrics['train_ppl']:.1f}", heatmap=HEATMAP_NAME, sample_line=line, sample=sample, seed=SEED,
-        samples=list(metrics.get("samples", {}).items()), source=source, install=install, train_chars=f"{metrics['train_chars']:,}")
+        samples=list(metrics.get("samples", {}).items()), source=source, install=install,
+        train_chars=f"{metrics['train_chars']:,}")

@@ -6,14 +6,14 @@ import shutil
 from importlib.metadata import version
 from pathlib import Path
 
-from huggingface_hub import SpaceCard, SpaceCardData, hf_hub_download
+from huggingface_hub import SpaceCard, SpaceCardData, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import HfHubHTTPError
 
 from charrnn.loading import looks_local
 from charrnn.names import METRICS_NAME, base_name
 
 from .upload import Commit, HubCardError, check_repo_id
-from .wheel import install_url, place_wheel
+from .wheel import place_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).with_name("space_card.md")
@@ -48,8 +48,9 @@ def endpoints() -> list[dict]:
     spec.loader.exec_module(app)
     demo = app.build_demo({}, {})
     described = {fn.api_name: " ".join((fn.fn.__doc__ or "").split("\n\n")[0].split()) for fn in demo.fns.values()}
+    named = demo.get_api_info()["named_endpoints"]
     return [dict(name=name, arguments=", ".join(p["parameter_name"] for p in info["parameters"]),
-                 about=described.get(name.lstrip("/"), "")) for name, info in demo.get_api_info()["named_endpoints"].items()]
+                 about=described.get(name.lstrip("/"), "")) for name, info in named.items()]
 
 
 def held_out(model: str) -> dict:
@@ -80,7 +81,7 @@ def build_space(dest: Path, space_id: str, models: list[str], wheel: str | Path 
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "app.py", dest / "app.py")
     wheel_name = place_wheel(dest, wheel)
-    (dest / "requirements.txt").write_text(space_requirements(install_url(space_id, wheel_name, "space")),
+    (dest / "requirements.txt").write_text(space_requirements(hf_hub_url(space_id, wheel_name, repo_type="space")),
                                            encoding="utf-8")
     (dest / "models.txt").write_text("".join(f"{m}\n" for m in models), encoding="utf-8")
     space_card(models).save(dest / "README.md")

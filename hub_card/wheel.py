@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from huggingface_hub import constants
-
 from .upload import HubCardError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +34,3 @@ def place_wheel(folder: Path, wheel: str | Path | None = None) -> str:
     shutil.copy2(wheel, folder / wheel.name)
     return wheel.name
 
-
-def install_url(repo_id: str, wheel: str, repo_type: str = "model", revision: str = "main") -> str:
-    """Where pip fetches the wheel from its repo, on the Hub this process talks to (HF_ENDPOINT)."""
-    prefix = "" if repo_type == "model" else f"{repo_type}s/"
-    return f"{constants.ENDPOINT}/{prefix}{repo_id}/resolve/{revision}/{wheel}"

@@ -9,6 +9,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from charrnn import Options  # noqa: E402
 from training.train import DATA_DIR, TrainConfig, train  # noqa: E402
 
 
@@ -25,7 +26,6 @@ def forward_probs(model, ids: list[int]) -> torch.Tensor:
 
 def loop_stream(loop, prefix: str, length: int, details: bool = False, every=None, **options):
     """A decoding loop's stream of lists of pieces for one request, as the engine's Variant.stream reads it."""
-    from charrnn import Options
     [request] = loop.submit([prefix], length, [Options(**options)], details, every)
     return iter(request)
 
