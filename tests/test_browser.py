@@ -257,7 +257,9 @@ def test_the_compare_tab_streams_every_model_side_by_side(page, server):
     page.get_by_role("button", name="Compare every model").click()
     page.evaluate(WATCH_CARDS)
     cards = page.locator(".compare-card .cand")
-    wait_until(lambda: all(len(t) > 1000 for t in cards.locator(".lyric").all_inner_texts()), 30, "not every model wrote")
+    # Each model writes at its own pace; its mean log-probability shows once it has finished.
+    wait_until(lambda: all("mean log-probability" in t for t in cards.all_inner_texts()), 30, "not every model wrote")
+    assert all(len(t) > 1000 for t in cards.locator(".lyric").all_inner_texts())
     seen = page.evaluate("window.cardLengths")
     # Each model writes at its own pace through the engine (the slow one alone, the others in their loops), side by
     # side: two updates midway at least, with a model part-written.
