@@ -14,9 +14,11 @@ clear answer (a result, or a refusal with words: "busy" where the server is full
 
     python -m bench.soak                       # 64 listeners, 10 minutes
     python -m bench.soak --listeners 16 --minutes 2
+    python -m bench.soak --decoding per-request  # each request decoded alone, in the web server's process
 """
 import argparse
 import asyncio
+import dataclasses
 import json
 import random
 import statistics
@@ -176,7 +178,23 @@ async def mcp_call(url: str, rng: random.Random, models: list[dict]) -> str:
                 "MCP complete"
 
 
-async def listener(k: int, url: str, until: float, models: list[dict], tally: Counter, by_endpoint: Counter) -> None:
+@dataclasses.dataclass
+class Tally:
+    """Every answer by kind, requests and the slowest answer by endpoint, and which endpoints gave unclear answers."""
+    kinds: Counter = dataclasses.field(default_factory=Counter)
+    endpoints: Counter = dataclasses.field(default_factory=Counter)
+    slowest: dict = dataclasses.field(default_factory=dict)
+    unclear: Counter = dataclasses.field(default_factory=Counter)
+
+    def add(self, label: str, kind: str, seconds: float) -> None:
+        self.kinds[kind] += 1
+        self.endpoints[label] += 1
+        self.slowest[label] = max(self.slowest.get(label, 0.0), seconds)
+        if unclear(kind):
+            self.unclear[f"{label}: {kind}"] += 1
+
+
+async def listener(k: int, url: str, until: float, models: list[dict], tally: Tally) -> None:
     rng = random.Random(k)
     async with httpx.AsyncClient(base_url=url, timeout=DEADLINE, verify=SSL_CONTEXT) as http:
         while time.monotonic() < until:
@@ -190,6 +208,7 @@ async def listener(k: int, url: str, until: float, models: list[dict], tally: Co
                 api, data = good_request(rng, models)
                 walk_away, never_read = rng.random() < 0.05, rng.random() < 0.05
                 label, work = f"/{api}", call(http, api, json.dumps({"data": data}), walk_away, never_read)
+            started = time.monotonic()
             try:
                 kind = await asyncio.wait_for(work, DEADLINE)
             except asyncio.TimeoutError:
@@ -198,8 +217,7 @@ async def listener(k: int, url: str, until: float, models: list[dict], tally: Co
                 kind = f"dropped connection ({type(e).__name__})"
             except Exception as e:  # noqa: BLE001 - a soak counts every failure, by kind
                 kind = f"client error ({type(e).__name__})"
-            tally[kind] += 1
-            by_endpoint[label] += 1
+            tally.add(label, kind, time.monotonic() - started)
             await asyncio.sleep(rng.uniform(*READING))
 
 
@@ -230,12 +248,12 @@ async def soak(url: str, pid: int, listeners: int, minutes: float) -> dict:
     async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
         models = await models_of(http)
     before = await first_updates(url, models, 1)
-    until, tally, by_endpoint, samples = time.monotonic() + minutes * 60, Counter(), Counter(), []
+    until, tally, samples = time.monotonic() + minutes * 60, Tally(), []
     await asyncio.gather(sample_memory(pid, until + SAMPLE_EVERY, samples),
-                         *(listener(k, url, until, models, tally, by_endpoint) for k in range(listeners)))
+                         *(listener(k, url, until, models, tally) for k in range(listeners)))
     await asyncio.sleep(DRAIN)
     after = await first_updates(url, models, 2)
-    return dict(before=before, after=after, tally=tally, by_endpoint=by_endpoint, samples=samples)
+    return dict(before=before, after=after, tally=tally, samples=samples)
 
 
 async def models_of(http: httpx.AsyncClient) -> list[dict]:
@@ -252,6 +270,11 @@ def errors_in(log: str) -> list[str]:
             found.append(next((later for later in lines[k + 1:] if later and not later.startswith((" ", "Traceback"))),
                               "?"))
     return found
+
+
+def unclear(kind: str) -> bool:
+    """Whether an answer is no clear answer: a 5xx or a refusal without words, an error without words, a dropped connection, none in time."""
+    return kind.startswith(("HTTP", "error without", "dropped", "no answer", "client error", "MCP error"))
 
 
 def memory_table(samples: list) -> tuple[list[str], bool]:
@@ -274,10 +297,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listeners", type=int, default=64)
     parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--decoding", choices=["loop", "per-request"], default="loop",
+                        help="CHARRNN_DECODING: the decoding loops in processes of their own, or each request alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url, log = f"http://127.0.0.1:{(port := free_port())}/", Path(tmp) / "app.log"
-        app = start_app("loop", port, log, models=None)  # models.txt: the next-line model too
+        app = start_app(args.decoding, port, log, models=None)  # models.txt: the next-line model too
         try:
             wait_for(app, url, log)
             found = asyncio.run(soak(url, app.pid, args.listeners, args.minutes))
@@ -285,25 +310,27 @@ def main() -> None:
             app.terminate()
             app.wait(10)
         tracebacks = errors_in(log.read_text())
-    print(f"\n{args.listeners} listeners for {args.minutes:g} minutes, every endpoint; "
-          f"{sum(found['tally'].values()):,} requests\n")
+    print(f"\n{args.listeners} listeners for {args.minutes:g} minutes, every endpoint, decoding {args.decoding}; "
+          f"{sum(found['tally'].kinds.values()):,} requests\n")
     lines, flat = memory_table(found["samples"])
     print("\n".join(lines))
     print("\n| answer | requests |\n|---|---|")
-    for kind, n in found["tally"].most_common():
+    tally = found["tally"]
+    for kind, n in tally.kinds.most_common():
         print(f"| {kind} | {n:,} |")
-    print("\n| endpoint | requests |\n|---|---|")
-    for api, n in sorted(found["by_endpoint"].items()):
-        print(f"| {api} | {n:,} |")
+    print("\n| endpoint | requests | slowest answer s |\n|---|---|---|")
+    for api, n in sorted(tally.endpoints.items()):
+        print(f"| {api} | {n:,} | {tally.slowest[api]:.1f} |")
+    for where, n in sorted(tally.unclear.items()):
+        print(f"unclear: {where}: {n}")
     before, after = found["before"], found["after"]
     print(f"\nfirst update p95, 16 /generate at once, {PROBE_BURSTS} bursts each: before "
           f"{', '.join(f'{x:.3f}' for x in before)} s (median {statistics.median(before):.3f}); after "
           f"{', '.join(f'{x:.3f}' for x in after)} s (median {statistics.median(after):.3f})")
-    unclear = {k: n for k, n in found["tally"].items() if k.startswith(("HTTP", "error without", "dropped",
-                                                                         "no answer", "client error", "MCP error"))}
+    unclear_kinds = {k: n for k, n in tally.kinds.items() if unclear(k)}
     print(f"tracebacks in the server's log: {len(tracebacks)}" + "".join(f"\n  {e}" for e in sorted(set(tracebacks))))
     print(f"\ntargets: memory flat over the second half (range <= {FLAT} MB): {'met' if flat else 'MISSED'}; "
-          f"every request a clear answer, no 5xx, no dropped connection: {'met' if not unclear else f'MISSED {unclear}'}; "
+          f"every request a clear answer, no 5xx, no dropped connection: {'met' if not unclear_kinds else f'MISSED {unclear_kinds}'}; "
           f"first update after as before: median {statistics.median(after) / statistics.median(before):.2f}x")
 
 
