@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
 import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches torch's CUDA start-up)
 import gradio as gr  # noqa: E402
 
+from engine import memory  # noqa: E402
 from engine.catalog import Variant, load_models  # noqa: E402
 from engine.settings import Settings, SettingsError  # noqa: E402
 from ui import arrivals, compare, generate, lyric, next_line, score, server  # noqa: E402
@@ -76,7 +77,8 @@ def launch(demo: gr.Blocks, decoding: str = "loop", **options):
 def main() -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     sys.setswitchinterval(SWITCH_INTERVAL)
-    server.return_freed_buffers()
+    memory.return_freed_buffers()
+    memory.bound_primitive_cache()
     log.setLevel(logging.INFO)
     try:
         settings = Settings.from_environ(MODELS_FILE)

@@ -6,8 +6,8 @@ MINUTES: each, in a loop, takes 1-4 s over what came back, then calls an endpoin
 away (a stream closed after its first update, or a request never read); about 15% send bad input (NaN, Infinity,
 malformed JSON, wrong types, wrong argument counts, an unknown endpoint, model or event, a body over the limit).
 Every answer is sorted by kind, and every process's resident memory (the web server and each decoding process) is
-sampled every few seconds. Before and after, 16 visitors at once ask /generate for 200 characters (three bursts
-each time): the first update's p95 must not grow.
+sampled every few seconds. Before and after (once what the soak left queued is done and the app is idle again), 16
+visitors at once ask /generate for 200 characters (three bursts each time): the first update's p95 must not grow.
 
 Targets (issue 26): every process's memory flat over the second half (its range within 64 MB); every request a
 clear answer (a result, or a refusal with words: "busy" where the server is full); no 5xx; no dropped connection; first update after as before.
@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -40,7 +41,8 @@ DEADLINE = 120.0  # seconds a request may take before it counts as unanswered
 PROBE_BURSTS = 3
 FLAT = 64  # MB: the most a process's memory may move over the second half
 READING = (1.0, 4.0)  # seconds a listener takes over what came back before the next request
-DRAIN = 30.0  # seconds after the soak before the second probe: requests left running, and results nobody reads
+DRAIN = 30.0  # seconds at least after the soak before the second probe: results nobody reads are dropped
+QUIET = 0.1  # cores: the app is idle again (the requests the soak left queued are done) below this use
 CHINESE = "窗外的麻雀在电线杆上多嘴你说这一句很有夏天的感觉"
 ENGLISH = "The Time Traveller was expounding a recondite matter to us. "
 
@@ -252,8 +254,32 @@ async def soak(url: str, pid: int, listeners: int, minutes: float) -> dict:
     await asyncio.gather(sample_memory(pid, until + SAMPLE_EVERY, samples),
                          *(listener(k, url, until, models, tally) for k in range(listeners)))
     await asyncio.sleep(DRAIN)
+    await quiet(pid)
     after = await first_updates(url, models, 2)
     return dict(before=before, after=after, tally=tally, samples=samples)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used by a process and, for the web server, its decoding processes."""
+    total = 0.0
+    for process in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
+async def quiet(pid: int, most: float = 180.0) -> None:
+    """Wait (at most `most` seconds) until the app is idle: what the soak left in the queues (scores wait there their
+    turn, a core each) must not be measured as the app after it."""
+    ends = time.monotonic() + most
+    while time.monotonic() < ends:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(2.0)
+        if cpu_seconds(pid) - before < 2.0 * QUIET:
+            return
 
 
 async def models_of(http: httpx.AsyncClient) -> list[dict]:

@@ -1,9 +1,9 @@
 """charrnn: character-level RNN language models (from-scratch RNN, RNN, GRU, LSTM) for lyrics and prose."""
 from .cells import CELLS
 from .form import Candidate, Options, Step
-from .loading import ModelFileError
+from .errors import ModelFileError, OptionError
 from .model import CharRNN
 from .next_line import NextLine
 from .vocab import Vocab
 
-__all__ = ["CELLS", "Candidate", "CharRNN", "ModelFileError", "NextLine", "Options", "Step", "Vocab"]
+__all__ = ["CELLS", "Candidate", "CharRNN", "ModelFileError", "NextLine", "OptionError", "Options", "Step", "Vocab"]

@@ -17,6 +17,7 @@ import numpy as np
 import safetensors.numpy
 import torch
 
+from .errors import BadValue, EmptyText
 from .evaluate import OOV_PENALTY, Score
 from .vocab import normalize
 
@@ -75,8 +76,10 @@ class Bigram:
     def score(self, text: str, context: str = "", weight: float | None = None) -> Score:
         """The fair perplexity of text given context, as CharRNN.score computes it (without per-character details);
         weight=0 scores the unigram."""
-        if not isinstance(text, str) or not text:
-            raise ValueError("nothing to score: the text is empty")
+        if not isinstance(text, str):
+            raise BadValue("text", text, "text")
+        if not text:
+            raise EmptyText("text", text)
         text = normalize(text, self.newlines)
         return Score(text, self.nll(self.events(text, context), weight), [])
 

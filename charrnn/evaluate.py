@@ -12,11 +12,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .errors import BadValue, EmptyText
 from .vocab import normalize
 
 OOV_PENALTY = math.log(10000)
 ALTERNATIVES = 5
-CHUNK = 512  # characters per forward pass: bounded memory for any length
+CHUNK = 256  # characters per forward pass: bounded memory for any length
 
 
 class CharScore(NamedTuple):
@@ -134,10 +135,12 @@ def count_probs(counts, vocab, text: str) -> np.ndarray:
 
 
 def check(text, context) -> None:
-    if not isinstance(text, str) or not text:
-        raise ValueError("nothing to score: the text is empty")
+    if not isinstance(text, str):
+        raise BadValue("text", text, "text")
+    if not text:
+        raise EmptyText("text", text)
     if not isinstance(context, str):
-        raise ValueError(f"context must be text, got {context!r}")
+        raise BadValue("context", context, "text")
 
 
 class Judge:

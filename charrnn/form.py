@@ -10,15 +10,18 @@ restricted), then ends the line. So a rhyming sequence holds back its last token
 import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 
 from . import limits
+from .errors import NoLineBreak, NoRhyme, BadValue, TooShort, UnknownCharacters
 from .rhyme import scheme_for
 
 FREE = (None, None, [])  # a rule that leaves the next character to the model
 REWIND_STEPS = 40  # how far back a rhyming line may redraw its last token (longer than any word offered)
+TRIES = 32  # rhymes whose line endings a model keeps ready (a Chinese model has 13)
 
 
 @dataclass(frozen=True)
@@ -74,29 +77,28 @@ def is_whole(x) -> bool:
 def check(options: Options, length: int) -> None:
     """Options that no model could honour."""
     if not is_whole(length) or length < 0:  # a request's is capped by limits.LENGTH; the library's is not
-        raise ValueError(f"length must be a whole number >= 0, got {length!r}")
+        raise BadValue("length", length, "a whole number >= 0")
     if not (is_number(options.temperature) and options.temperature in limits.TEMPERATURE):
-        raise ValueError(f"temperature must be a number from {limits.TEMPERATURE} (0 is greedy), "
-                         f"got {options.temperature!r}")
+        raise BadValue("temperature", options.temperature, f"a number from {limits.TEMPERATURE}", "0 is greedy")
     if options.top_k is not None and not (is_whole(options.top_k) and options.top_k > 0):
-        raise ValueError(f"top_k must be a positive whole number or None, got {options.top_k!r}")
+        raise BadValue("top_k", options.top_k, "a positive whole number or None")
     if options.top_p is not None and not (is_number(options.top_p) and options.top_p in limits.TOP_P):
-        raise ValueError(f"top_p must be from {limits.TOP_P} or None, got {options.top_p!r}")
+        raise BadValue("top_p", options.top_p, f"a number from {limits.TOP_P} or None")
     if options.seed is not None and not (is_whole(options.seed) and options.seed in limits.SEED):
-        raise ValueError(f"seed must be a whole number from {limits.SEED} or None, got {options.seed!r}")
+        raise BadValue("seed", options.seed, f"a whole number from {limits.SEED} or None")
     if options.lines is not None and not (is_whole(options.lines) and 1 <= options.lines <= limits.LINES.high):
-        raise ValueError(f"lines must be a whole number from 1 to {limits.LINES.high} or None, got {options.lines!r}")
+        raise BadValue("lines", options.lines, f"a whole number from 1 to {limits.LINES.high} or None")
     acrostic = options.acrostic
     if acrostic is not None and not (isinstance(acrostic, str) and len(acrostic) <= limits.ACROSTIC):
-        raise ValueError(f"acrostic must be a string of at most {limits.ACROSTIC} characters, got {options.acrostic!r}")
+        raise BadValue("acrostic", acrostic, f"a string of at most {limits.ACROSTIC} characters")
     if options.rhyme is not None and not isinstance(options.rhyme, str):
-        raise ValueError(f"rhyme must be 'auto', a rhyme group or None, got {options.rhyme!r}")
+        raise BadValue("rhyme", options.rhyme, "'auto', a rhyme group or None")
     if not (is_number(options.repetition_penalty) and options.repetition_penalty in limits.REPETITION_PENALTY):
-        raise ValueError(f"repetition_penalty must be a number from {limits.REPETITION_PENALTY} (1 is off), got "
-                         f"{options.repetition_penalty!r}")
+        raise BadValue("repetition_penalty", options.repetition_penalty,
+                         f"a number from {limits.REPETITION_PENALTY}", "1 is off")
     if not (is_whole(options.no_repeat_ngram) and options.no_repeat_ngram in limits.NO_REPEAT_NGRAM):
-        raise ValueError(f"no_repeat_ngram must be a whole number from {limits.NO_REPEAT_NGRAM} (0 is off), got "
-                         f"{options.no_repeat_ngram!r}")
+        raise BadValue("no_repeat_ngram", options.no_repeat_ngram, f"a whole number from {limits.NO_REPEAT_NGRAM}",
+                         "0 is off")
 
 
 class Trie:
@@ -130,14 +132,13 @@ class Rhymes:
     def __init__(self, vocab):
         self.vocab = vocab
         self.scheme = scheme_for(vocab.chars)
-        self.tries: dict[str, Trie] = {}
+        # The endings of the rhymes used lately: English has thousands of rhymes, and a model writing "auto" meets
+        # them all in time.
+        self.trie = lru_cache(TRIES)(self.endings)
 
-    def trie(self, key: str) -> Trie:
-        if key not in self.tries:
-            known = set(self.vocab.chars) - {"\n"}
-            endings = self.scheme.endings(key, known)
-            self.tries[key] = Trie.of([self.vocab.encode(w) for w in endings])
-        return self.tries[key]
+    def endings(self, key: str) -> Trie:
+        known = set(self.vocab.chars) - {"\n"}
+        return Trie.of([self.vocab.encode(w) for w in self.scheme.endings(key, known)])
 
     def resolve(self, rhyme: str, prefix: str) -> str | None:
         """The rhyme key, or None when "auto" finds none yet (the first line written then sets it)."""
@@ -146,7 +147,7 @@ class Rhymes:
             return next((k for k in map(self.scheme.key, reversed(complete)) if k), None)
         key = self.scheme.parse(rhyme)
         if not self.trie(key).children:
-            raise ValueError(f"this model knows no word or character that rhymes with {rhyme!r}")
+            raise NoRhyme("rhyme", rhyme)
         return key
 
 
@@ -160,14 +161,13 @@ class Sequence:
         self.newline = vocab.stoi.get("\n")
         acrostic = options.acrostic or None
         if options.shapes_lines and self.newline is None:
-            raise ValueError("this model's vocabulary has no line break: lines, acrostic and rhyme need one")
+            raise NoLineBreak(next(name for name in ("lines", "acrostic", "rhyme") if getattr(options, name)))
         if acrostic:
             unknown = vocab.unknown(acrostic)
             if "\n" in acrostic or unknown:
-                raise ValueError("the acrostic has characters this model does not know: "
-                                 + " ".join(repr(c) for c in unknown or ["\n"]))
+                raise UnknownCharacters("acrostic", acrostic, "".join(unknown) or "\n")
             if options.lines is not None and options.lines < len(acrostic):
-                raise ValueError(f"lines ({options.lines}) are fewer than the acrostic's {len(acrostic)} characters")
+                raise TooShort("lines", options.lines, len(acrostic), "the acrostic (a line for each character)")
         self.heads = vocab.encode(acrostic) if acrostic else []
         self.opens_line = not prefix or prefix.endswith("\n")  # the first character starts a line
         self.prefix_line = prefix.split("\n")[-1]  # the start of the first line, where the prefix left it unfinished
@@ -199,8 +199,7 @@ class Sequence:
             for i in vocab.encode(prefix):
                 self.see(i, 1)
         if self.lines_to_go is not None and length < self.reserve():
-            raise ValueError(f"length {length} is too short for the form asked: it needs at least {self.reserve()} "
-                             "characters")
+            raise TooShort("length", length, self.reserve(), "the form asked")
 
     # What the form allows next ------------------------------------------------------------------
 

@@ -16,15 +16,12 @@ from huggingface_hub.errors import (
 
 from .cells import CELLS
 from .counts import BIGRAM_NAME, Bigram
+from .errors import ModelFileError
 from .lexicon import LEXICON_NAME, Lexicon
 
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE
 CONFIG_NAME = constants.CONFIG_NAME
 REQUIRED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
-
-
-class ModelFileError(ValueError):
-    """A model folder or Hub repo that cannot be loaded: the message says what is wrong."""
 
 
 def looks_local(model_id: str) -> bool:

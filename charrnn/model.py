@@ -14,6 +14,7 @@ from torch.func import functional_call
 from . import decoding, evaluate, limits, loading
 from .cells import dropout, make_cell
 from .counts import BIGRAM_NAME, Bigram
+from .errors import BadValue
 from .lexicon import LEXICON_NAME, Lexicon
 from .form import Candidate, Options, Rhymes, Step, is_whole
 from .vocab import Vocab
@@ -224,7 +225,7 @@ class CharRNN(
         """n continuations (n <= 16) decoded together as one batch, best first by mean log-probability under
         the model. Candidate i is seeded with seed + i, so one of them is what generate writes with that seed."""
         if not (is_whole(n) and n in limits.CANDIDATES):
-            raise ValueError(f"n must be a whole number from {limits.CANDIDATES}, got {n!r}")
+            raise BadValue("n", n, f"a whole number from {limits.CANDIDATES}")
         found = self.decode_together([prefix] * n, length, temperature, top_k, top_p, seed, scored=True, **form)
         return sorted(found, key=lambda c: -c.mean_logprob)
 

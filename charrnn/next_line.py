@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from . import evaluate, limits, loading
 from .cells import dropout
 from .decoding import Sampler, Uniforms, backends, without_prior
+from .errors import BadValue
 from .form import Options, check
 from .vocab import Vocab, normalize
 
@@ -104,7 +105,7 @@ class NextLine(
     def source(line: str) -> str:
         """The line the model answers (attention's columns): the last non-empty line of the text."""
         if not isinstance(line, str):
-            raise ValueError(f"the line must be text, got {line!r}")
+            raise BadValue("line", line, "text")
         return next((part for part in reversed(normalize(line).split("\n")) if part), "")
 
     def source_ids(self, line: str) -> list[int]:
@@ -120,7 +121,7 @@ class NextLine(
         """How likely the model finds line (its line break included) as the line after context: the same Score as
         CharRNN.score, fair perplexity and per-character probabilities, ranks and alternatives."""
         if not isinstance(line, str) or "\n" in normalize(line):
-            raise ValueError(f"line must be one line of text, got {line!r}")
+            raise BadValue("line", line, "one line of text")
         self.eval()
         text = normalize(line) + "\n"
         targets = torch.tensor(self.vocab.encode(text), device=self.device)
@@ -138,7 +139,7 @@ class NextLine(
         options = Options(temperature, top_k, top_p, seed)
         check(options, max_length)
         if max_length < 1:
-            raise ValueError(f"max_length must be a positive whole number, got {max_length!r}")
+            raise BadValue("max_length", max_length, "a positive whole number")
         self.source(line)
         return self.decode(line, options, max_length)
 

@@ -5,10 +5,12 @@ A line's rhyme lives in its last *token*: a Chinese character, or an English wor
 token on the line (spaces, punctuation) belongs to it, so decoding can swap the whole tail at once.
 """
 import threading
-from functools import cache, cached_property
+from functools import cached_property, lru_cache
 
 import pronouncing
 from pypinyin import Style, lazy_pinyin
+
+from .errors import BadValue
 
 # name -> (pinyin finals as pypinyin writes them with strict=True, a character of the group)
 GROUPS = {
@@ -34,7 +36,7 @@ def is_han(char: str) -> bool:
     return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
 
 
-@cache
+@lru_cache(2**16)  # bounded: a request may bring any character
 def chinese_group(char: str) -> str | None:
     """The rhyme group of a Chinese character (its most common reading), None for anything else."""
     if not is_han(char):
@@ -56,7 +58,7 @@ def load_cmu() -> None:
         pronouncing.init_cmu()
 
 
-@cache
+@lru_cache(2**14)  # bounded: a model writing English makes up words without end
 def english_key(word: str) -> str | None:
     """The rhyming part of a word's first CMU pronunciation ('time' -> 'AY1 M'), None if it has none."""
     load_cmu()
@@ -80,8 +82,7 @@ class Chinese:
             return rhyme
         if len(rhyme) == 1 and chinese_group(rhyme):
             return chinese_group(rhyme)
-        raise ValueError(f"rhyme must be 'auto', a rhyme group ({', '.join(GROUPS)}) or a Chinese character "
-                         f"of one, got {rhyme!r}")
+        raise BadValue("rhyme", rhyme, f"'auto', a rhyme group ({', '.join(GROUPS)}) or a Chinese character of one")
 
     def endings(self, key: str, known) -> list[str]:
         """The tokens that end a line in this rhyme, among the characters known."""
@@ -102,7 +103,7 @@ class English:
     def parse(self, rhyme: str) -> str:
         key = english_key(rhyme) if rhyme and all(is_letter(c) for c in rhyme) else None
         if key is None:
-            raise ValueError(f"rhyme must be 'auto' or an English word in the CMU dictionary, got {rhyme!r}")
+            raise BadValue("rhyme", rhyme, "'auto' or an English word in the CMU dictionary")
         return key
 
     @cached_property

@@ -104,16 +104,16 @@ def line_alone(source: str, line: str, temperature: float, seed: int | None) -> 
 
 
 def side_by_side(variants: dict[str, "Variant"], prefix: str, length: int, options: dict,
-                 every: float) -> Iterator[dict[str, tuple[str, Candidate | None, str]]]:
+                 every: float) -> Iterator[dict[str, tuple[str, Candidate | None, Exception | None]]]:
     """Every variant writing prefix with the same options together, each through its own way of writing: every
-    `every` seconds, and once all have ended, per name, (its text so far, its candidate once done, why it could
-    not write or ""). Leaving the iteration cancels them all."""
+    `every` seconds, and once all have ended, per name, (its text so far, its candidate once done, the error that
+    stopped it or None). Leaving the iteration cancels them all."""
     texts, ends, errors, writings = {name: [] for name in variants}, {}, {}, {}
     for name, variant in variants.items():
         try:
             writings[name] = variant.stream(prefix, length, options, scored=True)
         except (ValueError, Busy) as e:  # this model cannot take these options (no line breaks, say), or is full
-            errors[name] = str(e)
+            errors[name] = e
 
     def read(name: str, writing) -> None:
         try:
@@ -121,13 +121,13 @@ def side_by_side(variants: dict[str, "Variant"], prefix: str, length: int, optio
                 texts[name] += pieces
             ends[name] = writing.candidate()
         except Exception as e:  # Busy, DecoderGone: said in that model's place
-            errors[name] = str(e)
+            errors[name] = e
 
     readers = [threading.Thread(target=read, args=item, name="side by side", daemon=True) for item in writings.items()]
     for reader in readers:
         reader.start()
     def now() -> dict:
-        return {name: ("".join(texts[name]), ends.get(name), errors.get(name, "")) for name in variants}
+        return {name: ("".join(texts[name]), ends.get(name), errors.get(name)) for name in variants}
 
     try:
         while any(reader.is_alive() for reader in readers):

@@ -147,7 +147,6 @@ class Loop(Serves):
         self.batch = Batch(model, scored=True)  # candidates are ranked by their log-probability
         self.active: list[Request] = []
         self.waiting: deque[Request] = deque()
-        self.steps = 0  # steps decoded so far (for tests and benchmarks)
         worker = shared_worker()
         self.wake, self.thread = worker.wake, worker.thread
         with self.wake:
@@ -202,7 +201,6 @@ class Loop(Serves):
             if request.sequence.done:
                 request.put(END)
                 finished.append(request)
-        self.steps += 1
         self.drop(finished)
 
     def drop(self, requests: list[Request]) -> None:

@@ -28,6 +28,7 @@ import torch
 from charrnn import Candidate, CharRNN, Options
 from charrnn.form import Sequence
 
+from . import memory
 from .loop import END, ROWS, WAITING, Busy, Loop, Request, Serves, shared_worker
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,13 @@ class Decoder:
                     self.connection.send(("cancel", [request.id]))
 
     def receive(self, connection: Connection, process: subprocess.Popen) -> None:
-        """Until this process ends: each message's pieces to their requests, and the loops' counts."""
+        """Until this process ends: each message's pieces to their requests."""
         while True:
             try:
-                items, counts = connection.recv()
+                items = connection.recv()
             except (EOFError, OSError):
                 return self.end(connection, process)
             with self.lock:
-                for key, (steps, held) in counts.items():
-                    self.loops[key].steps, self.loops[key].rows_held = steps, held
                 readers = [(self.requests.get(i), item) for i, item in items]
                 for request, item in readers:
                     if request is not None and not isinstance(item, list):
@@ -154,8 +153,6 @@ class Decoder:
                 connection.close()
                 with self.lock:
                     left, self.requests = list(self.requests.values()), {}
-                    for loop in self.loops.values():
-                        loop.rows_held = 0
                 now = time.monotonic()
                 self.deaths = [t for t in self.deaths if now - t < RESTART_WINDOW] + [now]
                 if not self.gone and len(self.deaths) <= RESTARTS:
@@ -193,11 +190,14 @@ class Decoders:
         return decoder.loop(source, model, rows, waiting)
 
 
-def processes_for(device: torch.device) -> int:
-    """How many decoding processes serve best: one on a GPU, one per core this process may run on otherwise."""
-    if device.type == "cuda":
-        return 1
+def cores() -> int:
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no
+
+
+def processes_for(device: torch.device) -> int:
+    """How many decoding processes serve best: one on a GPU, one per core otherwise."""
+    return 1 if device.type == "cuda" else cores()
 
 
 @cache
@@ -232,7 +232,6 @@ class RemoteLoop(Serves):
     def __init__(self, decoder: Decoder, key: int, source: str, model, rows: int, waiting: int):
         self.decoder, self.key, self.source, self.model = decoder, key, source, model
         self.rows, self.most_waiting = rows, waiting
-        self.steps = self.rows_held = 0  # as the decoding process last said (for tests and benchmarks)
 
     @property
     def open(self) -> int:
@@ -248,10 +247,6 @@ class RemoteLoop(Serves):
         self.decoder.submit(self, requests, ("submit", self.key, [(r.id, r.prefix, length, o, details)
                                                                   for r, o in zip(requests, options)]))
         return requests
-
-    def held(self) -> int:
-        """Requests writing or waiting in the decoding process, as it last said."""
-        return self.rows_held
 
     def load_message(self) -> tuple:
         return "load", self.key, self.source, str(self.model.device), self.rows, self.most_waiting
@@ -282,13 +277,13 @@ def sendable(error: BaseException) -> BaseException:
 
 
 class Outbox:
-    """What the decoding process sends: pieces gathered for GATHER seconds, with the loops' counts."""
+    """What the decoding process sends: pieces gathered for GATHER seconds."""
 
     def __init__(self, connection: Connection):
         self.connection = connection
         self.loops: dict[int, Loop] = {}
         self.requests: dict[int, ForwardedRequest] = {}  # those not yet ended, to cancel
-        self.items, self.lock, self.last, self.counts = [], threading.Lock(), 0.0, {}
+        self.items, self.lock, self.last = [], threading.Lock(), 0.0
 
     def add(self, request: ForwardedRequest, item) -> None:
         with self.lock:
@@ -297,15 +292,13 @@ class Outbox:
                 self.requests.pop(request.id, None)
 
     def flush(self, now: bool = False) -> None:
-        """Send what has gathered, once GATHER seconds have passed (now: at once) and there is news."""
-        loops = list(self.loops.items())
-        if not now and time.perf_counter() - self.last < GATHER and any(loop.held() for _, loop in loops):
+        """Send what has gathered, once GATHER seconds have passed (now: at once, or when no loop has work left)."""
+        if not now and time.perf_counter() - self.last < GATHER and any(loop.held() for loop in list(self.loops.values())):
             return
         with self.lock:
-            counts = {key: (loop.steps, loop.held()) for key, loop in loops}
-            if self.items or counts != self.counts:
-                self.connection.send((self.items, counts))
-            self.items, self.counts, self.last = [], counts, time.perf_counter()
+            if self.items:
+                self.connection.send(self.items)
+            self.items, self.last = [], time.perf_counter()
 
 
 def serve(connection: Connection) -> None:
@@ -359,6 +352,7 @@ def exit_unless(sends: Callable[[], None]) -> None:
 
 
 if __name__ == "__main__":
+    memory.bound_primitive_cache()
     fd = int(sys.argv[1])
     os.set_inheritable(fd, False)  # no process started from this one may hold the server's socket open
     serve(Connection(fd))

@@ -35,6 +35,34 @@ def pieces_text(pieces) -> str:
     return "".join(piece for batch in pieces for piece in batch)
 
 
+def count_steps(loop):
+    """A function giving the steps a loop of this process has decoded since this call (the loop keeps no count)."""
+    if not hasattr(loop.batch.step, "count"):
+        step = loop.batch.step
+
+        def counted(*args, **kwargs):
+            counted.count += 1
+            return step(*args, **kwargs)
+        counted.count = 0
+        loop.batch.step = counted
+    counted, start = loop.batch.step, loop.batch.step.count
+    return lambda: counted.count - start
+
+
+def cpu_ticks(pid: int) -> int:
+    """The CPU time a process has used, in clock ticks of 10 ms (Linux)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_used(pid: int, seconds: float) -> int:
+    """Clock ticks the process uses over the next `seconds`: a decoding process writing uses all of them, an idle one
+    none (a tick may fall to its housekeeping)."""
+    before = cpu_ticks(pid)
+    time.sleep(seconds)
+    return cpu_ticks(pid) - before
+
+
 def wait_until(condition, deadline: float = 20.0, message: str = "timed out") -> None:
     end = time.monotonic() + deadline
     while not condition():

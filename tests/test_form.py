@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charrnn import CharRNN, Vocab
+from charrnn import CharRNN, Vocab, errors
 from charrnn.decoding import Batch
 from charrnn.form import Options
 from charrnn.rhyme import GROUPS, English, english_key, is_han
@@ -188,8 +188,9 @@ def test_a_tight_length_still_keeps_the_form_and_a_shorter_one_is_refused(model,
             text = model.generate(prefix, length, seed=seed, **options)
             assert_form(model, prefix, text, length, **options)
             assert len(text) == length or length > shortest
-    with pytest.raises(ValueError, match="too short"):
+    with pytest.raises(errors.TooShort, match="too short") as error:
         model.generate(prefix, shortest - 1, **options)
+    assert (error.value.option, error.value.value, error.value.needed) == ("length", shortest - 1, shortest)
 
 
 def test_lines_stop_well_before_the_length(model):
@@ -223,17 +224,20 @@ def test_more_lines_than_the_acrostic_has_characters_are_free_lines(model, heads
 
 
 def test_an_unknown_acrostic_character_is_named(model, heads):
-    with pytest.raises(ValueError, match="does not know") as error:
+    with pytest.raises(errors.UnknownCharacters, match="does not know") as error:
         model.generate("分开", 100, acrostic=heads[0] + "龘" + heads[1] + "😀")
     message = str(error.value)
     assert "'龘'" in message and "'😀'" in message and repr(heads[0]) not in message
-    with pytest.raises(ValueError, match="does not know"):
+    assert (error.value.option, error.value.characters) == ("acrostic", "龘😀")
+    with pytest.raises(errors.UnknownCharacters, match="does not know") as error:
         model.generate("分开", 100, acrostic=heads[0] + "\n")
+    assert error.value.characters == "\n"
 
 
 def test_fewer_lines_than_the_acrostic_has_characters_are_refused(model, heads):
-    with pytest.raises(ValueError, match=r"lines \(3\) are fewer"):
+    with pytest.raises(errors.TooShort, match="lines 3 is too short for the acrostic") as error:
         model.generate("分开", 100, acrostic=heads, lines=3)
+    assert (error.value.option, error.value.needed) == ("lines", len(heads))
 
 
 # Rhyme -----------------------------------------------------------------------------------------------------
@@ -288,8 +292,9 @@ def test_rhyme_is_refused_clearly(model, english):
         english.generate("the ", 100, rhyme="xqzvvk")
     torch.manual_seed(0)
     few = CharRNN(Vocab(list("我你的爱 \n")).to_dict(), embed_size=4, hidden_size=8).eval()
-    with pytest.raises(ValueError, match="knows no word"):
-        few.generate("我", 100, rhyme="江阳")  # none of its characters is of 江阳
+    with pytest.raises(errors.NoRhyme, match="knows no word") as error:
+        few.generate("我", 100, rhyme="江阳")
+    assert (error.value.option, error.value.value) == ("rhyme", "江阳")  # none of its characters is of 江阳
     text = few.generate("我", 100, seed=1, lines=3, rhyme="梭波")  # 我 and 的 are
     assert rhymes_of(few, "我", text) == ["梭波"] * 3
 
@@ -474,8 +479,9 @@ def test_the_candidates_log_probability_is_the_models_not_the_samplers(model):
 
 @pytest.mark.parametrize("n", [0, 17, -1, 2.0, True])
 def test_candidates_refuse_a_bad_n(model, n):
-    with pytest.raises(ValueError, match="n must be"):
+    with pytest.raises(errors.BadValue, match="n must be") as error:
         model.candidates("分开", n, 20)
+    assert error.value.option == "n" and error.value.value is n
 
 
 # A vocabulary without line breaks ---------------------------------------------------------------------------
@@ -487,8 +493,9 @@ def test_a_model_without_line_breaks_refuses_the_forms_that_need_them(lyrics_fil
     model = CharRNN(vocab.to_dict(), embed_size=8, hidden_size=16).eval()
     assert len(model.generate("分开", 20, seed=1, no_repeat_ngram=2, repetition_penalty=1.2)) == 20
     for form in ({"lines": 2}, {"acrostic": "我你"}, {"rhyme": "auto"}, {"rhyme": "江阳"}):
-        with pytest.raises(ValueError, match="no line break"):
+        with pytest.raises(errors.NoLineBreak, match="no line break") as error:
             model.generate("分开", 100, **form)
+        assert error.value.option == next(iter(form))
 
 
 # Any prefix, any options -------------------------------------------------------------------------------------
@@ -523,11 +530,11 @@ def test_any_prefix_and_options_give_a_clear_error_or_keep_the_form(model, known
         too_short = length < fewest(prefix, lines, acrostic)
         try:
             text = model.generate(prefix, length, **options)
-        except ValueError as error:
+        except errors.OptionError as error:
             message = str(error)
             assert unknown or too_few or too_short, message
-            assert ("does not know" in message and "'龘'" in message) if unknown else \
-                ("are fewer" in message) if too_few else ("too short" in message)
+            assert (isinstance(error, errors.UnknownCharacters) and "龘" in error.characters) if unknown else \
+                (isinstance(error, errors.TooShort) and error.option == ("lines" if too_few else "length"))
             return
         assert not (unknown or too_few or too_short), text
         assert_form(model, prefix, text, length, **options)

@@ -6,10 +6,10 @@ from string import Template
 
 import gradio as gr
 
-from charrnn import limits
+from charrnn import errors, limits
 from charrnn.names import CELL_NAMES
 from engine.catalog import Variant, log
-from engine.loop import ROWS, WAITING, Busy  # noqa: F401  (Busy: what the tabs word as a refusal)
+from engine.loop import ROWS, WAITING, Busy  # noqa: F401  (Busy: what the tabs catch and word)
 
 CONCURRENCY = 8  # requests decoded at once per group where each decodes alone (a CPU has few cores to share)
 DECODING = "decoding"  # the concurrency group of the endpoints that decode per request
@@ -49,9 +49,45 @@ def documented(function, **more):
     return function
 
 
+# The page's name for each option the library names, as its controls and the API's arguments call it.
+LABELS = dict(length="Length", temperature="Temperature", top_k="Top-k", top_p="Top-p", seed="Seed", lines="Lines",
+              acrostic="Acrostic", rhyme="Rhyme", repetition_penalty="Repetition penalty",
+              no_repeat_ngram="No repeated n-gram", n="n", text="Text", context="Context", line="Line")
+
+
 def refusal(message: str) -> gr.Error:
     """An error the user made: shown to them, and no traceback in the server's log."""
     return gr.Error(message, print_exception=False)
+
+
+def refused(error: Exception) -> gr.Error:
+    return refusal(worded(error))
+
+
+def worded(error: Exception) -> str:
+    """The page's sentence for what the library or the engine refused (errors.OptionError, Busy), in the page's
+    terms: the option as its control is labelled, and what to do instead."""
+    if not isinstance(error, errors.OptionError):
+        message = str(error)
+        return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+    label = LABELS.get(error.option, error.option)
+    if isinstance(error, errors.BadValue):
+        return f"{label} must be {error.allowed}, got {quoted(error.value)}."
+    if isinstance(error, errors.EmptyText):
+        return f"{label} is empty: give some text."
+    if isinstance(error, errors.UnknownCharacters):
+        unknown = "、".join("a line break" if c == "\n" else c for c in error.characters)
+        return f"{label} has characters this model does not know ({unknown}): choose others, or another model."
+    if isinstance(error, errors.NoRhyme):
+        return (f"This model knows no word or character that rhymes with {quoted(error.value)}: choose another "
+                "rhyme, or auto.")
+    if isinstance(error, errors.NoLineBreak):
+        return (f"This model writes no line breaks, so it cannot keep {label}: set {label} off, or choose a lyrics "
+                "model.")
+    if isinstance(error, errors.TooShort):
+        few = "too short" if error.option == "length" else "too few"
+        return f"{label} {error.value} is {few} for {error.because}: make it at least {error.needed}."
+    return f"{label}: {error}."
 
 
 def variant_of(variants: dict[str, Variant], name) -> Variant:

@@ -8,7 +8,7 @@ import gradio as gr
 from charrnn import limits
 from engine.catalog import side_by_side
 
-from .common import CONCURRENCY, DECODING, Variant, documented, number, refusal, string
+from .common import CONCURRENCY, DECODING, Variant, documented, number, refusal, string, worded
 from .lyric import plain, prefix_html
 
 UPDATE_EVERY = 0.1
@@ -42,7 +42,8 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
         length = number("Length", length, limits.LENGTH, whole=True)
         racing = dict(variants)  # a model arriving meanwhile joins the next comparison
         for rows in side_by_side(racing, start, length, options, UPDATE_EVERY):
-            yield [(name, text, done.mean_logprob if done else None, error) for name, (text, done, error) in rows.items()]
+            yield [(name, text, done.mean_logprob if done else None, worded(error) if error else "")
+                   for name, (text, done, error) in rows.items()]
 
     def compare(start: str, length: int = 120, temperature: float = 0.8, seed: int = 1, lines: int = 0,
                 no_repeat_ngram: int = 4) -> Iterator[list[dict]]:

@@ -12,7 +12,7 @@ from charrnn import limits
 from charrnn.names import CORPUS_NAMES
 from charrnn.rhyme import GROUPS
 
-from .common import (Busy, Variant, describe, documented, number, page_seed, prefix_notices, refusal, seed_box,
+from .common import (Busy, Variant, describe, documented, number, page_seed, prefix_notices, refused, seed_box,
                      string, variant_of, warn_about_prefix, writing)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
@@ -103,7 +103,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
             yield prefix
             yield from throttled(variant.stream(prefix, length, options, details, every=PACE.interval))
         except (ValueError, Busy) as e:
-            raise refusal(str(e)) from None
+            raise refused(e) from None
 
     def generate(variant: str, prefix: str, length: int = 200, temperature: float = 0.8, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, lines: int = 0, acrostic: str = "", rhyme: str = "off",
@@ -177,7 +177,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
         try:
             found = variant_.candidates(prefix, n, length, options)
         except (ValueError, Busy) as e:
-            raise refusal(str(e)) from None
+            raise refused(e) from None
         return [dict(text=c.text, logprob=c.logprob, mean_logprob=c.mean_logprob, perplexity=c.perplexity)
                 for c in found]
 

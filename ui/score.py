@@ -6,11 +6,15 @@ import html
 import gradio as gr
 
 from charrnn import limits
+from engine.workers import cores
 
-from .common import CONCURRENCY, Variant, documented, number, refusal, string, variant_of
+from .common import Variant, documented, number, refusal, refused, string, variant_of
 from .lyric import scored_html, surprise_svg, visible
 
 TOP = 10
+# Texts scored at once, in the web server's process: one a core keeps every core busy, and more at once would only
+# hold more memory (each holds a chunk's distribution over the vocabulary) and wait longer.
+SCORING = cores()
 TOPS = limits.Range(0, 100)  # the most surprising characters /score lists
 TABLE = ('<table class="scores"><caption>Every model\'s fair perplexity on this text, best first (lower: the text '
          'was less surprising to it)</caption><thead><tr><th>model</th><th>perplexity</th>'
@@ -60,7 +64,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
         try:
             result = chosen.model.score(scored, context)
         except ValueError as e:
-            raise refusal(str(e)) from None
+            raise refused(e) from None
         surprising = []
         for k in result.most_surprising(number("Top", top, TOPS, whole=True)):
             c, (line, column) = result.chars[k], result.line_column(k)
@@ -113,8 +117,8 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
     plot = gr.HTML(elem_id="surprise-plot")
     listed = gr.Markdown(elem_id="surprising")
     gr.on([go.click, shade_by.input], read, [lyric, shade_by], [table, shaded, plot, listed], api_visibility="private",
-          concurrency_limit=CONCURRENCY, concurrency_id="scoring", trigger_mode="once")
+          concurrency_limit=SCORING, concurrency_id="scoring", trigger_mode="once")
 
-    gr.api(documented(score, TOPS=TOPS), api_name="score", concurrency_limit=CONCURRENCY, concurrency_id="scoring")
+    gr.api(documented(score, TOPS=TOPS), api_name="score", concurrency_limit=SCORING, concurrency_id="scoring")
     gr.api(models, api_name="models", queue=False)
     return shade_by

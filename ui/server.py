@@ -11,7 +11,6 @@ holds" for a change of its own). `Sweeper` forgets the sessions that hold no gr.
 """
 import asyncio
 import contextlib
-import ctypes
 import datetime
 import json
 import logging
@@ -20,6 +19,8 @@ import time
 
 from starlette.middleware import Middleware
 
+from engine.memory import Trimmer
+
 from .common import shorten
 
 MAX_BODY = 4 * 1024 * 1024  # bytes: the largest request (/score's two 100,000-character texts, JSON-escaped) fits
@@ -27,28 +28,10 @@ STATE_SESSIONS = 1000  # sessions holding a gr.State value (candidates, a song) 
 SWEEP_EVERY = 5.0  # seconds
 KEEP_IDLE = 60.0  # seconds an empty session its caller named (gradio_client, a page) waits for its next request
 UNREAD = 60.0  # seconds a finished request's result waits for its reader (a /call GET) before it is dropped
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's malloc.h
-try:
-    LIBC = ctypes.CDLL("libc.so.6")  # glibc: its malloc's settings and trim
-except OSError:
-    LIBC = None
-TRIM_EVERY = 10.0  # seconds at least between two trims of malloc's heaps (each holds its locks a moment)
 # The HTTP API: /call/<api> takes {"data": [...]}, /call/v2/<api> the arguments by name (gradio checks those itself).
 CALL = re.compile(r".*/gradio_api/call/(?P<v2>v2/)?(?P<api>[^/]+)(?:/(?P<event>[^/]+))?/?")
 BUSY = "The server is busy: its queue of requests is full. Try again in a moment."
 log = logging.getLogger(__name__)
-
-
-def return_freed_buffers() -> None:
-    """Have glibc give large freed buffers back to the system, before the server's threads start. By default it
-    raises its mmap threshold to the largest buffer freed so far (up to 32 MiB); buffers below it then come from the
-    heap, whose freed pages it seldom returns, so each large request (a long text to score, a refused huge body) left
-    the server megabytes larger. Setting the threshold fixes it at glibc's own default, 128 KiB. And each of the
-    server's many threads would get a heap of its own (up to 8 per core), each keeping its own high-water mark: two
-    heaps serve a 2-core server's threads. Elsewhere (macOS, musl) there is nothing to do."""
-    if LIBC is not None:
-        LIBC.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
-        LIBC.mallopt(M_ARENA_MAX, 2)
 
 
 def app_kwargs(blocks) -> dict:
@@ -215,7 +198,7 @@ class Sweeper:
     and of the last inputs: gradio makes it anew, the same, if its hash comes again."""
 
     def __init__(self, blocks):
-        self.blocks, self.quiet_since, self.trimmed = blocks, {}, 0.0
+        self.blocks, self.quiet_since, self.trimmer = blocks, {}, Trimmer()
 
     async def run(self) -> None:
         while True:
@@ -225,9 +208,8 @@ class Sweeper:
             except Exception:  # a sweeper that died would let sessions pile up again, unseen
                 log.exception("the session sweeper failed; it sweeps again in %.0f s", SWEEP_EVERY)
                 continue
-            if forgotten and LIBC is not None and now - self.trimmed >= TRIM_EVERY:
-                self.trimmed = now  # the pages freed in the middle of malloc's heaps go back to the system too
-                await asyncio.to_thread(LIBC.malloc_trim, 0)
+            if forgotten and self.trimmer.due():
+                await asyncio.to_thread(self.trimmer.trim)
 
     def sweep(self, now: float) -> int:
         """Forget what is no longer needed; returns how many sessions were forgotten."""
