@@ -32,4 +32,6 @@ TOP_P = Range(0.01, 1)  # 1 is off
 REPETITION_PENALTY = Range(1, 3)  # 1 is off
 NO_REPEAT_NGRAM = Range(0, 12)  # 0 is off
 LINE = 500  # characters of the line a next-line model answers
+TRAINING_TEXT = Range(2_000, 5_000_000)  # characters of a text to train on (fewer: too little to hold out a part)
+TRAINING_BYTES = 20_000_000  # bytes of an uploaded text file (5,000,000 characters of Chinese in UTF-8 are 15 MB)
 NEXT_LINE_LENGTH = 40  # characters a next-line model writes (the lyrics' longest line has 34)

@@ -17,7 +17,7 @@ from .counts import BIGRAM_NAME, Bigram
 from .errors import BadValue
 from .lexicon import LEXICON_NAME, Lexicon
 from .form import Candidate, Options, Rhymes, Step, is_whole
-from .vocab import Vocab
+from .vocab import Vocab, normalize
 
 
 class CharRNN(
@@ -165,6 +165,27 @@ class CharRNN(
         # what config.json says
         self._hub_mixin_config = {**self._hub_mixin_config, "count_weight": weight, "lexicon_weight": lexicon_weight}
         return self
+
+    def with_characters(self, chars) -> "CharRNN":
+        """A copy of the network whose vocabulary also has `chars` (to fine-tune it on a text with characters it has
+        not seen). It writes and scores as the original does: each known character keeps its rows, and a new one
+        starts as <unk> (which is how the original read it) with an equal part of <unk>'s probability. The count
+        models are not carried over: they belong to the text they were counted on, and fine-tuning counts anew."""
+        if self.one_hot:
+            raise ValueError("a one-hot model's vocabulary cannot grow: its recurrent layer reads the vocabulary")
+        new = [c for c in dict.fromkeys(normalize("".join(chars), self.vocab.newlines)) if c not in self.vocab]
+        vocab = Vocab(self.vocab.chars + new, self.vocab.newlines)
+        grown = CharRNN(**{**self._hub_mixin_config, "vocab": vocab.to_dict(), "count_weight": 0.0,
+                           "lexicon_weight": 0.0}).to(self.device)
+        source = torch.tensor([self.vocab.stoi.get(c, self.vocab.unk_id) for c in vocab.itos], device=self.device)
+        as_unk = (source == self.vocab.unk_id).sum()  # <unk> and the new characters, which share its probability
+        state = {name: value.clone() for name, value in self.state_dict().items()}
+        state["embed.weight"] = state["embed.weight"][source]
+        state["head.weight"] = state["head.weight"][source]
+        state["head.bias"] = state["head.bias"][source] - torch.where(source == self.vocab.unk_id, as_unk.log(), 0)
+        state["prior"] = state["prior"][source] / torch.where(source == self.vocab.unk_id, as_unk, 1)
+        grown.load_state_dict(state)
+        return grown.train(self.training)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         super()._save_pretrained(save_directory)

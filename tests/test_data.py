@@ -1,8 +1,10 @@
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
+from charrnn import limits
 from training.data import (CorpusError, num_batches, random_batches, rare_to_unk, read_corpus, sequential_batches,
-                           split)
+                           split, training_text)
 
 IDS = torch.arange(1000)
 
@@ -58,3 +60,28 @@ def test_rare_characters_become_unk_more_often_than_common_ones():
     rare, common = (out[1000:1010] == 0).float().mean(), (out[:1000] == 0).float().mean()
     assert rare > 0 and common < 0.01 and rare > 5 * common
     assert torch.equal(rare_to_unk(ids, 0.0, 0, torch.Generator()), ids)
+
+
+def test_a_text_to_train_on_is_checked_as_untrusted_input():
+    lyrics = "窗外的麻雀\r\n在电线杆上多嘴\n" * 200
+    assert training_text(lyrics.encode()) == lyrics.replace("\r\n", "\n")
+    assert training_text(b"\xef\xbb\xbf" + lyrics.encode()) == lyrics.replace("\r\n", "\n")  # a BOM is dropped
+    refusals = [(b"", "is empty"), (b" \n" * 2000, "is empty"), ("分开".encode() * 10, "has 20 characters"),
+                (lyrics.encode("gbk"), "is not UTF-8 text"), (b"%PDF-1.4\x00\x01" * 300, "NUL bytes"),
+                (b"\x01\x02abc" * 1000, "control characters"),
+                (b"a" * (limits.TRAINING_BYTES + 1), "the most this takes is"),
+                (b"a" * (limits.TRAINING_TEXT.high + 1), "5,000,001 characters")]
+    for raw, message in refusals:
+        with pytest.raises(CorpusError, match=message):
+            training_text(raw, "lyrics.txt")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000) | st.text(max_size=3000).map(str.encode))
+def test_any_bytes_are_a_text_or_a_clear_refusal(raw):
+    try:
+        text = training_text(raw)
+    except CorpusError as e:
+        assert str(e)
+    else:
+        assert len(text) in limits.TRAINING_TEXT and "\r" not in text

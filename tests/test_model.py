@@ -109,3 +109,25 @@ def test_broken_config(saved):
     (saved / "config.json").write_text(json.dumps({"vocab": VOCAB, "cell": "transformer"}))
     with pytest.raises(ModelFileError, match="unknown cell 'transformer'"):
         CharRNN.from_pretrained(saved)
+
+
+def test_a_model_grown_by_new_characters_writes_and_scores_as_before(tiny_model_dir):
+    """The copy made to fine-tune on a text with new characters: the known ones keep their probabilities, the new
+    ones share what <unk> had, and greedy writing is unchanged."""
+    model = CharRNN.from_pretrained(tiny_model_dir).eval()
+    model.mix_counts(None, 0.0)  # the network alone: the grown copy carries no count models
+    new = [c for c in "龘😀ж" if c not in model.vocab]
+    grown = model.with_characters("龘😀ж分" + "".join(model.vocab.chars[:3]))
+    assert sorted(grown.vocab.chars) == sorted(model.vocab.chars + new)
+    assert grown.count_weight == grown.lexicon_weight == 0 and grown.counts is None
+    ids = model.vocab.encode("分开\n我")
+    with torch.no_grad():
+        before = model(torch.tensor([ids]))[0].softmax(-1)[0]
+        after = grown(torch.tensor([grown.vocab.encode("分开\n我")]))[0].softmax(-1)[0]
+    known = torch.tensor([grown.vocab.stoi[c] for c in model.vocab.chars])
+    torch.testing.assert_close(after[:, known], before[:, 1:])
+    shared = torch.tensor([grown.vocab.unk_id] + [grown.vocab.stoi[c] for c in new])
+    torch.testing.assert_close(after[:, shared].sum(-1), before[:, model.vocab.unk_id])
+    torch.testing.assert_close(after[:, shared], after[:, shared[:1]].expand(-1, len(shared)))
+    assert grown.generate("分开", 40, temperature=0) == model.generate("分开", 40, temperature=0)
+    assert grown.prior.sum().item() == pytest.approx(1.0)

@@ -3,6 +3,9 @@ from pathlib import Path
 
 import torch
 
+from charrnn import limits
+from charrnn.vocab import normalize
+
 
 class CorpusError(ValueError):
     """A corpus file that cannot be used: the message says why."""
@@ -18,6 +21,30 @@ def read_corpus(path: str | Path) -> str:
         raise CorpusError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}); convert it to UTF-8 first") from None
     if not text.strip():
         raise CorpusError(f"{path} is empty")
+    return text
+
+
+def training_text(raw: bytes, name: str = "the text") -> str:
+    """An uploaded or pasted text to train on, checked as untrusted input: UTF-8 text (not binary, not another
+    encoding), not empty, within limits.TRAINING_TEXT characters once its line endings are unified."""
+    if len(raw) > limits.TRAINING_BYTES:
+        raise CorpusError(f"{name} is {len(raw):,} bytes; the most this takes is {limits.TRAINING_BYTES:,}")
+    if b"\x00" in raw[:65536]:
+        raise CorpusError(f"{name} is not text: it has NUL bytes, as binary files (an image, a PDF, a zip) do")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{name} is not UTF-8 text (byte {e.start:,}: {e.reason}); if it is in another encoding "
+                          "(GBK, Big5, Latin-1), save it as UTF-8 first") from None
+    text = normalize(text)
+    controls = sum(ord(c) < 32 and c not in "\n\t" for c in text[:65536])
+    if controls > len(text[:65536]) // 100:
+        raise CorpusError(f"{name} is not text: {controls:,} of its first characters are control characters")
+    if not text.strip():
+        raise CorpusError(f"{name} is empty")
+    if len(text) not in limits.TRAINING_TEXT:
+        raise CorpusError(f"{name} has {len(text):,} characters; a text to train on has from {limits.TRAINING_TEXT} "
+                          "(a tenth of it is held out to measure the model)")
     return text
 
 
