@@ -13,11 +13,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # Gradio summarises its last 10,000 requests (a pandas groupby) for its monitoring page after every request, which
 # costs more CPU the longer the server runs (docs/results.md). Every 100th request is often enough.
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
+# ... over the last 10,000 by default: once a server has been busy a while, each summary reads all of them, on the
+# thread that answers requests. The last 1,000 requests say as much.
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+
+from engine import memory  # noqa: E402
+
+memory.bound_primitive_cache()  # before anything runs an LSTM: this process's and the decoding processes'
 
 import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches torch's CUDA start-up)
 import gradio as gr  # noqa: E402
 
-from engine import memory  # noqa: E402
 from engine.catalog import Variant, load_models  # noqa: E402
 from engine.settings import Settings, SettingsError  # noqa: E402
 from ui import arrivals, compare, generate, lyric, next_line, score, server  # noqa: E402
@@ -78,7 +84,6 @@ def main() -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     sys.setswitchinterval(SWITCH_INTERVAL)
     memory.return_freed_buffers()
-    memory.bound_primitive_cache()
     log.setLevel(logging.INFO)
     try:
         settings = Settings.from_environ(MODELS_FILE)

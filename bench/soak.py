@@ -254,9 +254,9 @@ async def soak(url: str, pid: int, listeners: int, minutes: float) -> dict:
     await asyncio.gather(sample_memory(pid, until + SAMPLE_EVERY, samples),
                          *(listener(k, url, until, models, tally) for k in range(listeners)))
     await asyncio.sleep(DRAIN)
-    await quiet(pid)
+    idle = await quiet(pid)
     after = await first_updates(url, models, 2)
-    return dict(before=before, after=after, tally=tally, samples=samples)
+    return dict(before=before, after=after, tally=tally, samples=samples, idle=idle)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -271,15 +271,16 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-async def quiet(pid: int, most: float = 180.0) -> None:
-    """Wait (at most `most` seconds) until the app is idle: what the soak left in the queues (scores wait there their
-    turn, a core each) must not be measured as the app after it."""
+async def quiet(pid: int, most: float = 180.0) -> bool:
+    """Wait (at most `most` seconds) until the app is idle, and say whether it got there: what the soak left in the
+    queues (scores wait there their turn, a core each) must not be measured as the app after it."""
     ends = time.monotonic() + most
     while time.monotonic() < ends:
         before = cpu_seconds(pid)
         await asyncio.sleep(2.0)
-        if cpu_seconds(pid) - before < 2.0 * QUIET:
-            return
+        if 0 <= cpu_seconds(pid) - before < 2.0 * QUIET:  # below 0: a decoding process was started anew meanwhile
+            return True
+    return False
 
 
 async def models_of(http: httpx.AsyncClient) -> list[dict]:
@@ -352,7 +353,8 @@ def main() -> None:
     before, after = found["before"], found["after"]
     print(f"\nfirst update p95, 16 /generate at once, {PROBE_BURSTS} bursts each: before "
           f"{', '.join(f'{x:.3f}' for x in before)} s (median {statistics.median(before):.3f}); after "
-          f"{', '.join(f'{x:.3f}' for x in after)} s (median {statistics.median(after):.3f})")
+          f"{', '.join(f'{x:.3f}' for x in after)} s (median {statistics.median(after):.3f})"
+          f"{'' if found['idle'] else '; the app was still busy with what the soak left when it was measured'}")
     unclear_kinds = {k: n for k, n in tally.kinds.items() if unclear(k)}
     print(f"tracebacks in the server's log: {len(tracebacks)}" + "".join(f"\n  {e}" for e in sorted(set(tracebacks))))
     print(f"\ntargets: memory flat over the second half (range <= {FLAT} MB): {'met' if flat else 'MISSED'}; "

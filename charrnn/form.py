@@ -163,9 +163,10 @@ class Sequence:
         if options.shapes_lines and self.newline is None:
             raise NoLineBreak(next(name for name in ("lines", "acrostic", "rhyme") if getattr(options, name)))
         if acrostic:
-            unknown = vocab.unknown(acrostic)
-            if "\n" in acrostic or unknown:
-                raise UnknownCharacters("acrostic", acrostic, "".join(unknown) or "\n")
+            if "\n" in acrostic:
+                raise BadValue("acrostic", acrostic, "one line of characters (no line break)")
+            if unknown := vocab.unknown(acrostic):
+                raise UnknownCharacters("acrostic", acrostic, "".join(unknown))
             if options.lines is not None and options.lines < len(acrostic):
                 raise TooShort("lines", options.lines, len(acrostic), "the acrostic (a line for each character)")
         self.heads = vocab.encode(acrostic) if acrostic else []

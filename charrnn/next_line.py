@@ -20,7 +20,7 @@ from . import evaluate, limits, loading
 from .cells import dropout
 from .decoding import Sampler, Uniforms, backends, without_prior
 from .errors import BadValue
-from .form import Options, check
+from .form import Options, check, is_whole
 from .vocab import Vocab, normalize
 
 CONTEXTS = ("init", "every-step", "attention")
@@ -136,10 +136,10 @@ class NextLine(
                 seed: int | None = None, max_length: int = limits.NEXT_LINE_LENGTH) -> Iterator[tuple[str, list[float] | None]]:
         """The next line character by character, each with the attention it paid to the line's characters. Bad
         arguments are refused here, before the first character."""
+        if not (is_whole(max_length) and max_length >= 1):
+            raise BadValue("max_length", max_length, "a positive whole number")
         options = Options(temperature, top_k, top_p, seed)
         check(options, max_length)
-        if max_length < 1:
-            raise BadValue("max_length", max_length, "a positive whole number")
         self.source(line)
         return self.decode(line, options, max_length)
 
@@ -169,7 +169,7 @@ class NextLine(
         if not attention:
             return text
         if self.context != "attention":
-            raise ValueError(f"a model with context={self.context!r} has no attention to show")
+            raise BadValue("attention", attention, f"False: a model with context={self.context!r} has no attention")
         return text, [weights for _, weights in steps]
 
     @classmethod

@@ -1,11 +1,15 @@
 """The engine's one way of writing (engine.catalog): the same text through a model's loop or alone, side by side
-with the busy check, on small trained models."""
-import pytest
+with the busy check, on small trained models; and how the page words what the library refuses."""
+import pickle
 
-from charrnn import CharRNN, Options
+import pytest
+import torch
+
+from charrnn import CharRNN, Options, Vocab, errors
 from conftest import wait_until
 from engine.catalog import Variant, side_by_side
 from engine.loop import Busy, Loop
+from ui.common import worded
 
 OPTIONS = dict(temperature=0.8, seed=5, lines=2, no_repeat_ngram=4)
 
@@ -49,3 +53,34 @@ def test_leaving_side_by_side_cancels_every_writing(model):
     next(updates)
     updates.close()
     wait_until(lambda: loop.held() == 0, 10, "the loop still holds the request")
+
+
+def test_the_page_words_every_refusal_of_the_library():
+    """Each typed error the library raises, as the page says it: the control's label and what to do instead. Each
+    pickles as its own type, as it crosses from a decoding process."""
+    torch.manual_seed(0)
+    lyrics = CharRNN(Vocab(list("我你的爱 \n")).to_dict(), embed_size=4, hidden_size=8).eval()
+    one_line = CharRNN(Vocab(list("我你的爱 ")).to_dict(), embed_size=4, hidden_size=8).eval()
+    cases = [(lambda: lyrics.generate("我", 10, temperature=5),
+              "Temperature must be a number from 0 to 2 (0 is greedy), got 5."),
+             (lambda: lyrics.score(""), "Text is empty: give some text."),
+             (lambda: lyrics.generate("我", 10, acrostic="我龘"),
+              "Acrostic has characters this model does not know (“龘”): choose others, or another model."),
+             (lambda: lyrics.generate("我", 10, acrostic="我\n你"),
+              "Acrostic must be one line of characters (no line break), got '我\\n你'."),
+             (lambda: lyrics.generate("我", 10, rhyme="江阳"),
+              "This model knows no word or character that rhymes with '江阳': choose another rhyme, or auto."),
+             (lambda: one_line.generate("我", 10, lines=2),
+              "This model writes no line breaks, so it cannot keep Lines: set Lines off, or choose a lyrics model."),
+             (lambda: one_line.generate("我", 10, acrostic="我你"),
+              "This model writes no line breaks, so it cannot keep Acrostic: clear Acrostic, or choose a lyrics"),
+             (lambda: lyrics.generate("我", 3, lines=4), "Length: 3 is too short for the form asked: make it at least"),
+             (lambda: lyrics.generate("我", 50, lines=1, acrostic="我你"),
+              "Lines: 1 is too few for the acrostic (a line for each character): make it at least 2."),
+             (lambda: lyrics.candidates("我", 0, 5), "n must be a whole number from 1 to 16, got 0.")]
+    for call, sentence in cases:
+        with pytest.raises(errors.OptionError) as error:
+            call()
+        assert sentence in worded(error.value), worded(error.value)
+        again = pickle.loads(pickle.dumps(error.value))
+        assert type(again) is type(error.value) and worded(again) == worded(error.value)

@@ -229,9 +229,9 @@ def test_an_unknown_acrostic_character_is_named(model, heads):
     message = str(error.value)
     assert "'龘'" in message and "'😀'" in message and repr(heads[0]) not in message
     assert (error.value.option, error.value.characters) == ("acrostic", "龘😀")
-    with pytest.raises(errors.UnknownCharacters, match="does not know") as error:
-        model.generate("分开", 100, acrostic=heads[0] + "\n")
-    assert error.value.characters == "\n"
+    with pytest.raises(errors.BadValue, match="no line break") as error:
+        model.generate("分开", 100, acrostic="龘\n")  # the line break first: the other fault is not hidden behind it
+    assert error.value.option == "acrostic"
 
 
 def test_fewer_lines_than_the_acrostic_has_characters_are_refused(model, heads):

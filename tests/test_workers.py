@@ -51,6 +51,7 @@ def test_requests_decoded_in_the_process_write_what_each_writes_alone(model, loo
     steps = [step for batch in stream_of(loop, "分开", 40, details=True, seed=7) for step in batch]
     assert steps == list(model.stream("分开", 40, seed=7, details=True))
     assert loop.open == 0, "finished requests are still open"
+    wait_until(lambda: cpu_used(loop.decoder.process.pid, 0.5) <= 1, 10, "the process kept writing after the end")
 
 
 def test_candidates_in_the_process_are_the_libraries(model, loop):
@@ -62,7 +63,7 @@ def test_a_reader_that_stops_frees_its_row_in_the_process(loop):
     stream = stream_of(loop, "分开", 10**6, seed=1)
     next(stream)
     pid = loop.decoder.process.pid
-    assert cpu_used(pid, 0.3) >= 10, "the process is not writing"
+    wait_until(lambda: cpu_used(pid, 0.3) >= 10, 10, "the process is not writing")
     stream.close()
     assert loop.open == 0
     wait_until(lambda: cpu_used(pid, 0.5) <= 1, 5, "the process kept writing for a reader who left")

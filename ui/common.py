@@ -72,22 +72,23 @@ def worded(error: Exception) -> str:
         return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
     label = LABELS.get(error.option, error.option)
     if isinstance(error, errors.BadValue):
-        return f"{label} must be {error.allowed}, got {quoted(error.value)}."
+        note = f" ({error.note})" if error.note else ""
+        return f"{label} must be {error.allowed}{note}, got {quoted(error.value)}."
     if isinstance(error, errors.EmptyText):
         return f"{label} is empty: give some text."
     if isinstance(error, errors.UnknownCharacters):
-        unknown = "、".join("a line break" if c == "\n" else c for c in error.characters)
+        unknown = ", ".join(map(shown, error.characters))
         return f"{label} has characters this model does not know ({unknown}): choose others, or another model."
     if isinstance(error, errors.NoRhyme):
         return (f"This model knows no word or character that rhymes with {quoted(error.value)}: choose another "
                 "rhyme, or auto.")
     if isinstance(error, errors.NoLineBreak):
-        return (f"This model writes no line breaks, so it cannot keep {label}: set {label} off, or choose a lyrics "
-                "model.")
+        undo = "clear Acrostic" if error.option == "acrostic" else f"set {label} off"
+        return f"This model writes no line breaks, so it cannot keep {label}: {undo}, or choose a lyrics model."
     if isinstance(error, errors.TooShort):
         few = "too short" if error.option == "length" else "too few"
-        return f"{label} {error.value} is {few} for {error.because}: make it at least {error.needed}."
-    return f"{label}: {error}."
+        return f"{label}: {error.value} is {few} for {error.because}: make it at least {error.needed}."
+    return f"{str(error)[:1].upper()}{str(error)[1:]}."
 
 
 def variant_of(variants: dict[str, Variant], name) -> Variant:

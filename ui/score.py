@@ -8,13 +8,13 @@ import gradio as gr
 from charrnn import limits
 from engine.workers import cores
 
-from .common import Variant, documented, number, refusal, refused, string, variant_of
+from .common import CONCURRENCY, Variant, documented, number, refusal, refused, string, variant_of
 from .lyric import scored_html, surprise_svg, visible
 
 TOP = 10
 # Texts scored at once, in the web server's process: one a core keeps every core busy, and more at once would only
 # hold more memory (each holds a chunk's distribution over the vocabulary) and wait longer.
-SCORING = cores()
+SCORING = min(cores(), CONCURRENCY)  # a container may see more cores than its quota lets it use
 TOPS = limits.Range(0, 100)  # the most surprising characters /score lists
 TABLE = ('<table class="scores"><caption>Every model\'s fair perplexity on this text, best first (lower: the text '
          'was less surprising to it)</caption><thead><tr><th>model</th><th>perplexity</th>'
