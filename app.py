@@ -42,6 +42,7 @@ CSS = """
 .gradio-container { max-width: 1100px !important; margin: auto; }
 #notice:empty { display: none; }
 [id^="examples-"] table { table-layout: fixed; width: 100%; overflow-wrap: anywhere; }  /* never wider than a phone */
+[id^="examples-"] th, [id^="examples-"] th * { white-space: normal !important; }  /* a long header wraps in its column */
 @media (max-width: 480px) { button[role="tab"] { padding-left: .4em !important; padding-right: .4em !important; } }
 """ + lyric.CSS + next_line.CSS
 
