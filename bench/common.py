@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: the corpus, a model to time, and a table printer."""
+"""Helpers shared by the benchmarks (and the tests that watch processes): the corpus, a model to time, a table
+printer, and a process's resident memory and CPU time read from /proc."""
 import time
 from pathlib import Path
 
@@ -9,6 +10,21 @@ from training.data import read_corpus, split
 from training.train import DATA_DIR, CharTask, TrainConfig
 
 JAYCHOU = DATA_DIR / "jaychou_lyrics.txt"
+
+
+def rss_mb(pid: int) -> float | None:
+    """A process's resident memory in MB, or None once it has ended."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
+def cpu_ticks(pid: int) -> int:
+    """The CPU time a process has used, in clock ticks (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def train_text() -> str:

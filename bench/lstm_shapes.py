@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from bench.common import rss_mb
 from engine.memory import PRIMITIVES
 
 CAPACITIES = [1024, 16, PRIMITIVES, 0]
@@ -32,15 +33,10 @@ def measure() -> str:
                     lstm(x)
                 best = min(best, (time.perf_counter() - started) / 20)
             times.append(best)
-        before = rss_mb()
+        before = rss_mb(os.getpid())
         for k, n in enumerate(range(1, 1201, 3)):
             lstm(torch.randn(1 + k % 4, n, 256))
-    return f"{before:.0f} {rss_mb():.0f} {times[0] * 1e3:.3f} {times[1] * 1e3:.2f}"
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    return f"{before:.0f} {rss_mb(os.getpid()):.0f} {times[0] * 1e3:.3f} {times[1] * 1e3:.2f}"
 
 
 def main() -> None:

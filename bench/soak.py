@@ -19,6 +19,7 @@ clear answer (a result, or a refusal with words: "busy" where the server is full
 """
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -34,6 +35,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
 from bench.app_latency import SSL_CONTEXT, burst, free_port, p95, start_app, wait_for
+from bench.common import cpu_ticks, rss_mb
 from ui.server import MAX_BODY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,14 +48,6 @@ DRAIN = 30.0  # seconds at least after the soak before the second probe: results
 QUIET = 0.1  # cores: the app is idle again (the requests the soak left queued are done) below this use
 CHINESE = "窗外的麻雀在电线杆上多嘴你说这一句很有夏天的感觉"
 ENGLISH = "The Time Traveller was expounding a recondite matter to us. "
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-    except (OSError, StopIteration):
-        return None
 
 
 def children(pid: int) -> list[int]:
@@ -278,14 +272,11 @@ def machine_seconds() -> float:
 
 def cpu_seconds(pid: int) -> float:
     """CPU time used by a process and, for the web server, its decoding processes."""
-    total = 0.0
+    ticks = 0
     for process in [pid, *children(pid)]:
-        try:
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:
-            pass
-    return total
+        with contextlib.suppress(OSError):  # a process that has just ended
+            ticks += cpu_ticks(process)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def quiet(pid: int, most: float = 180.0) -> bool:

@@ -179,7 +179,7 @@ class CharRNN(
                            "lexicon_weight": 0.0}).to(self.device)
         source = torch.tensor([self.vocab.stoi.get(c, self.vocab.unk_id) for c in vocab.itos], device=self.device)
         as_unk = (source == self.vocab.unk_id).sum()  # <unk> and the new characters, which share its probability
-        state = {name: value.clone() for name, value in self.state_dict().items()}
+        state = self.state_dict()  # the rows below are new tensors; load_state_dict copies the rest
         state["embed.weight"] = state["embed.weight"][source]
         state["head.weight"] = state["head.weight"][source]
         state["head.bias"] = state["head.bias"][source] - torch.where(source == self.vocab.unk_id, as_unk.log(), 0)

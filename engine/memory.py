@@ -12,8 +12,7 @@ except OSError:
     LIBC = None
 TRIM_EVERY = 10.0  # seconds at least between two trims (each holds malloc's locks a moment)
 # oneDNN primitives kept: a prefix's length and how many are primed together make its shape, so requests bring new
-# shapes without end; a few keep the repeated ones (a scoring chunk, a common prefix), which run several times
-# faster than a new one.
+# shapes without end; a few keep the repeated ones (a scoring chunk, a common prefix) from being built anew.
 PRIMITIVES = 8
 
 

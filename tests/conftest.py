@@ -9,6 +9,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from bench.common import cpu_ticks  # noqa: E402
 from charrnn import Options  # noqa: E402
 from training.train import DATA_DIR, TrainConfig, train  # noqa: E402
 
@@ -47,12 +48,6 @@ def count_steps(loop):
         loop.batch.step = counted
     counted, start = loop.batch.step, loop.batch.step.count
     return lambda: counted.count - start
-
-
-def cpu_ticks(pid: int) -> int:
-    """The CPU time a process has used, in clock ticks of 10 ms (Linux)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def cpu_used(pid: int, seconds: float) -> int:

@@ -14,7 +14,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
-from bench.soak import rss_mb
+from bench.common import rss_mb
 from charrnn.limits import TEXT as MAX_TEXT
 from conftest import cut
 from engine import memory
