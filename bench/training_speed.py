@@ -8,7 +8,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from charrnn import CharRNN, Vocab
 from training.data import random_batches
-from training.train import CharTask, TrainConfig, ema, make_optimizer, run_epoch
+from training.train import CharTask, TrainConfig, ema, make_optimizer, steps
 
 from .common import best_rates, table, train_text
 
@@ -43,7 +43,8 @@ def main() -> None:
     averaged = AveragedModel(model, multi_avg_fn=ema(cfg.ema), use_buffers=True)
     optimizer = make_optimizer(cfg, model.parameters())
     rates = best_rates({"tutorial": lambda e: tutorial_epoch(tutorial, tutorial_opt, tutorial_ids, e),
-                        "ours": lambda e: run_epoch(model, averaged, optimizer, task, cfg, e, torch.device("cpu"))[1]},
+                        "ours": lambda e: sum(n for _, n, _ in steps(model, averaged, optimizer, task, cfg, e,
+                                                                       torch.device("cpu")))},
                        ROUNDS)
     baseline, ours = rates["tutorial"], rates["ours"]
 

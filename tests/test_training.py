@@ -4,6 +4,7 @@ import math
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from charrnn import CharRNN
+from charrnn.counts import Bigram
 from conftest import tiny_config
 from charrnn.evaluate import fair_perplexity
 from training.data import split
@@ -96,9 +98,72 @@ def test_resume_refuses_a_checkpoint_of_other_settings(lyrics_file, tmp_path):
         train(tiny_config(lyrics_file, tmp_path / "m", epochs=2, hidden_size=48, resume=True))
 
 
-def test_time_budget_stops_training(lyrics_file, tmp_path):
+def test_time_budget_stops_training_within_an_epoch(lyrics_file, tmp_path):
+    """The budget is checked after every step: a run whose first epoch would outlast it stops in that epoch and
+    exports what it measured there."""
     metrics = train(tiny_config(lyrics_file, tmp_path / "m", epochs=50, patience=50, max_minutes=0.001))
-    assert metrics["epochs"] == 1 and math.isfinite(metrics["val_ppl"])
+    assert 0 < metrics["epochs"] < 1 and len(metrics["history"]) == 1 and math.isfinite(metrics["val_ppl"])
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_a_reported_run_measures_within_epochs_and_stops_when_asked(lyrics_file, tmp_path):
+    """With eval_seconds, points come within an epoch too, each with a sample; a stop set from the report's side
+    ends the run at the next step, and the exported network is the best one measured."""
+    events, stop = [], threading.Event()
+
+    def report(event):
+        events.append(event)
+        if sum(e["event"] == "point" for e in events) == 4:
+            stop.set()
+
+    metrics = train(tiny_config(lyrics_file, tmp_path / "m", epochs=50, patience=50, eval_seconds=1e-9,
+                                sample_prefixes=["我"]), report, stop)
+    kinds = [e["event"] for e in events]
+    assert kinds == ["start", "point", "point", "point", "point", "saving"]
+    start, points = events[0], events[1:-1]
+    assert start["bigram_ppl"] < start["unigram_ppl"] and start["params"] == metrics["params"]
+    assert [p["step"] for p in points] == [1, 2, 3, 4]  # a point after every step: eval_seconds is tiny
+    assert all(0 < p["epoch"] < 1 for p in points) and points[-1]["chars"] == 4 * 16 * 16
+    assert all(set(p["samples"]) == {"我"} and len(p["samples"]["我"]) == 10 for p in points)
+    assert metrics["network_val_ppl"] == min(p["val_ppl"] for p in points)
+    assert metrics["steps"] == 4 and metrics["history"] == [{k: p[k] for k in metrics["history"][0]} for p in points]
+
+
+def test_a_run_from_a_trained_model_grows_its_vocabulary_and_counts_anew(tiny_model_dir, lyrics_file, tmp_path):
+    """--init-from: the trained network, its settings and its vocabulary grown by the new text's characters; at the
+    start it already scores the new text as the trained network did (the new characters as <unk>), and its
+    bigram is counted on the new text; the lexicon it mixed in is kept, its share fitted anew."""
+    trained = CharRNN.from_pretrained(tiny_model_dir)
+    new = "".join(c for c in "ΑΒΓΔΕΖΗΘ" if c not in trained.vocab)
+    text = lyrics_file.read_text(encoding="utf-8")
+    corpus = tmp_path / "new.txt"
+    corpus.write_text("\n".join(f"{line}{new[i % len(new)] * 2}" for i, line in enumerate(text.splitlines())),
+                      encoding="utf-8")
+    events = []
+    metrics = train(tiny_config(corpus, tmp_path / "m", epochs=1, hidden_size=8, init_from=str(tiny_model_dir)),
+                    events.append)
+    tuned = CharRNN.from_pretrained(tmp_path / "m")
+    assert set(tuned.vocab.chars) - set(trained.vocab.chars) == set(new)
+    assert events[0]["new_characters"] == len(new) and events[0]["vocab_size"] == len(tuned.vocab)
+    assert metrics["train_config"]["hidden_size"] == trained.rnn.hidden_size == tuned.rnn.hidden_size  # not 8
+    assert tuned.lexicon is not None and tuned.counts is not None
+    train_text, val_text = split(corpus.read_text(encoding="utf-8"))
+    counted = Bigram.count(train_text).tune(val_text)
+    assert (tuned.counts.pairs, tuned.counts.weight) == (counted.pairs, counted.weight)
+    assert metrics["val_ppl"] < 0.8 * metrics["bigram_ppl"]
+
+
+def test_the_cli_continues_a_trained_model(tiny_model_dir, lyrics_file, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "training", "--corpus", str(lyrics_file), "--out", str(tmp_path / "m"),
+                           "--init-from", str(tiny_model_dir), "--epochs", "1", "--batch-size", "16", "--num-steps",
+                           "16", "--checkpoint", str(tmp_path / "m.pt"), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert CharRNN.from_pretrained(tmp_path / "m").vocab.chars == CharRNN.from_pretrained(tiny_model_dir).vocab.chars
+    refused = subprocess.run([sys.executable, "-m", "training", "--corpus", str(lyrics_file), "--out",
+                              str(tmp_path / "n"), "--init-from", str(tmp_path / "missing")],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_smoothing_pulls_the_optimum_toward_the_unigram():

@@ -48,7 +48,11 @@ HELP = {
     "distill": "with --teacher: the teacher's share of the loss (the rest is the smoothed cross-entropy)",
     "epochs": "most passes over the training text",
     "patience": "stop after this many epochs without a better validation perplexity",
-    "max_minutes": "stop before an epoch that would end past this many minutes",
+    "max_minutes": "stop once this many minutes have passed (the best weights measured are kept)",
+    "eval_seconds": "also measure (held-out perplexity, best weights kept) within an epoch once this many seconds "
+                    "have passed since the last measurement; 0: at the end of each epoch only",
+    "init_from": "a trained character model (folder or Hub repo) to continue training on this text: its network "
+                 "and vocabulary, grown by the text's new characters; the count models are counted anew",
     "seed": "random seed: the same seed on the CPU gives the same model",
     "device": "auto (CUDA when present), cpu or cuda",
     "checkpoint": "checkpoint file (default: checkpoints/<out folder name>.pt)",
@@ -72,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
         elif isinstance(default, list):
             p.add_argument(flag, nargs="+", default=default, help=HELP[f.name])
         else:
-            kind = float if f.name in ("max_minutes",) else type(default) if default is not None else str
+            kind = float if f.name in ("max_minutes", "eval_seconds") else type(default) if default is not None else str
             p.add_argument(flag, type=kind, default=default, choices=CHOICES.get(f.name), help=HELP[f.name])
     return p
 

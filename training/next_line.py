@@ -78,7 +78,7 @@ class NextLineTask:
         self.train_encoded = encode_pairs(self.train_pairs, vocab)
         self.val_encoded = encode_pairs(self.val_pairs, vocab)
 
-    def build(self) -> NextLine:
+    def build(self, start=None) -> NextLine:
         cfg = self.cfg
         model = NextLine(self.vocab.to_dict(), context=cfg.context, embed_size=cfg.embed_size,
                          hidden_size=cfg.hidden_size, dropout=cfg.dropout, smoothing=cfg.label_smoothing)

@@ -1,4 +1,5 @@
 """The training loop: batches -> loss -> clipped update -> averaged weights -> fair validation -> best kept."""
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -7,6 +8,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,8 +36,14 @@ from .progress import progress_file
 DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 DEFAULT_CORPUS = str(DATA_DIR / "jaychou_lyrics.txt")
 # Settings a resumed run may change; any other difference means a different run.
-RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts", "lexicon"}
+RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts", "lexicon", "eval_seconds"}
 COUNT_WEIGHTS = [k / 20 for k in range(20)]  # each count model's shares tried on the held-out text
+# The training perplexity in the metrics is measured on at most this much of the training text: scoring the rest of a
+# large upload would keep its person waiting for a figure this many characters already say.
+TRAIN_PPL_CHARS = 200_000
+# What a trained model's config says of its network, which a run that starts from it takes as its own.
+NETWORK_SETTINGS = ("cell", "embed_size", "hidden_size", "num_layers", "dropout", "one_hot", "head_size",
+                    "embed_dropout", "weight_drop")
 
 
 @dataclass
@@ -74,6 +82,8 @@ class TrainConfig:
     epochs: int = 100
     patience: int = 8
     max_minutes: float | None = None
+    eval_seconds: float = 0.0
+    init_from: str | None = None
     seed: int = 0
     device: str = "auto"
     checkpoint: str | None = None
@@ -113,9 +123,10 @@ def detach(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
-def run_epoch(model, averaged, optimizer, task, cfg, epoch, device, world=World()) -> tuple[float, int]:
-    """One pass over the task's training batches; returns the mean training loss (unsmoothed) and the targets seen,
-    over all ranks. model is what training calls (DistributedDataParallel on more than one process)."""
+def steps(model, averaged, optimizer, task, cfg, epoch, device, world=World()) -> Iterator[tuple[float, int, float]]:
+    """One pass over the task's training batches, a step at a time: yields each step's training loss (unsmoothed,
+    summed over its targets), its number of targets, on this rank, and the share of the epoch done. model is what training calls
+    (DistributedDataParallel on more than one process)."""
     model.train()
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
     # Dropout's draws: seeded per epoch (a resumed run draws what the uninterrupted one did), each rank its own.
@@ -124,8 +135,7 @@ def run_epoch(model, averaged, optimizer, task, cfg, epoch, device, world=World(
     batches, total = task.batches(generator)
     bar = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not (cfg.progress and world.main),
                unit="batch")
-    loss_sum, count = 0.0, 0
-    for batch in bar:
+    for done, batch in enumerate(bar, 1):
         with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
             loss, plain, n = task.loss(model, [x.to(device) for x in world.share(batch)])
         if world.size > 1:  # gradients are averaged over ranks: weigh each by its share of the batch's targets
@@ -135,11 +145,7 @@ def run_epoch(model, averaged, optimizer, task, cfg, epoch, device, world=World(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
         averaged.update_parameters(unwrapped(model))
-        loss_sum += plain.item() * n
-        count += n
-        bar.set_postfix(ppl=f"{math.exp(loss_sum / count):.1f}")
-    loss_sum, count = world.total(loss_sum, count)
-    return loss_sum / max(count, 1), int(count)
+        yield plain.item() * n, n, done / max(total, done)
 
 
 class CharTask:
@@ -168,10 +174,15 @@ class CharTask:
                              "with the same --min-count and --newlines")
         return teacher
 
-    def build(self) -> CharRNN:
-        """A fresh model as cfg says, its smoothing prior the unigram of the training ids."""
+    def build(self, start: CharRNN | None = None) -> CharRNN:
+        """A fresh model as cfg says, or start (a trained network on this vocabulary), its smoothing prior the
+        unigram of the training ids."""
         cfg = self.cfg
-        model = CharRNN(self.vocab.to_dict(), cell=cfg.cell, embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
+        if start is not None:  # the lexicon it mixed in, a word list, serves this text as well: its share is fitted anew
+            if self.lexicon is None and cfg.mix_counts:
+                self.lexicon = start.lexicon
+            start.lexicon = None
+        model = start or CharRNN(self.vocab.to_dict(), cell=cfg.cell, embed_size=cfg.embed_size, hidden_size=cfg.hidden_size,
                         num_layers=cfg.num_layers, dropout=cfg.dropout, one_hot=cfg.one_hot, head_size=cfg.head_size,
                         embed_dropout=cfg.embed_dropout, weight_drop=cfg.weight_drop, smoothing=cfg.label_smoothing)
         model.prior.copy_(unigram(self.ids, len(self.vocab)))
@@ -200,7 +211,7 @@ class CharTask:
         return fair_perplexity(model, self.val_text)
 
     def train_perplexity(self, model) -> float:
-        return score(model, self.train_text, details=False).perplexity
+        return score(model, self.train_text[:TRAIN_PPL_CHARS], details=False).perplexity
 
     def samples(self, model) -> dict[str, str]:
         cfg = self.cfg
@@ -264,25 +275,49 @@ def export(model, bigram: Bigram, out: Path, metrics: dict) -> None:
 TASKS = {"chars": CharTask, "next-line": NextLineTask}
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, report: Callable[[dict], None] | None = None, stop=None) -> dict:
     """Train one variant and export its best weights to cfg.out; returns the metrics written beside them.
-    Under torchrun every process calls this; each returns the same metrics."""
+
+    report, if given, is called with each event of the run, a dict: first {"event": "start", ...} (the model's size,
+    the text's, and the unigram's and bigram's held-out perplexities), then {"event": "point", ...} at every
+    measurement (training and held-out perplexity, a sample from each prefix, and whether it is the best so far),
+    then {"event": "saving"}. stop, a threading.Event, ends the run at the next step once set; like the time
+    budget and patience, it keeps the best weights measured. Under torchrun every process calls this; each returns
+    the same metrics."""
     with joined(pick_device(cfg.device)) as (world, device):
-        return train_in(world, device, cfg)
+        return train_in(world, device, cfg, report, stop)
 
 
-def train_in(world, device, cfg: TrainConfig) -> dict:
+def starting_model(cfg: TrainConfig, train_text: str) -> tuple[TrainConfig, CharRNN | None, Vocab, int]:
+    """The settings the run trains with, the model it starts from (None: a new one), its vocabulary and how many
+    characters that vocabulary gained. A run from
+    a trained model (cfg.init_from) takes its network's settings and vocabulary, grown by the characters of the
+    training text it lacks (seen min_count times); its count models are counted anew on this text, its lexicon
+    (a word list, no text's) kept."""
+    if not cfg.init_from:
+        return cfg, None, Vocab.build(train_text, cfg.min_count, cfg.newlines), 0
+    if cfg.task != "chars":
+        raise ValueError("--init-from continues a character model: it cannot start a next-line model")
+    trained = CharRNN.from_pretrained(cfg.init_from)
+    model = trained.with_characters(Vocab.build(train_text, cfg.min_count, trained.vocab.newlines).chars)
+    model.lexicon = trained.lexicon
+    network = {name: trained._hub_mixin_config[name] for name in NETWORK_SETTINGS}
+    grown = len(model.vocab) - len(trained.vocab)
+    return dataclasses.replace(cfg, newlines=trained.vocab.newlines, **network), model, model.vocab, grown
+
+
+def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | None = None, stop=None) -> dict:
     world.check(cfg.batch_size)
     text = read_corpus(cfg.corpus)
     train_text, val_text = split(text, cfg.val_fraction)
-    vocab = Vocab.build(train_text, cfg.min_count, cfg.newlines)
+    cfg, start, vocab, grown = starting_model(cfg, train_text)
     task = TASKS[cfg.task](cfg, vocab, train_text, val_text)
     torch.manual_seed(cfg.seed)
-    model = task.build().to(device)
+    model = task.build(start).to(device)
     averaged = AveragedModel(model, multi_avg_fn=ema(cfg.ema), use_buffers=True)
     optimizer = make_optimizer(cfg, model.parameters())
     run = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "train_seconds": 0.0, "chars": 0,
-           "history": []}
+           "steps": 0, "history": []}
     best_state = copy.deepcopy(averaged.module.state_dict())
 
     path = cfg.checkpoint_path
@@ -292,34 +327,67 @@ def train_in(world, device, cfg: TrainConfig) -> dict:
         model.load_state_dict(saved["model"])
         averaged.load_state_dict(saved["averaged"])
         optimizer.load_state_dict(saved["optimizer"])
-        best_state, run = saved["best"], saved["run"]
+        best_state, run = saved["best"], {"steps": 0, **saved["run"]}
         if world.main:
             tqdm.write(f"resumed {path} after epoch {run['epoch']}")
+    bigram, baseline_ppls = task.baselines() if world.main else (None, {})
+    if world.main and report:
+        report({"event": "start", "params": model.num_parameters(), "vocab_size": len(vocab),
+                "new_characters": grown, "train_chars": len(train_text),
+                "val_chars": len(val_text), "budget_seconds": 60 * cfg.max_minutes if cfg.max_minutes else None,
+                "device": str(device), **baseline_ppls})
     trained_model = world.wrap(model)
+    clock = Clock(run["seconds"])
+    stopped = False
+
+    def measure(epoch: float, loss_sum: float, count: int) -> None:
+        """A point of the curve (rank 0): the averaged weights on held-out text, kept if the best so far."""
+        nonlocal best_state
+        val_ppl = task.validate(averaged.module)
+        best = val_ppl < run["best_val"]
+        if best:
+            run["best_val"], run["best_epoch"] = val_ppl, math.ceil(epoch)
+            best_state = copy.deepcopy(averaged.module.state_dict())
+        run["seconds"] = clock.seconds()
+        point = {"epoch": round(epoch, 3), "step": run["steps"], "train_ppl": math.exp(loss_sum / max(count, 1)),
+                 "val_ppl": val_ppl, "seconds": round(run["seconds"], 2), "chars": run["chars"]}
+        run["history"].append(point)
+        if cfg.progress:
+            tqdm.write(f"epoch {epoch:7.2f}  train ppl {point['train_ppl']:8.2f}  val ppl {val_ppl:8.2f}"
+                       f"{'  *best' if best else ''}  {run['seconds']:6.1f}s")
+        if report:
+            report({"event": "point", **point, "best": best, "samples": task.samples(averaged.module)})
 
     for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
         if world.main:
             write_progress(cfg, run)
-        if run["epoch"] - run["best_epoch"] >= cfg.patience:
+        if stopped or run["epoch"] - run["best_epoch"] >= cfg.patience:
             break
-        if cfg.max_minutes is not None and run["seconds"] + epoch_seconds(run) > 60 * cfg.max_minutes:
+        loss_sum, count = 0.0, 0
+        for step_loss, n, done in steps(trained_model, averaged, optimizer, task, cfg, epoch, device, world):
+            loss_sum, count = loss_sum + step_loss, count + n
+            run["steps"] += 1
+            run["chars"] += int(world.total(n)[0])
+            clock.trained()
+            now = world.from_main(world.main and clock.due(cfg, stop))
+            if now:
+                loss_sum, count = world.total(loss_sum, count)
+                if world.main:
+                    with clock.measuring():
+                        measure(epoch - 1 + done, loss_sum, count)
+                loss_sum, count = 0.0, 0
+                now = world.from_main(world.main and clock.due(cfg, stop))  # a stop asked for by the report
+            if now == "stop":
+                stopped = True
+                break
+        if stopped:
             break
-        started = time.perf_counter()
-        loss, chars = run_epoch(trained_model, averaged, optimizer, task, cfg, epoch, device, world)
-        trained = time.perf_counter() - started
+        loss_sum, count = world.total(loss_sum, count)
         if world.main:
-            val_ppl = task.validate(averaged.module)
-            if val_ppl < run["best_val"]:
-                run["best_val"], run["best_epoch"] = val_ppl, epoch
-                best_state = copy.deepcopy(averaged.module.state_dict())
-            run["epoch"], run["chars"] = epoch, run["chars"] + chars
-            run["train_seconds"] += trained
-            run["seconds"] += time.perf_counter() - started
-            run["history"].append({"epoch": epoch, "train_ppl": math.exp(loss), "val_ppl": val_ppl,
-                                   "seconds": round(run["seconds"], 2)})
-            if cfg.progress:
-                tqdm.write(f"epoch {epoch:3d}  train ppl {math.exp(loss):8.2f}  val ppl {val_ppl:8.2f}"
-                           f"{'  *best' if run['best_epoch'] == epoch else ''}  {run['seconds']:6.1f}s")
+            if count:
+                with clock.measuring():
+                    measure(epoch, loss_sum, count)
+            run["epoch"], run["train_seconds"], run["seconds"] = epoch, clock.training, clock.seconds()
             checkpoint.save(path, {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
                                    "averaged": averaged.state_dict(), "optimizer": optimizer.state_dict(),
                                    "best": best_state, "run": run})
@@ -327,8 +395,10 @@ def train_in(world, device, cfg: TrainConfig) -> dict:
 
     if not world.main:
         return world.from_main(None)
+    if report:
+        report({"event": "saving"})
+    run["train_seconds"], run["seconds"] = clock.training, clock.seconds()
     model.load_state_dict(best_state)
-    bigram, baseline_ppls = task.baselines()
     model = task.mix(model, bigram)
     metrics = final_metrics(model, task, run, text, baseline_ppls) | {"processes": world.size}
     export(model, bigram, Path(cfg.out), metrics)
@@ -339,6 +409,38 @@ def train_in(world, device, cfg: TrainConfig) -> dict:
                    f"{run['best_epoch']}, the bigram mixed in at {metrics['count_weight']:.0%}{lexicon}); saved to "
                    f"{cfg.out}")
     return world.from_main(metrics)
+
+
+class Clock:
+    """A run's time: all of it (from `before` seconds of earlier sessions of the run), and the part spent on
+    training steps, apart from measuring; says when the next point is due."""
+
+    def __init__(self, before: float = 0.0):
+        self.started = time.perf_counter() - before
+        self.training, self.measured, self.last_point, self.mark = 0.0, 0.0, self.seconds(), self.seconds()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def trained(self) -> None:
+        """A step ended: the time since the last mark was training."""
+        now = self.seconds()
+        self.training, self.mark = self.training + now - self.mark, now
+
+    @contextlib.contextmanager
+    def measuring(self):
+        yield
+        self.mark = self.last_point = self.seconds()
+
+    def due(self, cfg: TrainConfig, stop) -> str | None:
+        """After a step: "stop" when asked to or past the time budget, "point" when cfg.eval_seconds have passed
+        since the last point, else None (the epoch's end measures anyway)."""
+        if (stop is not None and stop.is_set()) or (cfg.max_minutes is not None and
+                                                     self.seconds() >= 60 * cfg.max_minutes):
+            return "stop"
+        if cfg.eval_seconds and self.seconds() - self.last_point >= cfg.eval_seconds:
+            return "point"
+        return None
 
 
 def write_progress(cfg: TrainConfig, run: dict) -> None:
@@ -353,12 +455,6 @@ def write_progress(cfg: TrainConfig, run: dict) -> None:
     os.replace(tmp, path)
 
 
-def epoch_seconds(run: dict) -> float:
-    """The last epoch's length: a run with a time budget does not start an epoch it cannot finish."""
-    history = run["history"]
-    return history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0) if history else 0.0
-
-
 def final_metrics(model, task, run, text, baseline_ppls: dict) -> dict:
     cfg, train_text = task.cfg, task.train_text
     return {
@@ -366,14 +462,15 @@ def final_metrics(model, task, run, text, baseline_ppls: dict) -> dict:
         "corpus_chars": len(text), "train_chars": len(train_text), "val_chars": len(text) - len(train_text),
         "val_fraction": cfg.val_fraction,
         "vocab_size": len(model.vocab), "params": model.num_parameters(),
-        "train_ppl": task.train_perplexity(model),
+        "train_ppl": task.train_perplexity(model),  # on at most TRAIN_PPL_CHARS of it
         "val_ppl": task.validate(model),
         "network_val_ppl": run["best_val"], "count_weight": getattr(model, "count_weight", 0.0),
         "lexicon_weight": getattr(model, "lexicon_weight", 0.0),
         **baseline_ppls,
-        "best_epoch": run["best_epoch"], "epochs": run["epoch"],
+        "best_epoch": run["best_epoch"], "epochs": run["history"][-1]["epoch"] if run["history"] else 0,
         "train_seconds": round(run["seconds"], 2),
-        "chars_per_second": round(run["chars"] / max(run["train_seconds"], 1e-9)),
+        "chars_per_second": round(run["chars"] / max(run["train_seconds"], 1e-9)),  # training steps only
+        "steps": run["steps"],
         "history": run["history"],
         "samples": task.samples(model),
         "device": str(next(model.parameters()).device), "torch": torch.__version__,
