@@ -26,7 +26,8 @@ import gradio as gr  # noqa: E402
 
 from engine.catalog import Variant, load_models  # noqa: E402
 from engine.settings import Settings, SettingsError  # noqa: E402
-from ui import arrivals, compare, generate, lyric, next_line, score, server  # noqa: E402
+from engine.training import MOST_PER_SESSION, Trained  # noqa: E402
+from ui import arrivals, common, compare, generate, lyric, next_line, score, server, train  # noqa: E402
 from ui.common import NO_MODELS, log, writing  # noqa: E402
 
 MODELS_FILE = Path(__file__).with_name("models.txt")
@@ -48,10 +49,12 @@ CSS = """
 
 
 def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | None = None,
-               coming: arrivals.Arrivals | None = None, decoding: str = "loop") -> gr.Blocks:
+               coming: arrivals.Arrivals | None = None, decoding: str = "loop", trained: Trained | None = None
+               ) -> gr.Blocks:
     """The page; `coming` brings the models still training into it as they arrive; decoding as the models were
-    loaded with (engine.settings)."""
+    loaded with (engine.settings); `trained`, the visitors' own trainings, adds the Train tab."""
     next_lines = {} if next_lines is None else next_lines
+    common.TRAINED[:] = [trained] if trained else []
     with gr.Blocks(title="charrnn · character-level lyrics writer") as demo:
         gr.Markdown("# charrnn\nCharacter-level recurrent networks that write Jay Chou style lyrics (and Victorian "
                     "prose), one character at a time. Choose a model, give it a start and a form, and watch it write.")
@@ -63,9 +66,14 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
         with gr.Tab("Score"):
             shader = score.build(variants)
         with gr.Tab("Compare"):
-            cards = compare.build(variants, slots=len(variants) + len(coming.coming if coming else []))
+            own = MOST_PER_SESSION if trained else 0
+            cards = compare.build(variants, slots=len(variants) + len(coming.coming if coming else []) + own)
         with gr.Tab("Next line"):
             next_writer = next_line.build(next_lines)
+        if trained:
+            with gr.Tab("Train"):
+                train.build(variants, trained, [writer, shader])
+            demo.unload(lambda request: trained.end(request.session_hash))
         if coming:
             with banner:
                 arrivals.build(coming, [("variants", writer), ("variants", shader), ("next_lines", next_writer)],
@@ -75,8 +83,10 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
 
 def launch(demo: gr.Blocks, decoding: str = "loop", **options):
     """Launch with the page's look (Gradio 6 takes theme and css here), its tools served over MCP too (at
-    /gradio_api/mcp/), and the server's guard and session sweeper (ui/server.py); options go to demo.launch."""
-    return demo.launch(theme=THEME, css=CSS, mcp_server=True,
+    /gradio_api/mcp/), the server's guard and session sweeper (ui/server.py), and the trained models' zips
+    downloadable by the path /train gives (each under its session's secret name); options go to demo.launch."""
+    trained = [t.root for t in common.TRAINED]
+    return demo.launch(theme=THEME, css=CSS, mcp_server=True, allowed_paths=trained,
                        max_threads=writing(decoding)["concurrency_limit"] + SPARE_THREADS,
                        state_session_capacity=server.STATE_SESSIONS, app_kwargs=server.app_kwargs(demo), **options)
 
@@ -96,7 +106,8 @@ def main() -> None:
     coming.start(variants, next_lines)
     if not variants and not coming.coming:
         log.warning(NO_MODELS.replace("**", "").replace("`", ""))
-    demo = build_demo(variants, next_lines, coming, settings.decoding)
+    trained = Trained(settings.trained_root, settings.trainings, settings.device.type)
+    demo = build_demo(variants, next_lines, coming, settings.decoding, trained)
     # What is loaded by now lives as long as the server: out of the collector's sight, a full collection no longer
     # walks it: such walks stalled every stream at once (bench/app_latency.py, docs/results.md).
     gc.freeze()

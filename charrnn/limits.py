@@ -35,3 +35,5 @@ LINE = 500  # characters of the line a next-line model answers
 TRAINING_TEXT = Range(2_000, 5_000_000)  # characters of a text to train on (fewer: too little to hold out a part)
 TRAINING_BYTES = 20_000_000  # bytes of an uploaded text file (5,000,000 characters of Chinese in UTF-8 are 15 MB)
 NEXT_LINE_LENGTH = 40  # characters a next-line model writes (the lyrics' longest line has 34)
+TRAINING_MINUTES = Range(0.25, 10)  # a training's time budget in the page and the API
+TRAINED_ZIP_BYTES = 200_000_000  # bytes of a trained folder uploaded as a zip, unpacked (a large model is ~20 MB)

@@ -8,8 +8,11 @@ there, never at an import.
 | CHARRNN_DECODING | loop: each model's decoding loop batches every listener; per-request: each decodes alone | per-request on ZeroGPU, else loop |
 | CHARRNN_DECODERS | decoding processes the loops are dealt out to | one per core (one on a GPU) |
 | CHARRNN_TRAINING | 1: models listed but not yet written are training; they join the page when written | off |
+| CHARRNN_TRAININGS | visitors' trainings at once (the Train tab, /train); the others wait in line | one per two cores |
+| CHARRNN_TRAINED_DIR | where visitors' trained models are kept (emptied at start) | charrnn-trained in the temp dir |
 """
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,8 @@ class Settings:
     decoders: int | None = None  # None: one per core (one on a GPU)
     training: bool = False
     device: torch.device = field(default_factory=default_device)
+    trainings: int | None = None  # None: engine.training.default_slots()
+    trained_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "charrnn-trained")
 
     @classmethod
     def from_environ(cls, models_file: Path, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -45,9 +50,15 @@ class Settings:
         decoders = environ.get("CHARRNN_DECODERS", "")
         if decoders and not (decoders.isdigit() and int(decoders) >= 1):
             raise SettingsError(f"CHARRNN_DECODERS must be a whole number of processes, 1 or more; got {decoders!r}")
+        trainings = environ.get("CHARRNN_TRAININGS", "")
+        if trainings and not (trainings.isdigit() and int(trainings) >= 1):
+            raise SettingsError(f"CHARRNN_TRAININGS must be a whole number of trainings at once, 1 or more; got "
+                                f"{trainings!r}")
         listed = environ.get("CHARRNN_MODELS")
         sources = model_sources(listed, Path(environ.get("CHARRNN_MODELS_FILE", models_file)))
-        return cls(sources, decoding, int(decoders) if decoders else None, bool(environ.get("CHARRNN_TRAINING")))
+        root = Path(environ.get("CHARRNN_TRAINED_DIR") or Path(tempfile.gettempdir()) / "charrnn-trained")
+        return cls(sources, decoding, int(decoders) if decoders else None, bool(environ.get("CHARRNN_TRAINING")),
+                   trainings=int(trainings) if trainings else None, trained_root=root)
 
 
 def model_sources(listed: str | None, models_file: Path) -> list[str]:

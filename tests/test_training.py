@@ -101,7 +101,8 @@ def test_resume_refuses_a_checkpoint_of_other_settings(lyrics_file, tmp_path):
 def test_time_budget_stops_training_within_an_epoch(lyrics_file, tmp_path):
     """The budget is checked after every step: a run whose first epoch would outlast it stops in that epoch and
     exports what it measured there."""
-    metrics = train(tiny_config(lyrics_file, tmp_path / "m", epochs=50, patience=50, max_minutes=0.001))
+    metrics = train(tiny_config(lyrics_file, tmp_path / "m", epochs=50, patience=50, max_minutes=0.001,
+                                batch_size=2, num_steps=8))  # hundreds of steps an epoch: longer than the budget
     assert 0 < metrics["epochs"] < 1 and len(metrics["history"]) == 1 and math.isfinite(metrics["val_ppl"])
     assert (tmp_path / "m" / "model.safetensors").is_file()
 

@@ -47,7 +47,8 @@ HELP = {
                "this one learns from as well (knowledge distillation)",
     "distill": "with --teacher: the teacher's share of the loss (the rest is the smoothed cross-entropy)",
     "epochs": "most passes over the training text",
-    "patience": "stop after this many epochs without a better validation perplexity",
+    "patience": "stop after this many measurements (epochs; with --eval-seconds, points) without a better held-out "
+                "perplexity",
     "max_minutes": "stop once this many minutes have passed (the best weights measured are kept)",
     "eval_seconds": "also measure (held-out perplexity, best weights kept) within an epoch once this many seconds "
                     "have passed since the last measurement; 0: at the end of each epoch only",

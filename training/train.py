@@ -41,6 +41,9 @@ COUNT_WEIGHTS = [k / 20 for k in range(20)]  # each count model's shares tried o
 # The training perplexity in the metrics is measured on at most this much of the training text: scoring the rest of a
 # large upload would keep its person waiting for a figure this many characters already say.
 TRAIN_PPL_CHARS = 200_000
+# The page's model sizes (embedding and recurrent state); the rest of a network is TrainConfig's default.
+SIZES = {"small": dict(embed_size=64, hidden_size=128), "medium": dict(embed_size=128, hidden_size=256),
+         "large": dict(embed_size=256, hidden_size=512)}
 # What a trained model's config says of its network, which a run that starts from it takes as its own.
 NETWORK_SETTINGS = ("cell", "embed_size", "hidden_size", "num_layers", "dropout", "one_hot", "head_size",
                     "embed_dropout", "weight_drop")
@@ -317,7 +320,7 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
     averaged = AveragedModel(model, multi_avg_fn=ema(cfg.ema), use_buffers=True)
     optimizer = make_optimizer(cfg, model.parameters())
     run = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "seconds": 0.0, "train_seconds": 0.0, "chars": 0,
-           "steps": 0, "history": []}
+           "steps": 0, "since_best": 0, "history": []}
     best_state = copy.deepcopy(averaged.module.state_dict())
 
     path = cfg.checkpoint_path
@@ -327,7 +330,9 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
         model.load_state_dict(saved["model"])
         averaged.load_state_dict(saved["averaged"])
         optimizer.load_state_dict(saved["optimizer"])
-        best_state, run = saved["best"], {"steps": 0, **saved["run"]}
+        best_state, run = saved["best"], saved["run"]
+        run.setdefault("steps", 0)
+        run.setdefault("since_best", run["epoch"] - run["best_epoch"])
         if world.main:
             tqdm.write(f"resumed {path} after epoch {run['epoch']}")
     bigram, baseline_ppls = task.baselines() if world.main else (None, {})
@@ -345,6 +350,7 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
         nonlocal best_state
         val_ppl = task.validate(averaged.module)
         best = val_ppl < run["best_val"]
+        run["since_best"] = 0 if best else run["since_best"] + 1
         if best:
             run["best_val"], run["best_epoch"] = val_ppl, math.ceil(epoch)
             best_state = copy.deepcopy(averaged.module.state_dict())
@@ -358,40 +364,50 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
         if report:
             report({"event": "point", **point, "best": best, "samples": task.samples(averaged.module)})
 
+    loss_sum, count = 0.0, 0  # the training loss since the last point
+
+    def point(epoch: float) -> None:
+        """A point of the curve, every rank taking part."""
+        nonlocal loss_sum, count
+        total_loss, total_count = world.total(loss_sum, count)
+        if world.main:
+            with clock.measuring():
+                measure(epoch, total_loss, total_count)
+        loss_sum, count = 0.0, 0
+
+    def decision() -> str | None:
+        """Rank 0's word after a step, on every rank: "stop", "point" or None."""
+        patient = run["since_best"] < cfg.patience
+        return world.from_main(world.main and (clock.due(cfg, stop) if patient else "stop"))
+
     for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
         if world.main:
             write_progress(cfg, run)
-        if stopped or run["epoch"] - run["best_epoch"] >= cfg.patience:
+        if stopped or run["since_best"] >= cfg.patience:
             break
-        loss_sum, count = 0.0, 0
         for step_loss, n, done in steps(trained_model, averaged, optimizer, task, cfg, epoch, device, world):
             loss_sum, count = loss_sum + step_loss, count + n
             run["steps"] += 1
             run["chars"] += int(world.total(n)[0])
             clock.trained()
-            now = world.from_main(world.main and clock.due(cfg, stop))
-            if now:
-                loss_sum, count = world.total(loss_sum, count)
-                if world.main:
-                    with clock.measuring():
-                        measure(epoch - 1 + done, loss_sum, count)
-                loss_sum, count = 0.0, 0
-                now = world.from_main(world.main and clock.due(cfg, stop))  # a stop asked for by the report
+            if now := decision():
+                point(epoch - 1 + done)
+                now = decision()  # a stop asked for by the report, or patience run out
             if now == "stop":
                 stopped = True
                 break
         if stopped:
             break
-        loss_sum, count = world.total(loss_sum, count)
+        if not cfg.eval_seconds:  # else the points come by time, and epochs may be much shorter
+            point(epoch)
         if world.main:
-            if count:
-                with clock.measuring():
-                    measure(epoch, loss_sum, count)
             run["epoch"], run["train_seconds"], run["seconds"] = epoch, clock.training, clock.seconds()
             checkpoint.save(path, {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
                                    "averaged": averaged.state_dict(), "optimizer": optimizer.state_dict(),
                                    "best": best_state, "run": run})
         run = world.from_main(run)  # every rank stops where rank 0 does
+    if count:  # steps since the last point (the last epochs of a run measured by time)
+        point(run["epoch"])
 
     if not world.main:
         return world.from_main(None)

@@ -91,7 +91,19 @@ def worded(error: Exception) -> str:
     return f"{str(error)[:1].upper()}{str(error)[1:]}."
 
 
-def variant_of(variants: dict[str, Variant], name) -> Variant:
+# The models visitors trained (engine.training.Trained), where the page has a Train tab: build_demo sets it.
+TRAINED = []
+
+
+def models_for(variants: dict[str, Variant], request: gr.Request | None) -> dict[str, Variant]:
+    """The app's models, then the ones this request's session trained (no other session sees them)."""
+    if not TRAINED or request is None or not request.session_hash:
+        return dict(variants)
+    return {**variants, **TRAINED[0].models_of(request.session_hash)}
+
+
+def variant_of(variants: dict[str, Variant], name, request: gr.Request | None = None) -> Variant:
+    variants = models_for(variants, request)
     if name not in variants:
         raise refusal(NO_MODELS if not variants else
                       f"Unknown model {quoted(name)}; choose one of: {', '.join(variants)}.")

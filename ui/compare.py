@@ -8,7 +8,7 @@ import gradio as gr
 from charrnn import limits
 from engine.catalog import side_by_side
 
-from .common import CONCURRENCY, DECODING, Variant, documented, number, refusal, string, worded
+from .common import CONCURRENCY, DECODING, Variant, documented, models_for, number, refusal, string, worded
 from .lyric import plain, prefix_html
 
 UPDATE_EVERY = 0.1
@@ -29,7 +29,7 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
     """The side-by-side writers, inside the caller's Blocks, with a card for each model and for `slots` in all
     (models still training get theirs when they arrive: see refresh); returns the cards."""
 
-    def race(start, length, temperature, seed, lines, no_repeat_ngram) -> Iterator[list[tuple]]:
+    def race(start, length, temperature, seed, lines, no_repeat_ngram, request) -> Iterator[list[tuple]]:
         """Every model writing the same start together, through the engine: per model, (name, its text so far, its
         mean log-probability under itself once it is done, why it could not write)."""
         if not variants:
@@ -40,13 +40,13 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
                        lines=number("Lines", lines, limits.LINES, whole=True) or None,
                        no_repeat_ngram=number("No repeated n-gram", no_repeat_ngram, limits.NO_REPEAT_NGRAM, whole=True))
         length = number("Length", length, limits.LENGTH, whole=True)
-        racing = dict(variants)  # a model arriving meanwhile joins the next comparison
+        racing = models_for(variants, request)  # a model arriving meanwhile joins the next comparison
         for rows in side_by_side(racing, start, length, options, UPDATE_EVERY):
             yield [(name, text, done.mean_logprob if done else None, worded(error) if error else "")
                    for name, (text, done, error) in rows.items()]
 
     def compare(start: str, length: int = 120, temperature: float = 0.8, seed: int = 1, lines: int = 0,
-                no_repeat_ngram: int = 4) -> Iterator[list[dict]]:
+                no_repeat_ngram: int = 4, request: gr.Request = None) -> Iterator[list[dict]]:
         """Every model continues the same start with the same seed and options, together; streams their texts so far.
 
         Args:
@@ -60,12 +60,12 @@ def build(variants: dict[str, Variant], slots: int = 0) -> list[gr.HTML]:
         Returns:
             one dict per model: variant, text (the continuation so far), mean_logprob (under that model), error.
         """
-        for rows in race(start, length, temperature, seed, lines, no_repeat_ngram):
+        for rows in race(start, length, temperature, seed, lines, no_repeat_ngram, request):
             yield [dict(variant=name, text=text, mean_logprob=mean, error=error) for name, text, mean, error in rows]
 
-    def write_all(start, length, temperature, seed, lines, avoid_loops):
-        for rows in race(start, length, temperature, seed, lines, 4 if avoid_loops else 0):
-            shown = [card(name, start or "", *row) for name, *row in rows]
+    def write_all(start, length, temperature, seed, lines, avoid_loops, request: gr.Request):
+        for rows in race(start, length, temperature, seed, lines, 4 if avoid_loops else 0, request):
+            shown = [gr.HTML(card(name, start or "", *row), visible=True) for name, *row in rows[:len(cards)]]
             yield shown + [gr.skip()] * (len(cards) - len(shown))
 
     with gr.Row():

@@ -12,7 +12,7 @@ from charrnn import limits
 from charrnn.names import CORPUS_NAMES
 from charrnn.rhyme import GROUPS
 
-from .common import (Busy, Variant, describe, documented, number, page_seed, prefix_notices, refused, seed_box,
+from .common import (Busy, Variant, describe, documented, models_for, number, page_seed, prefix_notices, refused, seed_box,
                      string, variant_of, warn_about_prefix, writing)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
@@ -95,8 +95,8 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
     """The writer's controls and events, inside the caller's Blocks (decoding: engine.settings); returns its model
     list."""
 
-    def decode(name, prefix, details, length, *options) -> Iterator[list]:
-        variant = variant_of(variants, name)
+    def decode(request, name, prefix, details, length, *options) -> Iterator[list]:
+        variant = variant_of(variants, name, request)
         prefix = warn_about_prefix(variant, string("Prefix", prefix, limits.TEXT))
         length, options = form_options(variant, length, *options)
         try:
@@ -107,7 +107,8 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
 
     def generate(variant: str, prefix: str, length: int = 200, temperature: float = 0.8, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, lines: int = 0, acrostic: str = "", rhyme: str = "off",
-                 repetition_penalty: float = 1.0, no_repeat_ngram: int = LOOP_NGRAM) -> Iterator[str]:
+                 repetition_penalty: float = 1.0, no_repeat_ngram: int = LOOP_NGRAM,
+                 request: gr.Request = None) -> Iterator[str]:
         """Continue `prefix` with the model named `variant`, streaming the continuation so far (without the prefix).
 
         Args:
@@ -126,7 +127,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
             repetition_penalty: $REPETITION_PENALTY: 1 is off; above 1 makes characters already used less likely (CTRL's penalty).
             no_repeat_ngram: $NO_REPEAT_NGRAM: never write the same run of this many characters twice (0 is off; 4 avoids loops).
         """
-        chunks = decode(variant, prefix, False, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
+        chunks = decode(request, variant, prefix, False, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
                         repetition_penalty, no_repeat_ngram)
         next(chunks)  # the prefix
         written = ""
@@ -135,9 +136,9 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
             yield written
 
     def write(name, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
-              loop_length, repetition_penalty):
+              loop_length, repetition_penalty, request: gr.Request):
         """The page's view of generate: the whole lyric as HTML, each new character shaded by its probability."""
-        chunks = decode(name, prefix, True, length, temperature, top_k, top_p, page_seed(seed), lines, acrostic,
+        chunks = decode(request, name, prefix, True, length, temperature, top_k, top_p, page_seed(seed), lines, acrostic,
                         rhyme, repetition_penalty, loop_length if avoid_loops else 0)
         lyric = prefix_html(next(chunks))
         yield lyric
@@ -148,7 +149,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
     def candidates(variant: str, prefix: str, n: int = PAGE_CANDIDATES, length: int = 200, temperature: float = 0.8,
                    top_k: int = 0, top_p: float = 1.0, seed: int | None = None, lines: int = 0, acrostic: str = "",
                    rhyme: str = "off", repetition_penalty: float = 1.0,
-                   no_repeat_ngram: int = LOOP_NGRAM) -> list[dict]:
+                   no_repeat_ngram: int = LOOP_NGRAM, request: gr.Request = None) -> list[dict]:
         """Write `n` continuations of `prefix` together and rank them, best first, by the model's mean log-probability.
 
         Args:
@@ -169,7 +170,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
         Returns:
             one dict per candidate: text (the continuation), logprob (total, natural log), mean_logprob, perplexity.
         """
-        variant_ = variant_of(variants, variant)
+        variant_ = variant_of(variants, variant, request)
         prefix = warn_about_prefix(variant_, string("Prefix", prefix, limits.TEXT))
         n = number("n", n, limits.CANDIDATES, whole=True)
         length, options = form_options(variant_, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme,
@@ -182,9 +183,9 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
                 for c in found]
 
     def write_candidates(name, prefix, length, temperature, top_k, top_p, seed, lines, acrostic, rhyme, avoid_loops,
-                         loop_length, repetition_penalty):
+                         loop_length, repetition_penalty, request: gr.Request):
         found = candidates(name, prefix, PAGE_CANDIDATES, length, temperature, top_k, top_p, page_seed(seed), lines,
-                           acrostic, rhyme, repetition_penalty, loop_length if avoid_loops else 0)
+                           acrostic, rhyme, repetition_penalty, loop_length if avoid_loops else 0, request)
         tail = (prefix or "")[-limits.PREFIX:].split("\n")[-1]  # the prefix's last line, to read each on from
         cards = [candidate_html(rank, tail, c["text"], c["perplexity"], c["mean_logprob"])
                  for rank, c in enumerate(found, 1)]
@@ -250,13 +251,14 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
     gr.Markdown(f"<small>Decoding on {'a GPU' if on_gpu else 'the CPU'}; also callable from Python "
                 "with gradio_client and by AI agents over MCP (see “Use via API” below).</small>")
 
-    def chosen(name):
-        variant = variants.get(name)
+    def chosen(name, request: gr.Request):
+        variant = models_for(variants, request).get(name)
         return (describe(variant) if variant else "",
                 gr.Dropdown(choices=rhyme_choices(variant), value="off"))
 
-    def prefix_notice(name, text_):
-        return "\n\n".join(f"⚠️ {html.escape(n)}" for n in prefix_notices(variants.get(name), text_ or ""))
+    def prefix_notice(name, text_, request: gr.Request):
+        variant = models_for(variants, request).get(name)
+        return "\n\n".join(f"⚠️ {html.escape(n)}" for n in prefix_notices(variant, text_ or ""))
 
     picker.change(chosen, picker, [info, rhyme], queue=False, api_visibility="private")
     gr.on([picker.change, prefix.change], prefix_notice, [picker, prefix], notice, queue=False,

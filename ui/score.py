@@ -8,7 +8,7 @@ import gradio as gr
 from charrnn import limits
 from engine.workers import cores
 
-from .common import CONCURRENCY, Variant, documented, number, refusal, refused, string, variant_of
+from .common import CONCURRENCY, Variant, documented, models_for, number, refusal, refused, string, variant_of
 from .lyric import scored_html, surprise_svg, visible
 
 TOP = 10
@@ -38,7 +38,7 @@ def bigram_perplexity(variant: Variant, text: str, context: str = "") -> float |
 def build(variants: dict[str, Variant]) -> gr.Dropdown:
     """The scoring endpoint, inside the caller's Blocks."""
 
-    def score(variant: str, text: str, context: str = "", top: int = TOP) -> dict:
+    def score(variant: str, text: str, context: str = "", top: int = TOP, request: gr.Request = None) -> dict:
         """How likely the model named `variant` finds a text: its fair perplexity and the characters that surprised
         it most, each with what the model expected there instead.
 
@@ -56,7 +56,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
             model ships none), and surprising: a list of {position, line, column, char, prob, rank,
             expected: [[char, prob], ...]}.
         """
-        chosen = variant_of(variants, variant)
+        chosen = variant_of(variants, variant, request)
         scored = string("Text", text, limits.TEXT)
         if not scored:
             raise refusal("Give some text to score.")
@@ -73,7 +73,7 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
         return dict(perplexity=result.perplexity, nll=result.nll, count=result.count,
                     bigram_perplexity=bigram_perplexity(chosen, scored, context), surprising=surprising)
 
-    def models() -> list[dict]:
+    def models(request: gr.Request = None) -> list[dict]:
         """The models this app offers: pass a `name` as the `variant` of the other tools.
 
         Returns:
@@ -82,17 +82,20 @@ def build(variants: dict[str, Variant]) -> gr.Dropdown:
         """
         return [dict(name=name, cell=v.model.cell, parameters=v.model.num_parameters(), vocabulary=len(v.model.vocab),
                      corpus=v.metrics.get("corpus"), held_out_perplexity=v.metrics.get("val_ppl"),
-                     bigram_perplexity=v.metrics.get("bigram_ppl")) for name, v in list(variants.items())]
+                     bigram_perplexity=v.metrics.get("bigram_ppl"))
+                for name, v in models_for(variants, request).items()]
 
-    def read(text_: str, name: str):
-        """The page's view: the table of every model, then the chosen model's shaded text, plot and list."""
-        chosen = variant_of(variants, name).model
+    def read(text_: str, name: str, request: gr.Request):
+        """The page's view: the table of every model (the session's own too), then the chosen model's shaded text,
+        plot and list."""
+        listed_ = models_for(variants, request)
+        chosen = variant_of(listed_, name).model
         lyric = string("Text", text_, limits.TEXT)
         if not lyric:
             raise refusal("Paste a lyric (or click an example) to score.")
         result = chosen.score(lyric)  # the chosen model's row reuses it: each model reads the text once
         rows = sorted((result.perplexity if other == name else variant.model.score(lyric, details=False).perplexity,
-                       other, bigram_perplexity(variant, lyric)) for other, variant in list(variants.items()))
+                       other, bigram_perplexity(variant, lyric)) for other, variant in listed_.items())
         table_ = "".join(f"<tr><td>{html.escape(other)}</td><td>{figure(ppl)}</td><td>{figure(bigram) if bigram else '–'}"
                          f"</td><td>{f'{ppl / bigram:.2f}x' if bigram else '–'}</td></tr>" for ppl, other, bigram in rows)
         surprising = ["| line:column | char | probability (rank) | expected instead |", "|---|---|---|---|"]
