@@ -72,8 +72,11 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
             next_writer = next_line.build(next_lines)
         if trained:
             with gr.Tab("Train"):
-                train.build(variants, trained, [writer, shader])
-            demo.unload(lambda request: trained.end(request.session_hash))
+                train.build(variants, trained, writer, shader)
+
+            def closed(request: gr.Request) -> None:  # the tab closed: its trainings end, its models go later
+                trained.end(request.session_hash)
+            demo.unload(closed)
         if coming:
             with banner:
                 arrivals.build(coming, [("variants", writer), ("variants", shader), ("next_lines", next_writer)],

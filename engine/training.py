@@ -33,7 +33,7 @@ from charrnn.lexicon import LEXICON_NAME
 from charrnn.loading import is_next_line
 from charrnn.names import METRICS_NAME
 
-from .catalog import Variant, read_bigram, read_metrics
+from .catalog import ALONE, Variant, read_bigram, read_metrics
 from .workers import cores
 
 log = logging.getLogger(__name__)
@@ -230,9 +230,10 @@ class Trained:
         """The session's model as a zip of its Hub-ready folder (a folder named after it inside), made once."""
         variant = self.models_of(session)[name]
         folder = Path(variant.source)
-        archive = folder.with_suffix(".zip")
+        inside = re.sub(r"[^A-Za-z0-9_.-]", "-", name).strip("-.") or "charrnn-model"
+        archive = folder.with_name(f"{folder.name}-zip") / f"{inside}.zip"
         if not archive.is_file():
-            inside = re.sub(r"[^A-Za-z0-9_.-]", "-", name).strip("-.") or "charrnn-model"
+            archive.parent.mkdir(exist_ok=True)
             with zipfile.ZipFile(archive.with_suffix(".tmp"), "w", zipfile.ZIP_DEFLATED) as z:
                 for path in sorted(folder.iterdir()):
                     z.write(path, f"{inside}/{path.name}")
@@ -309,9 +310,9 @@ def take_trained_files(archive: Path, folder: Path) -> None:
 
 
 def forget(variant: Variant) -> None:
-    from .catalog import ALONE
     ALONE.pop(variant.source, None)
-    shutil.rmtree(variant.source, ignore_errors=True)
+    for folder in (variant.source, f"{variant.source}-zip"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def unique_name(name: str, taken) -> str:

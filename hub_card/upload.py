@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants, get_token
-from huggingface_hub.errors import HFValidationError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 
@@ -47,14 +47,31 @@ class Commit:
                  f"commit message: {self.message}", f"files ({len(self.files)}):"]
         return "\n".join(lines + [f"  {name}  {(self.folder / name).stat().st_size:,} bytes" for name in self.files])
 
-    def upload(self, token: str) -> str:
-        """Create the repo (and branch) if needed, commit the files; returns the commit's URL."""
-        api = HfApi(token=token)
-        api.create_repo(self.repo_id, repo_type=self.repo_type, private=self.private or None, exist_ok=True,
-                        space_sdk="gradio" if self.repo_type == "space" else None)
+    def upload(self, token: str, endpoint: str | None = None) -> str:
+        """Create the repo (and branch) if needed, commit the files; returns the commit's URL. endpoint: the Hub's
+        (default: HF_ENDPOINT's)."""
+        api = HfApi(token=token, endpoint=endpoint)
+        self.create_repo(api)
         if self.revision != constants.DEFAULT_REVISION:
             api.create_branch(self.repo_id, branch=self.revision, repo_type=self.repo_type, exist_ok=True)
         info = api.upload_folder(folder_path=self.folder, repo_id=self.repo_id, repo_type=self.repo_type,
                                  revision=self.revision, commit_message=self.message, allow_patterns=self.files)
         return info.commit_url
 
+    def create_repo(self, api: HfApi) -> None:
+        """The repo, created if new. As create_repo's exist_ok, a refusal is passed over where the repo exists (409:
+        the Hub's "already created"; 401, 402, 403: a token that may write to it but not create repos), but only
+        where this very repo exists: exist_ok passes over every 409, so a name held by a repo of another type would
+        fail later, at the commit, as a repo not found."""
+        try:
+            api.create_repo(self.repo_id, repo_type=self.repo_type, private=self.private or None,
+                            space_sdk="gradio" if self.repo_type == "space" else None)
+        except HfHubHTTPError as e:
+            if not (e.response is not None and e.response.status_code in (401, 402, 403, 409) and self.exists(api)):
+                raise
+
+    def exists(self, api: HfApi) -> bool:
+        try:
+            return api.repo_exists(self.repo_id, repo_type=self.repo_type)
+        except HfHubHTTPError:
+            return False

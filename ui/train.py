@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import pandas as pd
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
@@ -24,13 +25,22 @@ from training.train import DATA_DIR, SIZES, TrainConfig
 
 from .common import Variant, documented, models_for, number, refusal, string
 
+try:
+    import httpx2  # huggingface_hub 2's HTTP client
+except ImportError:
+    httpx2 = httpx  # huggingface_hub 1's
+# The Hub out of reach: requests' errors (huggingface_hub 0.x) and the offline mode's are OSErrors, httpx's are not.
+UNREACHABLE = (OSError, httpx.TransportError, httpx2.TransportError)
+
 SCRATCH = "from scratch"
 SAMPLE_LENGTH = 80
 EVAL_SECONDS = 5.0  # a point of the curve at least this often (and at the end of every epoch)
 MOST_HELD_OUT = 50_000  # characters: a tenth of the text is held out, but no more than this, so each point is quick
 SAMPLES_SHOWN = 4
 BUNDLED = {"Jay Chou lyrics": "jaychou_lyrics.txt", "The Time Machine": "timemachine.txt"}
-EMPTY_CURVE = pd.DataFrame({"seconds": [], "perplexity": [], "curve": []})
+CURVES = {"training": "#3b6ea5", "held-out": "#e8590c", "unigram": "#adb5bd", "bigram": "#2b8a3e"}
+EMPTY_CURVE = pd.DataFrame({"seconds": pd.Series([], dtype=float), "perplexity": pd.Series([], dtype=float),
+                            "curve": pd.Series([], dtype=str)})  # a text column: the colours are a legend, not a scale
 
 
 def bundled() -> dict[str, Path]:
@@ -142,8 +152,10 @@ class Run:
         return pd.DataFrame(rows, columns=["seconds", "perplexity", "curve"]) if rows else EMPTY_CURVE
 
 
-def build(variants: dict[str, Variant], trained: Trained, pickers: list[gr.Dropdown]) -> None:
-    """The Train tab inside the caller's Blocks; pickers (Write's, Score's) list this session's models once trained."""
+def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, shader: gr.Dropdown) -> None:
+    """The Train tab inside the caller's Blocks; the Write and Score tabs' model lists (writer, shader) list this
+    session's models once trained."""
+    pickers = [writer, shader]
     shipped = {name: v for name, v in variants.items() if isinstance(v.model, CharRNN)}
 
     def starts(request: gr.Request) -> list[str]:
@@ -158,18 +170,22 @@ def build(variants: dict[str, Variant], trained: Trained, pickers: list[gr.Dropd
             raise refusal(f"Unknown model {name!r} to start from; choose one of: {', '.join(starts(request))}.")
         return found[name]
 
-    def train_events(text: str, start: str, cell: str, size: str, minutes: float, name: str, lr: float,
-                     batch_size: int, num_steps: int, dropout: float, seed: int, request: gr.Request,
-                     ) -> Iterator[tuple[Run, dict]]:
+    def begin(text: str, start: str, cell: str, size: str, minutes: float, name: str, lr: float, batch_size: int,
+              num_steps: int, dropout: float, seed: int, request: gr.Request) -> Iterator[tuple[Run, dict]]:
+        """The training asked for, checked now (a refusal says what is wrong), its events with the page's view of
+        them as they come."""
         name = string("Name", name, 60).strip() or "my-model"
         config = config_for(text, start_of(start, request), cell, size, minutes, lr, batch_size, num_steps,
                             dropout, seed)
         if trained.running_for(request.session_hash):
             raise refusal("This session is training already: Stop it first, or wait for it to end.")
-        run = Run()
-        for event in trained.start(request.session_hash, config, name, text).events():
-            run.take(event)
-            yield run, event
+        training, run = trained.start(request.session_hash, config, name, text), Run()
+
+        def events():
+            for event in training.events():
+                run.take(event)
+                yield run, event
+        return events()
 
     def train(text: str, start: str = SCRATCH, cell: str = "lstm", size: str = "small", minutes: float = 2.0,
               name: str = "my-model", request: gr.Request = None) -> Iterator[dict]:
@@ -191,7 +207,7 @@ def build(variants: dict[str, Variant], trained: Trained, pickers: list[gr.Dropd
             (message).
         """
         text = the_text(text, None, None)
-        for run, event in train_events(text, start, cell, size, minutes, name, 5e-3, 32, 48, 0.4, 0, request):
+        for run, event in begin(text, start, cell, size, minutes, name, 5e-3, 32, 48, 0.4, 0, request):
             if event["event"] == "point":
                 event = {k: event[k] for k in ("seconds", "epoch", "step", "train_ppl", "val_ppl", "best")} | {
                     "event": "point", "sample": next(iter(event["samples"].values()), "")}
@@ -203,11 +219,13 @@ def build(variants: dict[str, Variant], trained: Trained, pickers: list[gr.Dropd
             yield event
 
     def train_page(text, uploaded, corpus, start, cell, size, minutes, name, lr, batch_size, num_steps, dropout,
-                   seed, *chosen, request: gr.Request):
+                   seed, write_model, score_model, request: gr.Request):
+        chosen = (write_model, score_model)
         keep = [gr.skip()] * (2 + len(pickers))
         source = the_text(text, uploaded, corpus)
-        for run, event in train_events(source, start, cell, size, minutes, name, lr, batch_size, num_steps, dropout,
-                                       seed, request):
+        events = begin(source, start, cell, size, minutes, name, lr, batch_size, num_steps, dropout, seed, request)
+        yield Run().status(), EMPTY_CURVE, "", gr.DownloadButton(visible=False), *keep[1:]  # the last run's gone
+        for run, event in events:
             if event["event"] == "failed":
                 yield f"⚠️ {html.escape(event['message'])}", gr.skip(), gr.skip(), *keep
                 return
@@ -229,7 +247,8 @@ def build(variants: dict[str, Variant], trained: Trained, pickers: list[gr.Dropd
             training.stop()
         return "Stopping: the best weights measured are being saved…" if trainings else gr.skip()
 
-    def continue_from(archive, *chosen, request: gr.Request):
+    def continue_from(archive, write_model, score_model, request: gr.Request):
+        chosen = (write_model, score_model)
         if not archive:
             return gr.skip(), gr.skip(), *[gr.skip()] * len(pickers)
         try:
@@ -281,7 +300,7 @@ def build(variants: dict[str, Variant], trained: Trained, pickers: list[gr.Dropd
         halt = gr.Button("Stop", variant="stop", min_width=100)
     status = gr.HTML(elem_id="train-status")
     curve = gr.LinePlot(EMPTY_CURVE, x="seconds", y="perplexity", color="curve", title="Perplexity (lower is better)",
-                        x_title="seconds", y_title="perplexity", height=280, elem_id="train-curve")
+                        x_title="seconds", y_title="perplexity", height=280, elem_id="train-curve", color_map=CURVES)
     samples = gr.Textbox(label="A sample at each point (newest first)", lines=6, max_lines=12, elem_id="train-samples")
     download = gr.DownloadButton("Download", visible=False)
     with gr.Accordion("Push to the Hugging Face Hub", open=False):
@@ -301,10 +320,14 @@ def build(variants: dict[str, Variant], trained: Trained, pickers: list[gr.Dropd
     run = go.click(train_page, [text, uploaded, corpus, start, cell, size, minutes, name, lr, batch_size, num_steps,
                                 dropout, seed, *pickers], [status, curve, samples, download, start, *pickers],
                    concurrency_limit=None, trigger_mode="once", show_progress="hidden", api_visibility="private")
-    run.then(lambda request: gr.Dropdown(choices=list(trained.models_of(request.session_hash))), None, pushed_model,
-             api_visibility="private")
+    def pushable(request: gr.Request) -> gr.Dropdown:
+        own = list(trained.models_of(request.session_hash))
+        return gr.Dropdown(choices=own, value=own[-1] if own else None)
+
+    run.then(pushable, None, pushed_model, api_visibility="private")
     halt.click(stop, None, status, queue=False, api_visibility="private")
-    archive.upload(continue_from, [archive, *pickers], [status, start, *pickers], api_visibility="private")
+    archive.upload(continue_from, [archive, *pickers], [status, start, *pickers], api_visibility="private").then(
+        pushable, None, pushed_model, api_visibility="private")
     push_button.click(push, [pushed_model, repo, token], pushed, api_visibility="private", concurrency_limit=2)
     gr.api(documented(train), api_name="train", concurrency_limit=None)
 
@@ -330,12 +353,12 @@ def publish(folder: Path, repo_name: str, token: str | None, endpoint: str | Non
         api = HfApi(token=token, endpoint=endpoint)
         repo_id = check_repo_id(f"{api.whoami()['name']}/{repo_name}")
         commit = model_commit(folder, repo_id, wheel=library_wheel())
-        url = commit.upload(token)
+        url = commit.upload(token, endpoint)
     except (HubCardError, HFValidationError) as e:
         raise refusal(f"{e}.") from None
     except HfHubHTTPError as e:
         raise refusal(hub_refusal(e, repo_name)) from None
-    except OSError as e:  # no network, the endpoint down
+    except UNREACHABLE as e:  # no network, the endpoint down
         raise refusal(f"Could not reach the Hub ({type(e).__name__}); the model is still here to download.") from None
     return f"Pushed to [{repo_id}]({url.split('/commit/')[0]})."
 
