@@ -3,10 +3,13 @@
     python app.py                      # the variants in models.txt (make models trains them)
     CHARRNN_MODELS=user/charrnn-jaychou-lstm python app.py    # or Hub repos
 """
+import atexit
 import gc
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -23,7 +26,9 @@ memory.bound_primitive_cache()  # before anything runs an LSTM: this process's a
 
 import spaces  # noqa: E402,F401  (before torch: on a ZeroGPU Space it patches torch's CUDA start-up)
 import gradio as gr  # noqa: E402
+from spaces.config import Config as SpacesConfig  # noqa: E402
 
+from charrnn import limits  # noqa: E402
 from engine.catalog import Variant, load_models  # noqa: E402
 from engine.settings import Settings, SettingsError  # noqa: E402
 from engine.training import MOST_PER_SESSION, Trained  # noqa: E402
@@ -89,9 +94,17 @@ def launch(demo: gr.Blocks, decoding: str = "loop", **options):
     /gradio_api/mcp/), the server's guard and session sweeper (ui/server.py), and the trained models' zips
     downloadable by the path /train gives (each under its session's secret name); options go to demo.launch."""
     trained = [t.root for t in common.TRAINED]
-    return demo.launch(theme=THEME, css=CSS, mcp_server=True, allowed_paths=trained,
+    return demo.launch(theme=THEME, css=CSS, mcp_server=True, allowed_paths=trained, max_file_size=limits.UPLOAD_BYTES,
                        max_threads=writing(decoding)["concurrency_limit"] + SPARE_THREADS,
                        state_session_capacity=server.STATE_SESSIONS, app_kwargs=server.app_kwargs(demo), **options)
+
+
+def own_folder() -> Path:
+    """A new folder for this server's trained models, deleted when it ends (a killed server leaves it to the
+    system's temp cleaning)."""
+    folder = Path(tempfile.mkdtemp(prefix="charrnn-trained-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def main() -> None:
@@ -109,7 +122,11 @@ def main() -> None:
     coming.start(variants, next_lines)
     if not variants and not coming.coming:
         log.warning(NO_MODELS.replace("**", "").replace("`", ""))
-    trained = Trained(settings.trained_root, settings.trainings, settings.device.type)
+    try:
+        trained = Trained(settings.trained_root or own_folder(), settings.trainings, settings.device.type,
+                          SpacesConfig.zero_gpu)
+    except ValueError as e:  # a trained-models folder that is not ours
+        sys.exit(str(e))
     demo = build_demo(variants, next_lines, coming, settings.decoding, trained)
     # What is loaded by now lives as long as the server: out of the collector's sight, a full collection no longer
     # walks it: such walks stalled every stream at once (bench/app_latency.py, docs/results.md).

@@ -23,6 +23,7 @@ from .vocab import normalize
 
 BIGRAM_NAME = "bigram.safetensors"
 WEIGHTS = [k / 20 for k in range(1, 20)]
+UNCOUNTED = ""  # no character: p_unigram of it is the <unk> slot, every never-counted character's together
 
 
 def read_arrays(path, names) -> tuple[dict, dict]:
@@ -87,14 +88,21 @@ class Bigram:
         """Its fair probability of each of chars, characters outside vocab, after each of the characters previous:
         its own where it counted the character, else its <unk> slot's share. Together they are the <unk> column of
         its rows."""
-        return np.array([self.fair_p(c, p) for p, c in zip(previous, chars)])
+        share = 1 / (1 + self.uncounted(vocab))
+        return np.array([self.fair_p(c, p) * (1.0 if c in self.unigram else share) for p, c in zip(previous, chars)])
+
+    def uncounted(self, vocab) -> int:
+        """How many characters of vocab it never counted (a model fine-tuned on its text knows others too): they
+        share its <unk> slot with the characters outside vocab, one part each."""
+        return sum(c not in self.unigram for c in vocab.chars)
 
     def rows(self, vocab, previous: list[str | None]) -> torch.Tensor:
         """P(next id | previous character) [len(previous), V] over a model's vocabulary (None: a character not
         known, so the unigram, as after any character never followed); the <unk> column holds the mass of every
         character outside the vocabulary."""
         unigram = np.zeros(len(vocab))
-        unigram[1:] = [self.p_unigram(c) for c in vocab.itos[1:]]
+        slot = self.p_unigram(UNCOUNTED) / (1 + self.uncounted(vocab))  # a never-counted character's part
+        unigram[1:] = [self.p_unigram(c) if c in self.unigram else slot for c in vocab.itos[1:]]
         unigram[vocab.unk_id] = 1 - unigram.sum()
         rows = np.tile(unigram, (len(previous), 1))
         at = {}  # each previous character that was followed -> its rows

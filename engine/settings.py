@@ -9,10 +9,9 @@ there, never at an import.
 | CHARRNN_DECODERS | decoding processes the loops are dealt out to | one per core (one on a GPU) |
 | CHARRNN_TRAINING | 1: models listed but not yet written are training; they join the page when written | off |
 | CHARRNN_TRAININGS | visitors' trainings at once (the Train tab, /train); the others wait in line | one per two cores |
-| CHARRNN_TRAINED_DIR | where visitors' trained models are kept (emptied at start) | charrnn-trained in the temp dir |
+| CHARRNN_TRAINED_DIR | where visitors' trained models are kept (emptied at start) | a new folder in the temp dir |
 """
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ class Settings:
     training: bool = False
     device: torch.device = field(default_factory=default_device)
     trainings: int | None = None  # None: engine.training.default_slots()
-    trained_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "charrnn-trained")
+    trained_root: Path | None = None  # None: a new folder in the temp dir, the server's own
 
     @classmethod
     def from_environ(cls, models_file: Path, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -56,9 +55,9 @@ class Settings:
                                 f"{trainings!r}")
         listed = environ.get("CHARRNN_MODELS")
         sources = model_sources(listed, Path(environ.get("CHARRNN_MODELS_FILE", models_file)))
-        root = Path(environ.get("CHARRNN_TRAINED_DIR") or Path(tempfile.gettempdir()) / "charrnn-trained")
+        root = environ.get("CHARRNN_TRAINED_DIR")
         return cls(sources, decoding, int(decoders) if decoders else None, bool(environ.get("CHARRNN_TRAINING")),
-                   trainings=int(trainings) if trainings else None, trained_root=root)
+                   trainings=int(trainings) if trainings else None, trained_root=Path(root) if root else None)
 
 
 def model_sources(listed: str | None, models_file: Path) -> list[str]:

@@ -11,21 +11,25 @@ kept apart from every other session's, and deleted a stated time after the sessi
 The training process talks JSON lines: the settings in, one line; then "stop" (a line) or the end of its input,
 which cancels it (so it ends with the server that started it); its events out, one a line.
 """
+import collections
 import contextlib
 import dataclasses
 import itertools
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
+
+import spaces
 
 from charrnn import CharRNN, limits
 from charrnn.counts import BIGRAM_NAME
@@ -43,6 +47,8 @@ KEEP_LONGEST = 24 * 3600.0  # seconds any trained folder stays, its session ende
 MOST_PER_SESSION = 3  # trained models a session keeps: a fourth replaces the oldest
 SWEEP_EVERY = 60.0  # seconds
 WAIT_EVENT = 1.0  # seconds between the places in line a waiting training reports
+MOST_WAITING = 8  # trainings in line at most: each waits in a thread of the web server's
+ZERO_GPU_MINUTES = 4.0  # the longest budget on ZeroGPU: a GPU is lent for about 5 minutes at most
 # What a trained folder holds (hub_card writes the card and its curve): the only files taken from an uploaded zip.
 TRAINED_FILES = {"config.json", "model.safetensors", BIGRAM_NAME, LEXICON_NAME, METRICS_NAME, "README.md",
                  "training_curve.png"}
@@ -54,7 +60,12 @@ def default_slots() -> int:
 
 
 def training_threads() -> int:
-    return max(1, cores() // 2)
+    """Every core: at its lower priority the training takes what the server and the decoding processes leave."""
+    return cores()
+
+
+class LineFull(ValueError):
+    """Too many trainings wait already: the message says so."""
 
 
 class Training:
@@ -88,31 +99,52 @@ class Training:
             self.trained.release(self)
 
     def run(self) -> Iterator[dict]:
+        failed = None
+        for event in self.on_gpu_lent() if self.trained.zero_gpu else self.in_own_process():
+            if event["event"] == "failed":
+                failed = event
+                continue
+            yield event
+        if self.cancelled.is_set():
+            return
+        if failed:
+            yield failed
+            return
+        try:
+            name = self.trained.add(self.session, self.folder, self.name)
+        except (ValueError, OSError) as e:  # ModelFileError too: a folder the training left unreadable
+            yield {"event": "failed", "message": f"The trained model could not be loaded: {e}."}
+            return
+        self.finished = True
+        yield {"event": "done", "model": name, "folder": str(self.folder)}
+
+    def in_own_process(self) -> Iterator[dict]:
+        """The training's events from a process of its own (a crash is a failed event)."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "engine.training", str(training_threads())], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", preexec_fn=lower_priority)
-        errors = []
+        errors = collections.deque(maxlen=20)  # its last words, for a crash's message
         threading.Thread(target=lambda: errors.extend(self.process.stderr), name="training errors",
                          daemon=True).start()
         self.send(json.dumps(dataclasses.asdict(self.config)))
         if self.stopping.is_set():
             self.send("stop")
-        failed = None
         for line in self.process.stdout:
-            event = json.loads(line)
-            if event["event"] == "failed":
-                failed = event
-                continue
-            yield event
+            yield json.loads(line)
         code = self.process.wait()
-        if self.cancelled.is_set():
-            return
-        if failed or code:
-            yield failed or {"event": "failed", "message": crash_message(code, errors)}
-            return
-        self.finished = True
-        yield {"event": "done", "model": self.trained.add(self.session, self.folder, self.name),
-               "folder": str(self.folder)}
+        if code and not self.cancelled.is_set():
+            yield {"event": "failed", "message": crash_message(code, errors)}
+
+    def on_gpu_lent(self) -> Iterator[dict]:
+        """On ZeroGPU: the training's events from the GPU worker ZeroGPU lends for its budget; Stop reaches it
+        through a file beside its folder."""
+        if self.stopping.is_set():
+            self.stop_file.touch()
+        yield from train_on_gpu(dataclasses.asdict(self.config))
+
+    @property
+    def stop_file(self) -> Path:
+        return Path(f"{self.config.out}.stop")
 
     def send(self, line: str) -> None:
         with contextlib.suppress(OSError, ValueError, AttributeError):  # an ended process reads nothing more
@@ -124,12 +156,16 @@ class Training:
         self.stopping.set()
         if self.process is not None:
             self.send("stop")
+        elif self.trained.zero_gpu:
+            self.stop_file.touch()
 
     def cancel(self) -> None:
         """End it now, saving nothing: its process is killed (or it leaves the line)."""
         if self.finished:
             return
         self.cancelled.set()
+        if self.trained.zero_gpu:  # the GPU worker stops at its next step; what it saves is deleted with the session
+            self.stop_file.touch()
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
@@ -139,7 +175,7 @@ def lower_priority() -> None:
     os.nice(NICE)
 
 
-def crash_message(code: int, errors: list[str]) -> str:
+def crash_message(code: int, errors: Sequence[str]) -> str:
     if code < 0:
         why = "it was killed (out of memory?)" if code == -9 else f"it ended on signal {-code}"
     else:
@@ -150,10 +186,10 @@ def crash_message(code: int, errors: list[str]) -> str:
 class Trained:
     """The trainings of every session, the line they wait in, and each session's trained models."""
 
-    def __init__(self, root: Path, slots: int | None = None, device: str = "cpu"):
-        self.root, self.slots, self.device = Path(root), slots or default_slots(), device
-        shutil.rmtree(self.root, ignore_errors=True)  # no session outlives the server that made it
-        self.root.mkdir(parents=True)
+    def __init__(self, root: Path, slots: int | None = None, device: str = "cpu", zero_gpu: bool = False):
+        """zero_gpu: train in the GPU worker ZeroGPU lends (spaces.GPU), not in a process of this server's."""
+        self.root, self.slots, self.device, self.zero_gpu = Path(root), slots or default_slots(), device, zero_gpu
+        empty_root(self.root)
         self.lock = threading.Condition()
         self.line: list[Training] = []  # waiting, first come first
         self.running: list[Training] = []
@@ -167,16 +203,20 @@ class Trained:
 
     def start(self, session: str, config, name: str, text: str) -> Training:
         """A training of config on text for session, its model to be listed as name; the text, the model and its
-        checkpoint go in the session's folder. It waits in line until events() is iterated and a slot is free."""
+        checkpoint go in the session's folder. It waits in line until events() is iterated and a slot is free;
+        LineFull where MOST_WAITING wait already."""
         out = self.folder_of(session) / f"{next(self.numbers)}"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{out}.txt").write_text(text, encoding="utf-8")
         config = dataclasses.replace(config, corpus=f"{out}.txt", out=str(out), checkpoint=f"{out}.pt",
-                                     progress=False, device=self.device)
+                                     progress=False, device="auto" if self.zero_gpu else self.device)
         training = Training(self, session, config, name)
         with self.lock:
+            if len(self.line) >= MOST_WAITING:
+                raise LineFull(f"{len(self.line)} trainings are waiting for their turn already; try again in a few "
+                               "minutes")
             self.ended.pop(session, None)
             self.line.append(training)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{out}.txt").write_text(text, encoding="utf-8")
         return training
 
     def admitted(self, training: Training, wait: float) -> bool:
@@ -206,7 +246,7 @@ class Trained:
             self.lock.notify_all()
         if not training.finished:
             shutil.rmtree(training.folder, ignore_errors=True)
-        for path in (training.config.checkpoint, training.config.corpus):
+        for path in (training.config.checkpoint, training.config.corpus, training.stop_file):
             Path(path).unlink(missing_ok=True)
 
     def running_for(self, session: str) -> list[Training]:
@@ -290,6 +330,55 @@ class Trained:
                         forget(own.pop(name))
 
 
+def empty_root(root: Path) -> None:
+    """root made empty for this server's sessions (none outlives the server that made it): a folder this class made
+    before, marked so, is emptied; any other folder with files in it is refused, never deleted."""
+    marker = root / ".charrnn-trained"
+    if root.exists() and any(root.iterdir()) and not marker.exists():
+        raise ValueError(f"{root} has files in it that are not trained models of charrnn's: give the trained models "
+                         "a folder of their own (CHARRNN_TRAINED_DIR)")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    marker.touch()
+
+
+class StopFile:
+    """A stop signal another process can give: set once the file exists (train checks it after every step)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def is_set(self) -> bool:
+        return self.path.exists()
+
+
+def gpu_seconds(config: dict) -> int:
+    """What a training asks ZeroGPU for: its budget, and a minute to start, measure and save."""
+    return int(60 * config["max_minutes"]) + 60
+
+
+@spaces.GPU(duration=gpu_seconds)
+def train_on_gpu(config: dict) -> Iterator[dict]:
+    """A training's events, on ZeroGPU in the GPU worker it lends for gpu_seconds (elsewhere, in this process):
+    the training runs in a thread, its events passed on as they come; a file beside its folder stops it."""
+    from training.train import TrainConfig
+
+    settings = TrainConfig(**config)
+    events = queue.Queue()
+
+    def run() -> None:
+        try:
+            run_training(settings, events.put, StopFile(f"{settings.out}.stop"))
+        except Exception as e:  # the thread's end must reach the reader, whatever ended it
+            events.put({"event": "failed", "message": f"The training failed: {type(e).__name__}: {e}."})
+        finally:
+            events.put(None)
+
+    threading.Thread(target=run, name="training on the GPU", daemon=True).start()
+    while (event := events.get()) is not None:
+        yield event
+
+
 def take_trained_files(archive: Path, folder: Path) -> None:
     """The files of a trained folder out of an uploaded zip into folder: by their names alone (no path of the zip's
     is followed), each a name a trained folder has, all within limits.TRAINED_ZIP_BYTES."""
@@ -321,11 +410,23 @@ def unique_name(name: str, taken) -> str:
     return next(f"{name} ({k})" for k in itertools.count(2) if f"{name} ({k})" not in taken)
 
 
+def run_training(settings, report, stop) -> None:
+    """training.train.train, then the model's card and curve (for the zip and the Hub); a text or a start the
+    training cannot use (a ValueError) is reported as a failed event that says why."""
+    from hub_card.write import write_card
+    from training.train import train
+
+    try:
+        train(settings, report, stop)
+        write_card(settings.out)
+    except ValueError as e:
+        report({"event": "failed", "message": f"{str(e)[:1].upper()}{str(e)[1:]}."})
+
+
 def serve() -> None:
     """The training process: settings from the first line of input, events out, a stop or the end of input in."""
     import torch
-    from hub_card.write import write_card
-    from training.train import TrainConfig, train
+    from training.train import TrainConfig
 
     torch.set_num_threads(int(sys.argv[1]))
     config = TrainConfig(**json.loads(sys.stdin.readline()))
@@ -337,15 +438,14 @@ def serve() -> None:
                 stop.set()
         os._exit(0)  # the end of input: the server cancelled this training, or is gone itself
 
+    events = sys.stdout
+    sys.stdout = sys.stderr  # whatever else prints (a library's notice) goes with the errors, not among the events
+
     def report(event: dict) -> None:
-        print(json.dumps(event, ensure_ascii=False), flush=True)
+        print(json.dumps(event, ensure_ascii=False), file=events, flush=True)
 
     threading.Thread(target=listen, name="orders", daemon=True).start()
-    try:
-        train(config, report, stop)
-        write_card(config.out)  # the card and its curve, for the zip and the Hub
-    except ValueError as e:  # a text or a starting model the training cannot use: the message says why
-        report({"event": "failed", "message": f"{str(e)[:1].upper()}{str(e)[1:]}."})
+    run_training(config, report, stop)
     os._exit(0)
 
 

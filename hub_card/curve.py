@@ -11,7 +11,8 @@ def write_curve(metrics: dict, path: Path) -> Path:
     epochs = [h["epoch"] for h in metrics["history"]]
     fig = Figure(figsize=(6.4, 4), dpi=120, layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(epochs, [h["train_ppl"] for h in metrics["history"]], "o-", label="training batches (dropout on)")
+    trained = [h for h in metrics["history"] if h["train_ppl"] is not None]  # a fine-tuned run's start has none
+    ax.plot([h["epoch"] for h in trained], [h["train_ppl"] for h in trained], "o-", label="training batches (dropout on)")
     ax.plot(epochs, [h["val_ppl"] for h in metrics["history"]], "o-", label="held-out text")
     ax.axhline(metrics["unigram_ppl"], color="gray", linestyle=":", label="unigram baseline (held-out)")
     ax.axhline(metrics["bigram_ppl"], color="gray", linestyle="--", label="bigram baseline (held-out)")

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import shutil
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from charrnn.loading import looks_local
 from charrnn.names import METRICS_NAME, base_name
+from engine.training import Trained
 
 from .upload import Commit, HubCardError, check_repo_id
 from .wheel import place_wheel
@@ -35,10 +37,10 @@ def check_models(models: list[str]) -> list[str]:
 
 
 def space_requirements(wheel_url: str) -> str:
-    """torch held to ZeroGPU's range, then the library with the app's extras from the wheel the Space carries
+    """torch held to ZeroGPU's range, then the library with the app's and training's extras from the wheel the Space carries
     (a URL: the Space installs its requirements before the rest of its files are copied in)."""
     return (f"{ZEROGPU_TORCH}  # ZeroGPU supports torch 2.8 to 2.11\n"
-            f"charrnn[app] @ {wheel_url}\n")
+            f"charrnn[app,train] @ {wheel_url}\n")  # train: the Train tab trains and writes cards
 
 
 def endpoints() -> list[dict]:
@@ -46,7 +48,8 @@ def endpoints() -> list[dict]:
     spec = importlib.util.spec_from_file_location("charrnn_app", ROOT / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
-    demo = app.build_demo({}, {})
+    with tempfile.TemporaryDirectory() as root:
+        demo = app.build_demo({}, {}, trained=Trained(Path(root) / "trained"))
     described = {fn.api_name: " ".join((fn.fn.__doc__ or "").split("\n\n")[0].split()) for fn in demo.fns.values()}
     named = demo.get_api_info()["named_endpoints"]
     return [dict(name=name, arguments=", ".join(p["parameter_name"] for p in info["parameters"]),
@@ -68,6 +71,9 @@ def space_card(models: list[str]) -> SpaceCard:
         title="Char-RNN lyrics", sdk="gradio", sdk_version=version("gradio"), python_version=PYTHON_VERSION,
         app_file="app.py", license="mit", models=models, tags=["char-rnn", "text-generation", "lyrics", "mcp-server"],
         emoji="🎤", colorFrom="indigo", colorTo="pink", pinned=False,
+        # "Sign in with Hugging Face" in the Train tab: contribute-repos lets the Space create the visitor's model
+        # repos and write to those, and nothing else of theirs (docs/design.md)
+        hf_oauth=True, hf_oauth_scopes=["contribute-repos"],
         short_description="Character-level RNN, GRU and LSTM lyrics writers",
         suggested_hardware=HARDWARE)
     figures = [(m, base_name(m), held_out(m)) for m in models]

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from charrnn import Vocab
 from charrnn.counts import BIGRAM_NAME, Bigram
 from charrnn.evaluate import OOV_PENALTY
 from training.baselines import baselines
@@ -31,6 +32,22 @@ def test_every_row_sums_to_one(text, prev, weight):
     bigram.weight = weight
     total = sum(bigram.p(c, prev) for c in bigram.unigram) + bigram.p("never counted", prev)
     assert total == pytest.approx(1.0)
+
+
+@given(st.text(alphabet="abc\n我你", min_size=2, max_size=60), st.sets(st.sampled_from("abcdxyz我你他"), max_size=8),
+       st.floats(0.05, 0.95))
+def test_rows_over_a_vocabulary_are_distributions_whatever_it_counted(text, chars, weight):
+    """A model fine-tuned on the bigram's text knows characters the bigram never counted: they share its <unk> slot
+    with the characters outside the vocabulary, so each row still sums to one (each took the whole slot once, and
+    a fine-tuned model's mixture was off by orders of magnitude)."""
+    bigram = Bigram.count(text)
+    bigram.weight = weight
+    vocab = Vocab(sorted(chars | set(text)))  # every counted character in it: <unk> holds only what was never counted
+    rows = bigram.rows(vocab, [None, *vocab.chars, "never counted"])
+    assert (rows >= 0).all() and rows.sum(1).double().numpy() == pytest.approx(1.0, abs=1e-5)
+    uncounted = [c for c in vocab.chars if c not in bigram.unigram]
+    if uncounted:  # each as much as an outside character: one part of the slot
+        assert rows[0, vocab.stoi[uncounted[0]]].item() == pytest.approx(rows[0, vocab.unk_id].item(), rel=1e-5)
 
 
 def test_the_bigram_beats_the_unigram_where_pairs_repeat():

@@ -24,6 +24,7 @@ from engine.training import Trained
 from hub_card.wheel import build_wheel
 from ui.train import build, publish
 
+pytestmark = pytest.mark.slow  # builds the wheel, starts a server
 PREFIX, LENGTH = "分开", 40
 SAMPLING = dict(temperature=0.8, seed=7)
 

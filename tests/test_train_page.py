@@ -18,12 +18,14 @@ from charrnn import CharRNN
 from engine.catalog import load_models
 from engine.settings import Settings
 from engine.training import Trained
-from test_app import LSTM, finish
+from test_app import LSTM, finish, wait_until
 from test_browser import CHROMIUM, FLAGS, OUT
+from test_trainings import alive
 from ui.train import the_text
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.server
+DEFAULTS = ("from scratch", "lstm", "small", 0.25, "mine")  # /train is unlisted: gradio_client fills in no default
 WORDS = "月光 窗外 雨 风 你 我 的 心 在 等 一 句 话 夜 街 灯 想 念 走 过 回 忆 天 空 海 边 花 开 梦".split()
 
 
@@ -71,19 +73,18 @@ def test_the_api_trains_in_its_own_session(server):
     ("", "empty"), ("短" * 100, "2,000"), ("\x01\x02" * 2000, "control characters"), (None, "empty")])
 def test_bad_texts_are_refused_with_a_sentence(server, text, message):
     client = Client(server[0], verbose=False)
-    job = client.submit(text, api_name="/train")
+    job = client.submit(text, *DEFAULTS, api_name="/train")
     with pytest.raises(Exception, match=message):
         finish(job, deadline=30).result()
 
 
 def test_bad_options_are_refused_with_a_sentence(server):
     client = Client(server[0], verbose=False)
-    for args, message in [((made_text(), "no such model"), "Unknown model"), ((made_text(), "from scratch", "cnn"), "Cell"),
-                          ((made_text(), "from scratch", "lstm", "huge"), "Size"),
-                          ((made_text(), "from scratch", "lstm", "small", 60), "Minutes"),
-                          ((made_text(), "from scratch", "lstm", "small", "two"), "Minutes")]:
+    for changed, message in [({0: "no such model"}, "Unknown model"), ({1: "cnn"}, "Cell"), ({2: "huge"}, "Size"),
+                             ({3: 60}, "Minutes"), ({3: "two"}, "Minutes"), ({4: "x" * 61}, "Name")]:
+        args = [changed.get(k, value) for k, value in enumerate(DEFAULTS)]
         with pytest.raises(Exception, match=message):
-            finish(client.submit(*args, api_name="/train"), deadline=30).result()
+            finish(client.submit(made_text(), *args, api_name="/train"), deadline=30).result()
 
 
 def test_uploads_are_checked_as_untrusted(tmp_path):
@@ -176,4 +177,24 @@ def test_a_person_trains_writes_downloads_and_fine_tunes(server, tmp_path, tiny_
         watch_training(phone, "train-phone")
         width = phone.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 390, f"the Train tab is {width} px wide on a 390 px phone"
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium: run `make browser`")
+def test_closing_the_tab_cancels_its_training(server):
+    url, trained = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_label("Text to learn").fill(made_text(seed=2))
+        page.get_by_role("button", name="Start training").click()
+        sync_api.expect(page.locator("#train-status")).to_contain_text("held-out perplexity", timeout=60_000)
+        [training] = trained.running
+        pid, folder = training.process.pid, training.folder
+        page.close()
+        wait_until(lambda: not alive(pid), 30, "the training outlived its tab")
+        wait_until(lambda: trained.running == [] and not folder.exists(), 10, "its slot or folder was kept")
         browser.close()

@@ -13,6 +13,7 @@ from engine import training as engine_training
 from engine.training import Trained
 
 TEXT = "jaychou_lyrics.txt"
+pytestmark = pytest.mark.slow  # several processes, each training for seconds
 
 
 def config(tmp_path, **overrides):
@@ -143,3 +144,39 @@ def test_a_zip_continues_and_a_bad_one_is_refused(trained, tmp_path, tiny_model_
         with pytest.raises(ValueError, match=message):
             trained.unpack("s", bad, "bad")
     assert list(trained.models_of("s")) == ["uploaded"]
+
+
+def test_the_zero_gpu_way_streams_and_stops_through_a_file(tmp_path):
+    """On ZeroGPU the training runs in the GPU worker spaces.GPU lends, not in a process of the server's. Outside a
+    ZeroGPU Space spaces.GPU is a no-op, so here the same code runs in this process (no GPU is lent here)."""
+    trained = Trained(tmp_path / "trained", slots=1, zero_gpu=True)
+    job = trained.start("s", config(tmp_path), "on the gpu", cut(TEXT, 20_000))
+    events = job.events()
+    until(events, "point")
+    assert job.process is None
+    job.stop()
+    rest = list(events)
+    assert [e["event"] for e in rest][-2:] == ["saving", "done"] and not job.stop_file.exists()
+    assert list(trained.models_of("s")) == ["on the gpu"]
+
+
+def test_the_trained_folder_is_never_one_with_other_files(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    with pytest.raises(ValueError, match="not trained models"):
+        Trained(tmp_path / "mine")
+    assert (tmp_path / "mine" / "thesis.tex").is_file()
+    Trained(tmp_path / "ours")
+    Trained(tmp_path / "ours")  # its own folder, emptied again at the next start
+
+
+def test_the_line_is_bounded(trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_training, "MOST_WAITING", 2)
+    text = cut(TEXT, 20_000)
+    waiting = [trained.start(str(k), config(tmp_path), "x", text) for k in range(2)]
+    with pytest.raises(engine_training.LineFull, match="2 trainings are waiting"):
+        trained.start("3", config(tmp_path), "x", text)
+    for job in waiting:
+        job.cancel()
+        assert list(job.events())[-1]["event"] == "failed"
+    assert trained.line == [] and not list(trained.root.rglob("*.txt"))

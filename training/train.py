@@ -355,11 +355,13 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
             run["best_val"], run["best_epoch"] = val_ppl, math.ceil(epoch)
             best_state = copy.deepcopy(averaged.module.state_dict())
         run["seconds"] = clock.seconds()
-        point = {"epoch": round(epoch, 3), "step": run["steps"], "train_ppl": math.exp(loss_sum / max(count, 1)),
-                 "val_ppl": val_ppl, "seconds": round(run["seconds"], 2), "chars": run["chars"]}
+        train_ppl = math.exp(loss_sum / count) if count else None  # None: the starting point, before any step
+        point = {"epoch": round(epoch, 3), "step": run["steps"], "train_ppl": train_ppl, "val_ppl": val_ppl,
+                 "seconds": round(run["seconds"], 2), "chars": run["chars"]}
         run["history"].append(point)
         if cfg.progress:
-            tqdm.write(f"epoch {epoch:7.2f}  train ppl {point['train_ppl']:8.2f}  val ppl {val_ppl:8.2f}"
+            trained_ppl = f"{train_ppl:8.2f}" if train_ppl else "       -"
+            tqdm.write(f"epoch {epoch:7.2f}  train ppl {trained_ppl}  val ppl {val_ppl:8.2f}"
                        f"{'  *best' if best else ''}  {run['seconds']:6.1f}s")
         if report:
             report({"event": "point", **point, "best": best, "samples": task.samples(averaged.module)})
@@ -380,6 +382,8 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
         patient = run["since_best"] < cfg.patience
         return world.from_main(world.main and (clock.due(cfg, stop) if patient else "stop"))
 
+    if start is not None and not run["history"]:  # where it starts: the best is never worse than the trained model
+        point(0.0)
     for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
         if world.main:
             write_progress(cfg, run)

@@ -19,6 +19,7 @@ import time
 
 from starlette.middleware import Middleware
 
+from charrnn import limits
 from engine.memory import Trimmer
 
 from .common import shorten
@@ -30,6 +31,7 @@ KEEP_IDLE = 60.0  # seconds an empty session its caller named (gradio_client, a 
 UNREAD = 60.0  # seconds a finished request's result waits for its reader (a /call GET) before it is dropped
 # The HTTP API: /call/<api> takes {"data": [...]}, /call/v2/<api> the arguments by name (gradio checks those itself).
 CALL = re.compile(r".*/gradio_api/call/(?P<v2>v2/)?(?P<api>[^/]+)(?:/(?P<event>[^/]+))?/?")
+UPLOAD = "/gradio_api/upload"
 BUSY = "The server is busy: its queue of requests is full. Try again in a moment."
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,11 @@ class Guard:
             return await self.app(scope, receive, send)
         call = CALL.fullmatch(scope["path"])
         posted = scope["method"] in ("POST", "PUT", "PATCH")
+        if posted and scope["path"].endswith(UPLOAD):  # gradio streams a file to disk, within launch's max_file_size
+            if declared_length(scope) > limits.UPLOAD_BYTES:
+                return await refuse(send, Refusal(413, f"The file is larger than this server takes "
+                                                       f"({limits.UPLOAD_BYTES:,} bytes)."))
+            return await self.app(scope, receive, send)
         try:
             if call:
                 self.check_call(call["api"], call["event"])
@@ -81,9 +88,10 @@ class Guard:
         await self.app(scope, receive, busy_worded(send) if call and posted else send)
 
     def api(self) -> dict[str, list[dict]]:
-        """Each public endpoint's parameters, as gradio documents them (built once, on the first call)."""
+        """Each endpoint's parameters, as gradio documents them, the undocumented (/train) too (built once, on the
+        first call)."""
         if self.endpoints is None:
-            named = self.blocks.get_api_info()["named_endpoints"]
+            named = self.blocks.get_api_info(all_endpoints=True)["named_endpoints"]
             self.endpoints = {name.lstrip("/"): info["parameters"] for name, info in named.items()}
         return self.endpoints
 
@@ -129,8 +137,7 @@ def result_waiting(queue, event: str) -> bool:
 
 async def read_body(scope, receive) -> bytes | None:
     """The request's body, read whole up to MAX_BODY (a Refusal beyond), or None if the client went away."""
-    declared = dict(scope["headers"]).get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+    if declared_length(scope) > MAX_BODY:
         raise too_large()
     chunks, size = [], 0
     while True:
@@ -144,6 +151,12 @@ async def read_body(scope, receive) -> bytes | None:
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def declared_length(scope) -> int:
+    """The body's length as its headers declare it, 0 where they do not."""
+    declared = dict(scope["headers"]).get(b"content-length", b"")
+    return int(declared) if declared.isdigit() else 0
 
 
 def too_large() -> Refusal:

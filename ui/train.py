@@ -16,7 +16,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
 from charrnn import CELLS, CharRNN, ModelFileError, limits
 from charrnn.names import CELL_NAMES
-from engine.training import MOST_PER_SESSION, Trained
+from engine.training import ZERO_GPU_MINUTES, LineFull, Trained
 from hub_card.push import model_commit
 from hub_card.upload import HubCardError, check_repo_id
 from hub_card.wheel import build_wheel
@@ -48,8 +48,13 @@ def bundled() -> dict[str, Path]:
     return {label: DATA_DIR / name for label, name in BUNDLED.items() if (DATA_DIR / name).is_file()}
 
 
-def default_minutes(device: str) -> float:
-    return 1.0 if device == "cuda" else 2.0
+def default_minutes(trained: Trained) -> float:
+    """About two minutes on a CPU, less where a GPU serves."""
+    return 1.0 if trained.zero_gpu or trained.device == "cuda" else 2.0
+
+
+def most_minutes(trained: Trained) -> float:
+    return ZERO_GPU_MINUTES if trained.zero_gpu else limits.TRAINING_MINUTES.high
 
 
 def the_text(pasted, uploaded, corpus) -> str:
@@ -66,7 +71,7 @@ def the_text(pasted, uploaded, corpus) -> str:
             if corpus not in bundled():
                 raise refusal(f"There is no bundled corpus {corpus!r} here.")
             return training_text(bundled()[corpus].read_bytes(), corpus)
-        pasted = string("Text", pasted, limits.TRAINING_TEXT.high)
+        pasted = string("Text", pasted, limits.PASTED_TRAINING_TEXT)
         return training_text(pasted.encode("utf-8"), "the text")
     except CorpusError as e:
         raise refusal(f"{str(e)[:1].upper()}{str(e)[1:]}.") from None
@@ -78,19 +83,20 @@ def sample_prefix(text: str) -> str:
 
 
 def config_for(text: str, start: Variant | None, cell: str, size: str, minutes: float, lr: float, batch_size: int,
-               num_steps: int, dropout: float, seed: int) -> TrainConfig:
-    """The training the page asks for, or a clear refusal."""
+               num_steps: int, dropout: float, seed: int, most: float = limits.TRAINING_MINUTES.high) -> TrainConfig:
+    """The training the page asks for, or a clear refusal; most: the longest budget here."""
     if cell not in CELLS:
         raise refusal(f"Cell must be one of {', '.join(CELLS)}, got {cell!r}.")
     if size not in SIZES:
         raise refusal(f"Size must be one of {', '.join(SIZES)}, got {size!r}.")
     return TrainConfig(
         cell=cell, **SIZES[size], init_from=start.source if start else None, lexicon=None,
-        max_minutes=number("Minutes", minutes, limits.TRAINING_MINUTES), eval_seconds=EVAL_SECONDS,
-        val_fraction=min(0.1, MOST_HELD_OUT / len(text)), lr=number("Learning rate", lr, limits.Range(1e-5, 0.1)),
-        batch_size=number("Batch size", batch_size, limits.Range(1, 256), whole=True),
-        num_steps=number("Sequence length", num_steps, limits.Range(4, 256), whole=True),
-        dropout=number("Dropout", dropout, limits.Range(0, 0.9)), seed=number("Seed", seed, limits.SEED, whole=True),
+        max_minutes=number("Minutes", minutes, limits.Range(limits.TRAINING_MINUTES.low, most)),
+        eval_seconds=EVAL_SECONDS,
+        val_fraction=min(0.1, MOST_HELD_OUT / len(text)), lr=number("Learning rate", lr, limits.LEARNING_RATE),
+        batch_size=number("Batch size", batch_size, limits.BATCH_SIZE, whole=True),
+        num_steps=number("Sequence length", num_steps, limits.SEQUENCE_LENGTH, whole=True),
+        dropout=number("Dropout", dropout, limits.DROPOUT), seed=number("Seed", seed, limits.SEED, whole=True),
         epochs=10_000, patience=8, sample_prefixes=[sample_prefix(text)], sample_length=SAMPLE_LENGTH)
 
 
@@ -98,7 +104,8 @@ def sizes_note(text: str, cell: str) -> str:
     """Each size's parameter count for this text's characters."""
     chars = len(set(text)) if text else 3000
     vocab = {"chars": [chr(0x4E00 + i) for i in range(min(chars, 20_000))]}
-    counts = [f"{size} {CharRNN(vocab, cell=cell if cell in CELLS else 'lstm', head_size=64, **dims).num_parameters() / 1e6:.2f} M"
+    cell = cell if cell in CELLS else "lstm"
+    counts = [f"{size} {CharRNN(vocab, cell=cell, head_size=TrainConfig.head_size, **dims).num_parameters() / 1e6:.2f} M"
               for size, dims in SIZES.items()]
     whose = f"this text's {chars:,} characters" if text else "a vocabulary of 3,000 characters"
     return f"Parameters for {whose}: {' · '.join(counts)}."
@@ -144,7 +151,7 @@ class Run:
 
     def curve(self) -> pd.DataFrame:
         rows = [(p["seconds"], p[key], name) for p in self.points
-                for key, name in (("train_ppl", "training"), ("val_ppl", "held-out"))]
+                for key, name in (("train_ppl", "training"), ("val_ppl", "held-out")) if p[key] is not None]
         if self.points:
             ends = (0.0, self.points[-1]["seconds"])
             rows += [(x, self.start[key], name) for key, name in (("unigram_ppl", "unigram"), ("bigram_ppl", "bigram"))
@@ -174,12 +181,15 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
               num_steps: int, dropout: float, seed: int, request: gr.Request) -> Iterator[tuple[Run, dict]]:
         """The training asked for, checked now (a refusal says what is wrong), its events with the page's view of
         them as they come."""
-        name = string("Name", name, 60).strip() or "my-model"
+        name = string("Name", name, limits.NAME).strip() or "my-model"
         config = config_for(text, start_of(start, request), cell, size, minutes, lr, batch_size, num_steps,
-                            dropout, seed)
+                            dropout, seed, most_minutes(trained))
         if trained.running_for(request.session_hash):
             raise refusal("This session is training already: Stop it first, or wait for it to end.")
-        training, run = trained.start(request.session_hash, config, name, text), Run()
+        try:
+            training, run = trained.start(request.session_hash, config, name, text), Run()
+        except LineFull as e:
+            raise refusal(f"{e}.") from None
 
         def events():
             for event in training.events():
@@ -193,7 +203,8 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
         session (another session never sees it) and can be downloaded.
 
         Args:
-            text: the text to learn, $TRAINING_TEXT characters (a tenth of it, at most 50,000, is held out).
+            text: the text to learn, $TRAINING_TEXT characters, at most $PASTED_TRAINING_TEXT sent here (a tenth of it,
+                at most 50,000, is held out).
             start: "from scratch", or a model's name (the `models` tool) to fine-tune on the text.
             cell: rnn-scratch, rnn, gru or lstm (from scratch only).
             size: small, medium or large (from scratch only).
@@ -207,7 +218,9 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
             (message).
         """
         text = the_text(text, None, None)
-        for run, event in begin(text, start, cell, size, minutes, name, 5e-3, 32, 48, 0.4, 0, request):
+        defaults = TrainConfig()
+        for run, event in begin(text, start, cell, size, minutes, name, defaults.lr, defaults.batch_size,
+                                defaults.num_steps, defaults.dropout, defaults.seed, request):
             if event["event"] == "point":
                 event = {k: event[k] for k in ("seconds", "epoch", "step", "train_ppl", "val_ppl", "best")} | {
                     "event": "point", "sample": next(iter(event["samples"].values()), "")}
@@ -271,7 +284,7 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
                 "Watch it learn; then write with it in the other tabs (only you see it), download it, or push it to "
                 "the Hub. Trained models are deleted an hour after you close this tab.")
     with gr.Row():
-        text = gr.Textbox(label="Text to learn", lines=8, max_lines=14, scale=3,
+        text = gr.Textbox(label="Text to learn", lines=8, max_lines=14, scale=3, max_length=limits.PASTED_TRAINING_TEXT,
                           placeholder="paste lyrics, poems, prose… (2,000 characters at least)")
         with gr.Column(scale=2, min_width=240):
             uploaded = gr.File(label="or upload a .txt file", file_types=[".txt"], type="filepath", height=110)
@@ -282,17 +295,21 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
         cell = gr.Dropdown([(CELL_NAMES.get(c, c), c) for c in CELLS], value="lstm", label="Cell", min_width=160,
                            info="from scratch only")
         size = gr.Radio(list(SIZES), value="small", label="Size", min_width=200, info="from scratch only")
-        minutes = gr.Slider(*limits.TRAINING_MINUTES, value=default_minutes(trained.device), step=0.25,
+        minutes = gr.Slider(limits.TRAINING_MINUTES.low, most_minutes(trained), value=default_minutes(trained), step=0.25,
                             label="Minutes", info="the time budget", min_width=200)
     sizes = gr.Markdown(sizes_note("", "lstm"), elem_id="sizes")
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
-            name = gr.Textbox("my-model", label="Name", max_lines=1, min_width=160)
-            lr = gr.Number(5e-3, label="Learning rate", minimum=1e-5, maximum=0.1, min_width=120)
-            batch_size = gr.Number(32, label="Batch size", precision=0, minimum=1, maximum=256, min_width=120)
-            num_steps = gr.Number(48, label="Sequence length", precision=0, minimum=4, maximum=256, min_width=120)
-            dropout = gr.Slider(0, 0.9, value=0.4, step=0.05, label="Dropout", min_width=160)
-            seed = gr.Number(0, label="Seed", precision=0, minimum=0, min_width=100)
+            name = gr.Textbox("my-model", label="Name", max_lines=1, min_width=160, max_length=limits.NAME)
+            lr = gr.Number(TrainConfig.lr, label="Learning rate", minimum=limits.LEARNING_RATE.low,
+                           maximum=limits.LEARNING_RATE.high, min_width=120)
+            batch_size = gr.Number(TrainConfig.batch_size, label="Batch size", precision=0, minimum=limits.BATCH_SIZE.low,
+                                   maximum=limits.BATCH_SIZE.high, min_width=120)
+            num_steps = gr.Number(TrainConfig.num_steps, label="Sequence length", precision=0,
+                                  minimum=limits.SEQUENCE_LENGTH.low, maximum=limits.SEQUENCE_LENGTH.high, min_width=120)
+            dropout = gr.Slider(*limits.DROPOUT, value=TrainConfig.dropout, step=0.05, label="Dropout", min_width=160)
+            seed = gr.Number(0, label="Seed", precision=0, minimum=limits.SEED.low, maximum=limits.SEED.high,
+                             min_width=100)
         archive = gr.File(label="Continue a model you downloaded (.zip)", file_types=[".zip"], type="filepath",
                           height=90)
     with gr.Row():
@@ -329,7 +346,9 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
     archive.upload(continue_from, [archive, *pickers], [status, start, *pickers], api_visibility="private").then(
         pushable, None, pushed_model, api_visibility="private")
     push_button.click(push, [pushed_model, repo, token], pushed, api_visibility="private", concurrency_limit=2)
-    gr.api(documented(train), api_name="train", concurrency_limit=None)
+    # Not an MCP tool (undocumented: gradio lists only public endpoints as tools): gradio's MCP server calls every
+    # tool through one client, one session, so a model one agent trained would be every agent's (docs/design.md).
+    gr.api(documented(train), api_name="train", concurrency_limit=None, api_visibility="undocumented")
 
 
 @functools.cache
