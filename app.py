@@ -31,7 +31,7 @@ from spaces.config import Config as SpacesConfig  # noqa: E402
 from charrnn import limits  # noqa: E402
 from engine.catalog import Variant, load_models  # noqa: E402
 from engine.settings import Settings, SettingsError  # noqa: E402
-from engine.training import MOST_PER_SESSION, Trained  # noqa: E402
+from engine.training import Trained  # noqa: E402
 from ui import arrivals, common, compare, generate, lyric, next_line, score, server, train  # noqa: E402
 from ui.common import NO_MODELS, log, writing  # noqa: E402
 
@@ -71,7 +71,7 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
         with gr.Tab("Score"):
             shader = score.build(variants)
         with gr.Tab("Compare"):
-            own = MOST_PER_SESSION if trained else 0
+            own = limits.TRAINED_PER_SESSION if trained else 0
             cards = compare.build(variants, slots=len(variants) + len(coming.coming if coming else []) + own)
         with gr.Tab("Next line"):
             next_writer = next_line.build(next_lines)
@@ -93,7 +93,7 @@ def launch(demo: gr.Blocks, decoding: str = "loop", **options):
     """Launch with the page's look (Gradio 6 takes theme and css here), its tools served over MCP too (at
     /gradio_api/mcp/), the server's guard and session sweeper (ui/server.py), and the trained models' zips
     downloadable by the path /train gives (each under its session's secret name); options go to demo.launch."""
-    trained = [t.root for t in common.TRAINED]
+    trained = [t.zips for t in common.TRAINED]
     return demo.launch(theme=THEME, css=CSS, mcp_server=True, allowed_paths=trained, max_file_size=limits.UPLOAD_BYTES,
                        max_threads=writing(decoding)["concurrency_limit"] + SPARE_THREADS,
                        state_session_capacity=server.STATE_SESSIONS, app_kwargs=server.app_kwargs(demo), **options)

@@ -156,9 +156,10 @@ def read_metrics(source: str) -> dict:
     """metrics.json beside the weights; optional (the page then shows less about the model)."""
     try:
         with open(fetch(source, METRICS_NAME), encoding="utf-8") as f:
-            return json.load(f)
+            metrics = json.load(f)
     except (ModelFileError, OSError, ValueError):
         return {}
+    return metrics if isinstance(metrics, dict) else {}  # an uploaded zip's may be anything
 
 
 def read_bigram(source: str) -> Bigram | None:

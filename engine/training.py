@@ -20,16 +20,19 @@ import logging
 import os
 import queue
 import re
+import secrets
 import shutil
 import subprocess
 import sys
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 import spaces
+import torch
 
 from charrnn import CharRNN, limits
 from charrnn.counts import BIGRAM_NAME
@@ -42,13 +45,8 @@ from .workers import cores
 
 log = logging.getLogger(__name__)
 NICE = 10  # the training process's priority below the server's and the decoding processes'
-KEEP_ENDED = 3600.0  # seconds a session's trained folders stay after the session ends (its tab closed)
-KEEP_LONGEST = 24 * 3600.0  # seconds any trained folder stays, its session ended or not (an API client never says)
-MOST_PER_SESSION = 3  # trained models a session keeps: a fourth replaces the oldest
 SWEEP_EVERY = 60.0  # seconds
 WAIT_EVENT = 1.0  # seconds between the places in line a waiting training reports
-MOST_WAITING = 8  # trainings in line at most: each waits in a thread of the web server's
-ZERO_GPU_MINUTES = 4.0  # the longest budget on ZeroGPU: a GPU is lent for about 5 minutes at most
 # What a trained folder holds (hub_card writes the card and its curve): the only files taken from an uploaded zip.
 TRAINED_FILES = {"config.json", "model.safetensors", BIGRAM_NAME, LEXICON_NAME, METRICS_NAME, "README.md",
                  "training_curve.png"}
@@ -59,13 +57,8 @@ def default_slots() -> int:
     return max(1, cores() // 2)
 
 
-def training_threads() -> int:
-    """Every core: at its lower priority the training takes what the server and the decoding processes leave."""
-    return cores()
-
-
-class LineFull(ValueError):
-    """Too many trainings wait already: the message says so."""
+class Refused(ValueError):
+    """A training that cannot start now (the line is full, the session trains already): the message says why."""
 
 
 class Training:
@@ -85,18 +78,19 @@ class Training:
         point, saving); then done (with the model's name in the session's lists) or failed (a message). Leaving
         the iteration cancels it."""
         try:
-            while not self.trained.admitted(self, WAIT_EVENT):
-                if self.cancelled.is_set():
-                    yield {"event": "failed", "message": "The training was cancelled before it started."}
-                    return
+            while not self.trained.admitted(self, WAIT_EVENT) and not self.left():
                 yield {"event": "waiting", "place": self.trained.place(self)}
-            if self.cancelled.is_set() or self.stopping.is_set():
-                yield {"event": "failed", "message": "The training was stopped before it started."}
+            if self.left():
+                yield {"event": "failed", "message": "The training left the line before it started."}
                 return
             yield from self.run()
         finally:
             self.cancel()
             self.trained.release(self)
+
+    def left(self) -> bool:
+        """Stopped or cancelled: either takes a training out of the line."""
+        return self.cancelled.is_set() or self.stopping.is_set()
 
     def run(self) -> Iterator[dict]:
         failed = None
@@ -120,9 +114,11 @@ class Training:
 
     def in_own_process(self) -> Iterator[dict]:
         """The training's events from a process of its own (a crash is a failed event)."""
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.training", str(training_threads())], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", preexec_fn=lower_priority)
+        self.process = subprocess.Popen([sys.executable, "-m", "engine.training", str(cores())],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, encoding="utf-8")
+        if self.cancelled.is_set():  # cancelled while it started: cancel() found no process to end
+            self.cancel()
         errors = collections.deque(maxlen=20)  # its last words, for a crash's message
         threading.Thread(target=lambda: errors.extend(self.process.stderr), name="training errors",
                          daemon=True).start()
@@ -130,7 +126,10 @@ class Training:
         if self.stopping.is_set():
             self.send("stop")
         for line in self.process.stdout:
-            yield json.loads(line)
+            try:
+                yield json.loads(line)
+            except ValueError:  # a line cut short by the process's end
+                errors.append(f"an unreadable event: {line[:200]!r}")
         code = self.process.wait()
         if code and not self.cancelled.is_set():
             yield {"event": "failed", "message": crash_message(code, errors)}
@@ -171,10 +170,6 @@ class Training:
             self.process.wait()
 
 
-def lower_priority() -> None:
-    os.nice(NICE)
-
-
 def crash_message(code: int, errors: Sequence[str]) -> str:
     if code < 0:
         why = "it was killed (out of memory?)" if code == -9 else f"it ended on signal {-code}"
@@ -194,29 +189,47 @@ class Trained:
         self.line: list[Training] = []  # waiting, first come first
         self.running: list[Training] = []
         self.models: dict[str, dict[str, Variant]] = {}  # session -> its trained models by name
+        self.made: dict[str, float] = {}  # a model's folder -> when it was made (time.time())
         self.ended: dict[str, float] = {}  # session -> when it ended
-        self.numbers = itertools.count(1)
+        self.folders: dict[str, Path] = {}  # session -> its folder, under a name nobody can guess
         threading.Thread(target=self.sweeping, name="trained folders", daemon=True).start()
 
+    @property
+    def zips(self) -> Path:
+        """Where the models' zips are, each in a folder nobody can guess: the only files served for download."""
+        return self.root / "zips"
+
     def folder_of(self, session: str) -> Path:
-        return self.root / re.sub(r"[^A-Za-z0-9_-]", "_", session or "anonymous")[:64]
+        with self.lock:
+            return self.folders.setdefault(session, self.root / secrets.token_urlsafe(16))
+
+    def new_folder(self, session: str) -> Path:
+        """A new folder name in the session's folder (not made yet)."""
+        return self.folder_of(session) / secrets.token_urlsafe(8)
 
     def start(self, session: str, config, name: str, text: str) -> Training:
         """A training of config on text for session, its model to be listed as name; the text, the model and its
-        checkpoint go in the session's folder. It waits in line until events() is iterated and a slot is free;
-        LineFull where MOST_WAITING wait already."""
-        out = self.folder_of(session) / f"{next(self.numbers)}"
+        checkpoint go in the session's folder. It waits in line until events() is iterated (at once: a training
+        never iterated would hold its place) and a slot is free. Refused where the session trains already or
+        limits.TRAININGS_WAITING wait."""
+        out = self.new_folder(session)
         config = dataclasses.replace(config, corpus=f"{out}.txt", out=str(out), checkpoint=f"{out}.pt",
                                      progress=False, device="auto" if self.zero_gpu else self.device)
         training = Training(self, session, config, name)
         with self.lock:
-            if len(self.line) >= MOST_WAITING:
-                raise LineFull(f"{len(self.line)} trainings are waiting for their turn already; try again in a few "
-                               "minutes")
+            if any(t.session == session for t in self.line + self.running):
+                raise Refused("This session is training already: Stop it first, or wait for it to end")
+            if len(self.line) >= limits.TRAININGS_WAITING:
+                raise Refused(f"{len(self.line)} trainings are waiting for their turn already; try again in a few "
+                              "minutes")
             self.ended.pop(session, None)
             self.line.append(training)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{out}.txt").write_text(text, encoding="utf-8")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Path(f"{out}.txt").write_text(text, encoding="utf-8")
+        except OSError:
+            self.release(training)
+            raise
         return training
 
     def admitted(self, training: Training, wait: float) -> bool:
@@ -225,9 +238,8 @@ class Trained:
             if training in self.running:
                 return True
             self.lock.wait_for(lambda: self.line and self.line[0] is training and len(self.running) < self.slots
-                               or training.cancelled.is_set(), wait)
-            if training.cancelled.is_set() or not (self.line and self.line[0] is training
-                                                   and len(self.running) < self.slots):
+                               or training.left(), wait)
+            if training.left() or not (self.line and self.line[0] is training and len(self.running) < self.slots):
                 return False
             self.line.pop(0)
             self.running.append(training)
@@ -246,61 +258,85 @@ class Trained:
             self.lock.notify_all()
         if not training.finished:
             shutil.rmtree(training.folder, ignore_errors=True)
-        for path in (training.config.checkpoint, training.config.corpus, training.stop_file):
+        # (The stop file stays: a GPU worker still running after a cancel reads it; it goes with the session.)
+        for path in (training.config.checkpoint, training.config.corpus):
             Path(path).unlink(missing_ok=True)
 
     def running_for(self, session: str) -> list[Training]:
         with self.lock:
             return [t for t in self.line + self.running if t.session == session]
 
-    def add(self, session: str, folder: Path, name: str) -> str:
+    def add(self, session: str, folder: Path, name: str, taken=()) -> str:
         """A trained folder joins session's models, loaded to write through (decoded per request, in this
-        process); returns its name there, made unique. The oldest goes where the session has MOST_PER_SESSION."""
+        process); returns its name there, made unique (among taken too: the app's own models' names). The session's
+        oldest goes beyond limits.TRAINED_PER_SESSION, the server's oldest beyond limits.TRAINED_IN_ALL."""
         model = CharRNN.from_pretrained(folder)
         source = str(folder)
         with self.lock:
             own = self.models.setdefault(session, {})
-            name = unique_name(name, own)
+            name = unique_name(name, {*own, *taken})
             own[name] = Variant(source, model, read_metrics(source), read_bigram(source))
-            while len(own) > MOST_PER_SESSION:
-                forget(own.pop(next(iter(own))))
+            self.made[source] = time.time()
+            while len(own) > limits.TRAINED_PER_SESSION:
+                self.forget(session, next(iter(own)))
+            while len(self.made) > limits.TRAINED_IN_ALL:
+                oldest = min(self.made, key=self.made.get)
+                self.forget(*next((s, n) for s, models in self.models.items() for n, v in models.items()
+                                  if v.source == oldest))
         return name
 
+    def forget(self, session: str, name: str) -> None:
+        """Delete one of session's models: its folder, its zip, its place in the lists (with self.lock held)."""
+        variant = self.models[session].pop(name)
+        self.made.pop(variant.source, None)
+        ALONE.pop(variant.source, None)
+        for folder in (variant.source, self.zips / Path(variant.source).name):
+            shutil.rmtree(folder, ignore_errors=True)
+
     def zipped(self, session: str, name: str) -> Path:
-        """The session's model as a zip of its Hub-ready folder (a folder named after it inside), made once."""
-        variant = self.models_of(session)[name]
+        """The session's model as a zip of its Hub-ready folder (a folder named after it inside), made once;
+        ValueError where the model is gone (deleted after its time)."""
+        variant = self.models_of(session).get(name)
+        if variant is None:
+            raise ValueError(f"the model {name!r} is no longer here: trained models are kept "
+                             f"{limits.KEEP_AFTER_SESSION // 60} minutes after their page closes")
         folder = Path(variant.source)
         inside = re.sub(r"[^A-Za-z0-9_.-]", "-", name).strip("-.") or "charrnn-model"
-        archive = folder.with_name(f"{folder.name}-zip") / f"{inside}.zip"
+        archive = self.zips / folder.name / f"{inside}.zip"
         if not archive.is_file():
-            archive.parent.mkdir(exist_ok=True)
+            archive.parent.mkdir(parents=True, exist_ok=True)
             with zipfile.ZipFile(archive.with_suffix(".tmp"), "w", zipfile.ZIP_DEFLATED) as z:
                 for path in sorted(folder.iterdir()):
                     z.write(path, f"{inside}/{path.name}")
             os.replace(archive.with_suffix(".tmp"), archive)
         return archive
 
-    def unpack(self, session: str, archive: Path, name: str) -> str:
-        """A zip of a trained folder (as zipped() makes) joins session's models; returns its name there. Only the
-        files a trained folder has are taken, within limits.TRAINED_ZIP_BYTES unpacked, and the weights are read as
-        safetensors: ModelFileError or a ValueError says what is wrong with it."""
-        folder = self.folder_of(session) / f"{next(self.numbers)}"
+    def unpack(self, session: str, archive: Path, name: str, taken=()) -> str:
+        """A zip of a trained folder (as zipped() makes) joins session's models; returns its name there (see add).
+        Only the files a trained folder has are taken, within limits.TRAINED_ZIP_BYTES unpacked, a model of at most
+        limits.TRAINED_PARAMETERS (counted before any is made), its weights read as safetensors: ModelFileError or
+        a ValueError says what is wrong with it."""
+        folder = self.new_folder(session)
         try:
             take_trained_files(Path(archive), folder)
             if is_next_line(str(folder)):
                 raise ValueError("this zip holds a next-line model; only character models are written with and "
                                  "trained on here")
-            return self.add(session, folder, name)
+            check_size(folder)
+            return self.add(session, folder, name, taken)
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
 
     def models_of(self, session: str) -> dict[str, Variant]:
+        """The session's models; asking is using: a session back after its page lost the server is kept again."""
         with self.lock:
+            self.ended.pop(session, None)
             return dict(self.models.get(session, {}))
 
     def end(self, session: str) -> None:
-        """The session's tab closed: its trainings are cancelled, its models deleted KEEP_ENDED seconds later."""
+        """The session's page closed (or lost the server): its trainings are cancelled, its models deleted
+        limits.KEEP_AFTER_SESSION seconds later unless it comes back."""
         for training in self.running_for(session):
             training.cancel()
         with self.lock:
@@ -316,18 +352,19 @@ class Trained:
                 log.exception("sweeping trained folders failed; again in %.0f s", SWEEP_EVERY)
 
     def sweep(self, now: float, wall: float) -> None:
-        """Forget the sessions ended KEEP_ENDED ago, and every model older than KEEP_LONGEST."""
+        """Forget the sessions ended limits.KEEP_AFTER_SESSION ago, and every model older than limits.KEEP_LONGEST."""
         with self.lock:
             for session, ended in list(self.ended.items()):
-                if now - ended >= KEEP_ENDED:
+                if now - ended >= limits.KEEP_AFTER_SESSION:
                     del self.ended[session]
-                    for variant in self.models.pop(session, {}).values():
-                        forget(variant)
-                    shutil.rmtree(self.folder_of(session), ignore_errors=True)
-            for own in self.models.values():
+                    for name in list(self.models.get(session, {})):
+                        self.forget(session, name)
+                    self.models.pop(session, None)
+                    shutil.rmtree(self.folders.pop(session, self.root / "none"), ignore_errors=True)
+            for session, own in self.models.items():
                 for name, variant in list(own.items()):
-                    if wall - Path(variant.source).stat().st_mtime >= KEEP_LONGEST:
-                        forget(own.pop(name))
+                    if wall - self.made[variant.source] >= limits.KEEP_LONGEST:
+                        self.forget(session, name)
 
 
 def empty_root(root: Path) -> None:
@@ -394,14 +431,22 @@ def take_trained_files(archive: Path, folder: Path) -> None:
             for member in members:
                 with z.open(member) as source, open(folder / PurePosixPath(member.filename).name, "wb") as target:
                     shutil.copyfileobj(source, target)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as e:
         raise ValueError(f"this is not a zip that can be read ({e})") from None
 
 
-def forget(variant: Variant) -> None:
-    ALONE.pop(variant.source, None)
-    for folder in (variant.source, f"{variant.source}-zip"):
-        shutil.rmtree(folder, ignore_errors=True)
+def check_size(folder: Path) -> None:
+    """A model folder's config builds a model of at most limits.TRAINED_PARAMETERS: counted on torch's meta device,
+    where no weight is made (a config can ask for any size, and is read before its weights)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        with torch.device("meta"):
+            parameters = CharRNN(**{**config, "count_weight": 0.0, "lexicon_weight": 0.0}).num_parameters()
+    except Exception as e:  # whatever a config can be wrong with
+        raise ValueError(f"its config.json does not describe a charrnn model ({type(e).__name__}: {e})") from None
+    if parameters > limits.TRAINED_PARAMETERS:
+        raise ValueError(f"its model has {parameters:,} parameters; the most this takes is "
+                         f"{limits.TRAINED_PARAMETERS:,}")
 
 
 def unique_name(name: str, taken) -> str:
@@ -423,11 +468,12 @@ def run_training(settings, report, stop) -> None:
         report({"event": "failed", "message": f"{str(e)[:1].upper()}{str(e)[1:]}."})
 
 
-def serve() -> None:
-    """The training process: settings from the first line of input, events out, a stop or the end of input in."""
-    import torch
+def serve(events) -> None:
+    """The training process: settings from the first line of input, events out (to events), a stop or the end of
+    input in."""
     from training.train import TrainConfig
 
+    os.nice(NICE)
     torch.set_num_threads(int(sys.argv[1]))
     config = TrainConfig(**json.loads(sys.stdin.readline()))
     stop = threading.Event()
@@ -438,9 +484,6 @@ def serve() -> None:
                 stop.set()
         os._exit(0)  # the end of input: the server cancelled this training, or is gone itself
 
-    events = sys.stdout
-    sys.stdout = sys.stderr  # whatever else prints (a library's notice) goes with the errors, not among the events
-
     def report(event: dict) -> None:
         print(json.dumps(event, ensure_ascii=False), file=events, flush=True)
 
@@ -450,6 +493,8 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
+    events_out = sys.stdout
+    sys.stdout = sys.stderr  # whatever else prints (a library's notice) goes with the errors, not among the events
     from . import memory
     memory.bound_primitive_cache()
-    serve()
+    serve(events_out)

@@ -3,7 +3,6 @@
 import importlib.util
 import json
 import shutil
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from charrnn.loading import looks_local
 from charrnn.names import METRICS_NAME, base_name
-from engine.training import Trained
 
 from .upload import Commit, HubCardError, check_repo_id
 from .wheel import place_wheel
@@ -48,8 +46,7 @@ def endpoints() -> list[dict]:
     spec = importlib.util.spec_from_file_location("charrnn_app", ROOT / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
-    with tempfile.TemporaryDirectory() as root:
-        demo = app.build_demo({}, {}, trained=Trained(Path(root) / "trained"))
+    demo = app.build_demo({}, {})
     described = {fn.api_name: " ".join((fn.fn.__doc__ or "").split("\n\n")[0].split()) for fn in demo.fns.values()}
     named = demo.get_api_info()["named_endpoints"]
     return [dict(name=name, arguments=", ".join(p["parameter_name"] for p in info["parameters"]),

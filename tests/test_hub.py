@@ -212,7 +212,7 @@ def test_the_space_card_models_and_requirements(tmp_path, capsys):
     [torch_line] = [line for line in requirements if line.startswith("torch")]
     zerogpu = SpecifierSet(torch_line.split("#")[0].removeprefix("torch").strip())
     assert all(v in zerogpu for v in ("2.8.0", "2.11.0")) and not any(v in zerogpu for v in ("2.7.1", "2.12.0"))
-    assert f"charrnn[app] @ https://huggingface.co/spaces/{SPACE_ID}/resolve/main/{WHEEL}" in requirements
+    assert f"charrnn[app,train] @ https://huggingface.co/spaces/{SPACE_ID}/resolve/main/{WHEEL}" in requirements
     assert main(["space", "--repo-id", SPACE_ID, "--models", REPO_ID, "--out", str(staged)]) == 2
     assert "not an empty folder" in capsys.readouterr().err  # nothing staged before is overwritten
 
@@ -374,7 +374,7 @@ def test_the_staged_space_installs_and_serves_from_its_own_folder(hub, pushed, t
     hub.add_model(SPACE_ID, staged, repo_type="space")  # what the upload would make the Space's repo
     requirements = [line for line in (staged / "requirements.txt").read_text().splitlines()
                     if line and not line.startswith("torch")]
-    assert requirements == [f"charrnn[app] @ {hub.endpoint}/spaces/{SPACE_ID}/resolve/main/{WHEEL}"]
+    assert requirements == [f"charrnn[app,train] @ {hub.endpoint}/spaces/{SPACE_ID}/resolve/main/{WHEEL}"]
     (tmp_path / "rest.txt").write_text("\n".join(requirements) + "\n")
     bin_ = fresh_venv(tmp_path / "venv")
     pip(bin_, "-r", str(tmp_path / "rest.txt"))

@@ -1,5 +1,6 @@
 """The engine's trainings (engine/training.py) for real: each in a process of its own, in line for a slot, stopped,
 cancelled, crashed; every process checked by its pid when it should be gone."""
+import json
 import os
 import signal
 import time
@@ -7,7 +8,7 @@ import zipfile
 
 import pytest
 
-from charrnn import CharRNN
+from charrnn import CharRNN, limits
 from conftest import cut, tiny_config
 from engine import training as engine_training
 from engine.training import Trained
@@ -53,7 +54,7 @@ def test_a_training_streams_points_stops_and_joins_its_session_only(trained, tmp
     seen = until(events, "point")
     pid = job.process.pid
     assert os.getpriority(os.PRIO_PROCESS, pid) >= engine_training.NICE
-    seen += until(events, "point")
+    seen += until(events, "point") + until(events, "point")
     job.stop()
     seen += list(events)
     kinds = [e["event"] for e in seen]
@@ -86,7 +87,7 @@ def test_a_second_training_waits_in_line_and_may_leave_it(trained, tmp_path):
     first.stop()
     assert [e["event"] for e in firsts][-1] == "done"
     third.stop()  # asked while it waits: it never starts
-    assert list(thirds)[-1] == {"event": "failed", "message": "The training was stopped before it started."}
+    assert list(thirds)[-1] == {"event": "failed", "message": "The training left the line before it started."}
     assert third.process is None
 
 
@@ -100,12 +101,12 @@ def test_a_closed_session_cancels_its_training_and_its_models_go_later(trained, 
     pid = job.process.pid
     trained.end("gone")
     assert list(events) == [] and not alive(pid)
-    assert list(trained.models_of("gone")) == ["kept"]  # kept KEEP_ENDED seconds, then deleted
+    assert list(trained.models["gone"]) == ["kept"]  # kept KEEP_AFTER_SESSION seconds, then deleted
     folder = trained.folder_of("gone")
-    trained.sweep(time.monotonic() + engine_training.KEEP_ENDED - 5, time.time())
+    trained.sweep(time.monotonic() + limits.KEEP_AFTER_SESSION - 5, time.time())
     assert folder.is_dir()
-    trained.sweep(time.monotonic() + engine_training.KEEP_ENDED + 1, time.time())
-    assert trained.models_of("gone") == {} and not folder.exists()
+    trained.sweep(time.monotonic() + limits.KEEP_AFTER_SESSION + 1, time.time())
+    assert "gone" not in trained.models and not folder.exists()
 
 
 def test_a_crashed_training_says_so_and_frees_its_slot(trained, tmp_path):
@@ -134,11 +135,15 @@ def test_a_zip_continues_and_a_bad_one_is_refused(trained, tmp_path, tiny_model_
     assert name == "uploaded" and not (tmp_path / "evil.txt").exists()
     variant = trained.models_of("s")["uploaded"]
     assert variant.model.generate("我", 10, seed=2) == CharRNN.from_pretrained(tiny_model_dir).generate("我", 10, seed=2)
-    for content, message in ((b"not a zip", "not a zip"), (None, "no trained model")):
+    huge = json.dumps({**json.loads((tiny_model_dir / "config.json").read_text()), "hidden_size": 100_000})
+    for content, message in ((b"not a zip", "not a zip"), ({"notes.txt": "hello"}, "no trained model"),
+                             ({"config.json": huge, "model.safetensors": "x"}, "parameters; the most"),
+                             ({"config.json": "[1, 2]", "model.safetensors": "x"}, "does not describe")):
         bad = tmp_path / "bad.zip"
-        if content is None:
+        if isinstance(content, dict):
             with zipfile.ZipFile(bad, "w") as z:
-                z.writestr("notes.txt", "hello")
+                for name, data in content.items():
+                    z.writestr(name, data)
         else:
             bad.write_bytes(content)
         with pytest.raises(ValueError, match=message):
@@ -156,7 +161,7 @@ def test_the_zero_gpu_way_streams_and_stops_through_a_file(tmp_path):
     assert job.process is None
     job.stop()
     rest = list(events)
-    assert [e["event"] for e in rest][-2:] == ["saving", "done"] and not job.stop_file.exists()
+    assert [e["event"] for e in rest][-2:] == ["saving", "done"] and job.stop_file.exists()
     assert list(trained.models_of("s")) == ["on the gpu"]
 
 
@@ -171,11 +176,13 @@ def test_the_trained_folder_is_never_one_with_other_files(tmp_path):
 
 
 def test_the_line_is_bounded(trained, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_training, "MOST_WAITING", 2)
+    monkeypatch.setattr(limits, "TRAININGS_WAITING", 2)
     text = cut(TEXT, 20_000)
     waiting = [trained.start(str(k), config(tmp_path), "x", text) for k in range(2)]
-    with pytest.raises(engine_training.LineFull, match="2 trainings are waiting"):
+    with pytest.raises(engine_training.Refused, match="2 trainings are waiting"):
         trained.start("3", config(tmp_path), "x", text)
+    with pytest.raises(engine_training.Refused, match="training already"):
+        trained.start("1", config(tmp_path), "again", text)
     for job in waiting:
         job.cancel()
         assert list(job.events())[-1]["event"] == "failed"

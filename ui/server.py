@@ -61,7 +61,7 @@ class Guard:
     missing argument that has a default gets it, as gradio_client fills it in), and reads a result that exists (404)."""
 
     def __init__(self, app, blocks):
-        self.app, self.blocks, self.endpoints = app, blocks, None
+        self.app, self.blocks, self.endpoints, self.listed = app, blocks, None, []
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -92,13 +92,13 @@ class Guard:
         first call)."""
         if self.endpoints is None:
             named = self.blocks.get_api_info(all_endpoints=True)["named_endpoints"]
+            self.listed = [name for name, info in named.items() if info["api_visibility"] == "public"]
             self.endpoints = {name.lstrip("/"): info["parameters"] for name, info in named.items()}
         return self.endpoints
 
     def check_call(self, api: str, event: str | None) -> None:
         if api not in self.api():
-            raise Refusal(404, f"There is no endpoint /{shorten(api)}; the endpoints are "
-                               f"{', '.join('/' + name for name in self.api())}.")
+            raise Refusal(404, f"There is no endpoint /{shorten(api)}; the endpoints are {', '.join(self.listed)}.")
         if event is not None and not result_waiting(self.blocks._queue, event):
             raise Refusal(404, f"There is no result for event {shorten(event)}: it is unknown, already read, or was "
                                f"not read within {UNREAD:.0f} s of its end.")

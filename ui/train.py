@@ -11,19 +11,20 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pandas as pd
+import torch
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
 from charrnn import CELLS, CharRNN, ModelFileError, limits
 from charrnn.names import CELL_NAMES
-from engine.training import ZERO_GPU_MINUTES, LineFull, Trained
+from engine.training import Refused, Trained
 from hub_card.push import model_commit
 from hub_card.upload import HubCardError, check_repo_id
 from hub_card.wheel import build_wheel
 from training.data import CorpusError, training_text
 from training.train import DATA_DIR, SIZES, TrainConfig
 
-from .common import Variant, documented, models_for, number, refusal, string
+from .common import Variant, documented, models_for, number, refusal, refused, string
 
 try:
     import httpx2  # huggingface_hub 2's HTTP client
@@ -37,6 +38,7 @@ SAMPLE_LENGTH = 80
 EVAL_SECONDS = 5.0  # a point of the curve at least this often (and at the end of every epoch)
 MOST_HELD_OUT = 50_000  # characters: a tenth of the text is held out, but no more than this, so each point is quick
 SAMPLES_SHOWN = 4
+TYPICAL_VOCABULARY = 3000  # the sizes' parameters before a text is given: about a lyrics corpus's characters
 BUNDLED = {"Jay Chou lyrics": "jaychou_lyrics.txt", "The Time Machine": "timemachine.txt"}
 CURVES = {"training": "#3b6ea5", "held-out": "#e8590c", "unigram": "#adb5bd", "bigram": "#2b8a3e"}
 EMPTY_CURVE = pd.DataFrame({"seconds": pd.Series([], dtype=float), "perplexity": pd.Series([], dtype=float),
@@ -54,7 +56,7 @@ def default_minutes(trained: Trained) -> float:
 
 
 def most_minutes(trained: Trained) -> float:
-    return ZERO_GPU_MINUTES if trained.zero_gpu else limits.TRAINING_MINUTES.high
+    return limits.ZERO_GPU_MINUTES if trained.zero_gpu else limits.TRAINING_MINUTES.high
 
 
 def the_text(pasted, uploaded, corpus) -> str:
@@ -74,7 +76,7 @@ def the_text(pasted, uploaded, corpus) -> str:
         pasted = string("Text", pasted, limits.PASTED_TRAINING_TEXT)
         return training_text(pasted.encode("utf-8"), "the text")
     except CorpusError as e:
-        raise refusal(f"{str(e)[:1].upper()}{str(e)[1:]}.") from None
+        raise refused(e) from None
 
 
 def sample_prefix(text: str) -> str:
@@ -102,13 +104,18 @@ def config_for(text: str, start: Variant | None, cell: str, size: str, minutes: 
 
 def sizes_note(text: str, cell: str) -> str:
     """Each size's parameter count for this text's characters."""
-    chars = len(set(text)) if text else 3000
-    vocab = {"chars": [chr(0x4E00 + i) for i in range(min(chars, 20_000))]}
-    cell = cell if cell in CELLS else "lstm"
-    counts = [f"{size} {CharRNN(vocab, cell=cell, head_size=TrainConfig.head_size, **dims).num_parameters() / 1e6:.2f} M"
-              for size, dims in SIZES.items()]
-    whose = f"this text's {chars:,} characters" if text else "a vocabulary of 3,000 characters"
+    chars = len(set(text)) if text else TYPICAL_VOCABULARY
+    counts = [f"{size} {parameters(chars, cell if cell in CELLS else 'lstm', size) / 1e6:.2f} M" for size in SIZES]
+    whose = f"this text's {chars:,} characters" if text else f"a vocabulary of {TYPICAL_VOCABULARY:,} characters"
     return f"Parameters for {whose}: {' · '.join(counts)}."
+
+
+@functools.lru_cache(maxsize=1024)
+def parameters(chars: int, cell: str, size: str) -> int:
+    """A model's parameter count, counted on torch's meta device (no weight is made)."""
+    with torch.device("meta"):
+        vocab = {"chars": [chr(0x4E00 + i) for i in range(chars)]}
+        return CharRNN(vocab, cell=cell, head_size=TrainConfig.head_size, **SIZES[size]).num_parameters()
 
 
 class Run:
@@ -181,15 +188,13 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
               num_steps: int, dropout: float, seed: int, request: gr.Request) -> Iterator[tuple[Run, dict]]:
         """The training asked for, checked now (a refusal says what is wrong), its events with the page's view of
         them as they come."""
-        name = string("Name", name, limits.NAME).strip() or "my-model"
+        name = string("Name", name, limits.NAME)
         config = config_for(text, start_of(start, request), cell, size, minutes, lr, batch_size, num_steps,
                             dropout, seed, most_minutes(trained))
-        if trained.running_for(request.session_hash):
-            raise refusal("This session is training already: Stop it first, or wait for it to end.")
         try:
-            training, run = trained.start(request.session_hash, config, name, text), Run()
-        except LineFull as e:
-            raise refusal(f"{e}.") from None
+            training, run = trained.start(request.session_hash, config, own_name(name), text), Run()
+        except Refused as e:
+            raise refused(e) from None
 
         def events():
             for event in training.events():
@@ -204,7 +209,7 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
 
         Args:
             text: the text to learn, $TRAINING_TEXT characters, at most $PASTED_TRAINING_TEXT sent here (a tenth of it,
-                at most 50,000, is held out).
+                at most $MOST_HELD_OUT, is held out).
             start: "from scratch", or a model's name (the `models` tool) to fine-tune on the text.
             cell: rnn-scratch, rnn, gru or lstm (from scratch only).
             size: small, medium or large (from scratch only).
@@ -226,7 +231,7 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
                     "event": "point", "sample": next(iter(event["samples"].values()), "")}
             if event["event"] == "done":
                 event = {"event": "done", "model": event["model"],
-                         "download": f"/gradio_api/file={trained.zipped(request.session_hash, event['model'])}"}
+                         "download": f"/gradio_api/file={archive_of(event['model'], request)}"}
             if event["event"] == "failed":
                 raise refusal(event["message"])
             yield event
@@ -236,14 +241,14 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
         chosen = (write_model, score_model)
         keep = [gr.skip()] * (2 + len(pickers))
         source = the_text(text, uploaded, corpus)
+        # No yield before the training's events begin: a training never iterated would keep its place in line.
         events = begin(source, start, cell, size, minutes, name, lr, batch_size, num_steps, dropout, seed, request)
-        yield Run().status(), EMPTY_CURVE, "", gr.DownloadButton(visible=False), *keep[1:]  # the last run's gone
         for run, event in events:
             if event["event"] == "failed":
                 yield f"⚠️ {html.escape(event['message'])}", gr.skip(), gr.skip(), *keep
                 return
             if event["event"] == "done":
-                zipped = trained.zipped(request.session_hash, event["model"])
+                zipped = archive_of(event["model"], request)
                 listed = list(models_for(variants, request))
                 yield (run.status() + f"<br>Done: <b>{html.escape(event['model'])}</b> is in this session's model "
                        "lists (Write, Score, Compare). Download it, or push it to the Hub below.",
@@ -252,7 +257,18 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
                        gr.Dropdown(choices=starts(request)),
                        *[gr.Dropdown(choices=listed, value=value) for value in chosen])
                 return
-            yield run.status(), run.curve(), "\n\n".join(run.samples), *keep
+            yield run.status(), run.curve(), "\n\n".join(run.samples), gr.DownloadButton(visible=False), *keep[1:]
+
+    def own_name(name: str) -> str:
+        """A name for a session's model that no model of the app's, nor "from scratch", has."""
+        name = name.strip()[:limits.NAME] or "my-model"
+        return f"{name} (yours)" if name in variants or name == SCRATCH else name
+
+    def archive_of(name: str, request: gr.Request) -> Path:
+        try:
+            return trained.zipped(request.session_hash, name)
+        except ValueError as e:
+            raise refused(e) from None
 
     def stop(request: gr.Request) -> str:
         trainings = trained.running_for(request.session_hash)
@@ -265,7 +281,7 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
         if not archive:
             return gr.skip(), gr.skip(), *[gr.skip()] * len(pickers)
         try:
-            name = trained.unpack(request.session_hash, Path(archive), Path(archive).stem)
+            name = trained.unpack(request.session_hash, Path(archive), own_name(Path(archive).stem), variants)
         except (ValueError, ModelFileError) as e:
             raise refusal(f"That zip cannot be continued: {e}.") from None
         listed = list(models_for(variants, request))
@@ -274,18 +290,20 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
 
     def push(name: str, repo: str, token: str, oauth_token: gr.OAuthToken | None, request: gr.Request) -> str:
         own = trained.models_of(request.session_hash)
-        if name not in own:
-            raise refusal("Train a model first (or load a zip): this session has none to push yet.")
-        return publish(Path(own[name].source), string("Repo name", repo, 96).strip(),
-                       (oauth_token.token if oauth_token else None) or string("Token", token, 200).strip() or None)
+        if name not in own or not Path(own[name].source).is_dir():
+            raise refusal("Train a model first (or load a zip): this session has none to push now.")
+        return publish(Path(own[name].source), string("Repo name", repo, limits.REPO_NAME).strip(),
+                       (oauth_token.token if oauth_token else None) or string("Token", token, limits.TOKEN).strip()
+                       or None)
 
     gr.Markdown("Train a model on your own text: paste it, upload a `.txt` file (UTF-8, from "
                 f"{limits.TRAINING_TEXT.low:,} characters to {limits.TRAINING_TEXT.high:,}) or pick a bundled corpus. "
                 "Watch it learn; then write with it in the other tabs (only you see it), download it, or push it to "
-                "the Hub. Trained models are deleted an hour after you close this tab.")
+                f"the Hub. Trained models are deleted {limits.KEEP_AFTER_SESSION // 60} minutes after you close this "
+                "tab.")
     with gr.Row():
         text = gr.Textbox(label="Text to learn", lines=8, max_lines=14, scale=3, max_length=limits.PASTED_TRAINING_TEXT,
-                          placeholder="paste lyrics, poems, prose… (2,000 characters at least)")
+                          placeholder=f"paste lyrics, poems, prose… ({limits.TRAINING_TEXT.low:,} characters at least)")
         with gr.Column(scale=2, min_width=240):
             uploaded = gr.File(label="or upload a .txt file", file_types=[".txt"], type="filepath", height=110)
             corpus = gr.Dropdown(["", *bundled()], value="", label="or a bundled corpus", visible=bool(bundled()))
@@ -348,7 +366,7 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
     push_button.click(push, [pushed_model, repo, token], pushed, api_visibility="private", concurrency_limit=2)
     # Not an MCP tool (undocumented: gradio lists only public endpoints as tools): gradio's MCP server calls every
     # tool through one client, one session, so a model one agent trained would be every agent's (docs/design.md).
-    gr.api(documented(train), api_name="train", concurrency_limit=None, api_visibility="undocumented")
+    gr.api(documented(train, MOST_HELD_OUT=f"{MOST_HELD_OUT:,}"), api_name="train", concurrency_limit=None, api_visibility="undocumented")
 
 
 @functools.cache
@@ -373,8 +391,10 @@ def publish(folder: Path, repo_name: str, token: str | None, endpoint: str | Non
         repo_id = check_repo_id(f"{api.whoami()['name']}/{repo_name}")
         commit = model_commit(folder, repo_id, wheel=library_wheel())
         url = commit.upload(token, endpoint)
-    except (HubCardError, HFValidationError) as e:
+    except (HubCardError, HFValidationError, ModelFileError) as e:
         raise refusal(f"{e}.") from None
+    except (KeyError, TypeError) as e:  # a model loaded from a zip whose metrics.json says too little for its card
+        raise refusal(f"This model's metrics.json lacks {e}, which its card needs: train it here to push it.") from None
     except HfHubHTTPError as e:
         raise refusal(hub_refusal(e, repo_name)) from None
     except UNREACHABLE as e:  # no network, the endpoint down
