@@ -277,10 +277,11 @@ class Trained:
             name = unique_name(name, {*own, *taken})
             own[name] = Variant(source, model, read_metrics(source), read_bigram(source))
             self.made[source] = time.time()
+            starts = {t.config.init_from for t in self.line + self.running}  # never deleted under a fine-tune
             while len(own) > limits.TRAINED_PER_SESSION:
-                self.forget(session, next(iter(own)))
+                self.forget(session, next(n for n, v in own.items() if v.source not in starts))
             while len(self.made) > limits.TRAINED_IN_ALL:
-                oldest = min(self.made, key=self.made.get)
+                oldest = min((s for s in self.made if s not in starts), key=self.made.get)
                 self.forget(*next((s, n) for s, models in self.models.items() for n, v in models.items()
                                   if v.source == oldest))
         return name

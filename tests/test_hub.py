@@ -204,6 +204,7 @@ def test_the_space_card_models_and_requirements(tmp_path, capsys):
     assert data.python_version == "3.10" and data.models == models
     assert data.suggested_hardware and data.emoji and data.colorFrom and data.title
     assert 0 < len(data.short_description) <= 60
+    assert data.hf_oauth is True and data.hf_oauth_scopes == ["contribute-repos"]  # the Train tab's sign-in
     for endpoint in ("/generate", "/candidates", "/score", "/models", "/compare", "/next_line"):
         assert f"| `{endpoint}` |" in card.text  # every endpoint the app has, from the app itself
     assert "/gradio_api/mcp/" in card.text and "memorise" not in card.text

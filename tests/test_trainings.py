@@ -5,6 +5,7 @@ import os
 import signal
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +188,18 @@ def test_the_line_is_bounded(trained, tmp_path, monkeypatch):
         job.cancel()
         assert list(job.events())[-1]["event"] == "failed"
     assert trained.line == [] and not list(trained.root.rglob("*.txt"))
+
+
+def test_a_session_keeps_its_last_models_but_never_the_start_of_a_fine_tune(trained, tmp_path, tiny_model_dir):
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in tiny_model_dir.iterdir():
+            z.write(path, f"m/{path.name}")
+    names = [trained.unpack("s", archive, "model") for _ in range(limits.TRAINED_PER_SESSION)]
+    first = trained.models_of("s")[names[0]]
+    job = trained.start("s", config(tmp_path, init_from=first.source), "tuned", cut(TEXT, 20_000))
+    trained.unpack("s", archive, "model")  # one more than a session keeps: the oldest not in use goes
+    assert list(trained.models_of("s")) == [names[0], *names[2:], "model (4)"]
+    assert Path(first.source).is_dir()
+    job.cancel()
+    assert list(job.events())[-1]["event"] == "failed"
