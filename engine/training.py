@@ -302,7 +302,7 @@ class Trained:
             raise ValueError(f"the model {name!r} is no longer here: trained models are kept "
                              f"{limits.KEEP_AFTER_SESSION // 60} minutes after their page closes")
         folder = Path(variant.source)
-        inside = re.sub(r"[^A-Za-z0-9_.-]", "-", name).strip("-.") or "charrnn-model"
+        inside = re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-.") or "charrnn-model"
         archive = self.zips / folder.name / f"{inside}.zip"
         if not archive.is_file():
             archive.parent.mkdir(parents=True, exist_ok=True)

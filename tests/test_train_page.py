@@ -21,7 +21,7 @@ from engine.training import Trained
 from test_app import LSTM, finish, wait_until
 from test_browser import CHROMIUM, FLAGS, OUT
 from test_trainings import alive
-from ui.train import the_text
+from ui.train import CURVES, the_text
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.server
@@ -99,6 +99,22 @@ def test_uploads_are_checked_as_untrusted(tmp_path):
     assert the_text("ignored", str(path), "") == made_text(5000)
 
 
+# Whether the plot has drawn the held-out curve: pixels of its colour on the plot's canvas (or an SVG path of it).
+HELD_OUT_DRAWN = """(el) => {
+    if (el.querySelector('path[stroke="%s"]')) return true;
+    const canvas = el.querySelector('canvas');
+    if (!canvas || !canvas.width) return false;
+    const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < d.length; i += 4)
+        if (Math.abs(d[i] - %d) < 24 && Math.abs(d[i + 1] - %d) < 24 && Math.abs(d[i + 2] - %d) < 24) return true;
+    return false;
+}""" % (CURVES["held-out"], *bytes.fromhex(CURVES["held-out"][1:]))
+
+
+def held_out_drawn(page) -> None:
+    page.wait_for_function(HELD_OUT_DRAWN, arg=page.locator("#train-curve").element_handle(), timeout=10_000)
+
+
 def watch_training(page, shots: str) -> tuple[list[str], Path]:
     """Start, see the curve grow over 3 points and the samples change, wait for the end; returns the samples seen
     and the downloaded zip."""
@@ -115,9 +131,11 @@ def watch_training(page, shots: str) -> tuple[list[str], Path]:
         page.screenshot(path=str(OUT / f"{shots}-failed.png"), full_page=True)
         raise
     seen = re.split(r"\n\n(?=\d+ s · held-out)", samples.input_value())
+    held_out_drawn(page)
     page.screenshot(path=str(OUT / f"{shots}-training.png"), full_page=True)
     download = page.get_by_role("button", name="Download")
     sync_api.expect(download).to_be_visible(timeout=120_000)
+    held_out_drawn(page)
     page.screenshot(path=str(OUT / f"{shots}-done.png"), full_page=True)
     with page.expect_download() as caught:
         download.click()

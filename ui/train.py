@@ -40,9 +40,8 @@ MOST_HELD_OUT = 50_000  # characters: a tenth of the text is held out, but no mo
 SAMPLES_SHOWN = 4
 TYPICAL_VOCABULARY = 3000  # the sizes' parameters before a text is given: about a lyrics corpus's characters
 BUNDLED = {"Jay Chou lyrics": "jaychou_lyrics.txt", "The Time Machine": "timemachine.txt"}
-CURVES = {"training": "#3b6ea5", "held-out": "#e8590c", "unigram": "#adb5bd", "bigram": "#2b8a3e"}
-EMPTY_CURVE = pd.DataFrame({"seconds": pd.Series([], dtype=float), "perplexity": pd.Series([], dtype=float),
-                            "curve": pd.Series([], dtype=str)})  # a text column: the colours are a legend, not a scale
+# Short names: the legend fits a phone's width in one row.
+CURVES = {"train": "#3b6ea5", "held-out": "#e8590c", "unigram": "#adb5bd", "bigram": "#2b8a3e"}
 
 
 def bundled() -> dict[str, Path]:
@@ -142,6 +141,9 @@ class Run:
             del self.samples[SAMPLES_SHOWN:]
         elif kind == "saving":
             self.state = "Saving the best weights, mixing in the text's bigram…"
+        elif kind == "done":
+            self.state = f"Done: {event['model']} is in this session's model lists (Write, Score, Compare). " \
+                         "Download it, or push it to the Hub below."
 
     def status(self) -> str:
         budget = self.start.get("budget_seconds") or 0
@@ -156,14 +158,15 @@ class Run:
                 f"characters/s · held-out perplexity <b>{p['val_ppl']:.1f}</b>, best {best:.1f}{against}<br>"
                 f"{html.escape(self.state)}")
 
-    def curve(self) -> pd.DataFrame:
+    def curve(self) -> pd.DataFrame | None:
+        """The points so far; None before the first (a plot given an empty table draws no line of what follows)."""
         rows = [(p["seconds"], p[key], name) for p in self.points
-                for key, name in (("train_ppl", "training"), ("val_ppl", "held-out")) if p[key] is not None]
+                for key, name in (("train_ppl", "train"), ("val_ppl", "held-out")) if p[key] is not None]
         if self.points:
             ends = (0.0, self.points[-1]["seconds"])
             rows += [(x, self.start[key], name) for key, name in (("unigram_ppl", "unigram"), ("bigram_ppl", "bigram"))
                      for x in ends if key in self.start]
-        return pd.DataFrame(rows, columns=["seconds", "perplexity", "curve"]) if rows else EMPTY_CURVE
+        return pd.DataFrame(rows, columns=["seconds", "perplexity", "curve"]) if rows else None
 
 
 def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, shader: gr.Dropdown) -> None:
@@ -250,9 +253,7 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
             if event["event"] == "done":
                 zipped = archive_of(event["model"], request)
                 listed = list(models_for(variants, request))
-                yield (run.status() + f"<br>Done: <b>{html.escape(event['model'])}</b> is in this session's model "
-                       "lists (Write, Score, Compare). Download it, or push it to the Hub below.",
-                       run.curve(), "\n\n".join(run.samples),
+                yield (run.status(), run.curve(), "\n\n".join(run.samples),
                        gr.DownloadButton(value=str(zipped), visible=True, label=f"Download {zipped.name}"),
                        gr.Dropdown(choices=starts(request)),
                        *[gr.Dropdown(choices=listed, value=value) for value in chosen])
@@ -334,7 +335,8 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
         go = gr.Button("Start training", variant="primary", min_width=140)
         halt = gr.Button("Stop", variant="stop", min_width=100)
     status = gr.HTML(elem_id="train-status")
-    curve = gr.LinePlot(EMPTY_CURVE, x="seconds", y="perplexity", color="curve", title="Perplexity (lower is better)",
+    curve = gr.LinePlot(None, x="seconds", y="perplexity", color="curve", color_title="",
+                        title="Perplexity (lower is better)",
                         x_title="seconds", y_title="perplexity", height=280, elem_id="train-curve", color_map=CURVES)
     samples = gr.Textbox(label="A sample at each point (newest first)", lines=6, max_lines=12, elem_id="train-samples")
     download = gr.DownloadButton("Download", visible=False)
