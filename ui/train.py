@@ -154,7 +154,8 @@ class Run:
         p, best = self.points[-1], min(q["val_ppl"] for q in self.points)
         bigram = self.start.get("bigram_ppl")
         against = f" (the text's bigram: {bigram:.1f})" if bigram else ""
-        return (f"{bar}{seconds:.0f} of {budget:.0f} s · epoch {p['epoch']:.2f} · {p['chars'] / max(p['seconds'], 1e-9):,.0f} "
+        speed = p["chars"] / max(p["seconds"], 1e-9)
+        return (f"{bar}{seconds:.0f} of {budget:.0f} s · epoch {p['epoch']:.2f} · {speed:,.0f} "
                 f"characters/s · held-out perplexity <b>{p['val_ppl']:.1f}</b>, best {best:.1f}{against}<br>"
                 f"{html.escape(self.state)}")
 
@@ -287,7 +288,8 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
             raise refusal(f"That zip cannot be continued: {e}.") from None
         listed = list(models_for(variants, request))
         return (f"Loaded <b>{html.escape(name)}</b>: it is in this session's lists, and chosen to start from.",
-                gr.Dropdown(choices=starts(request), value=name), *[gr.Dropdown(choices=listed, value=v) for v in chosen])
+                gr.Dropdown(choices=starts(request), value=name),
+                *[gr.Dropdown(choices=listed, value=v) for v in chosen])
 
     def push(name: str, repo: str, token: str, oauth_token: gr.OAuthToken | None, request: gr.Request) -> str:
         own = trained.models_of(request.session_hash)
@@ -304,7 +306,7 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
                 "tab.")
     with gr.Row():
         text = gr.Textbox(label="Text to learn", lines=8, max_lines=14, scale=3, max_length=limits.PASTED_TRAINING_TEXT,
-                          placeholder=f"paste lyrics, poems, prose… ({limits.TRAINING_TEXT.low:,} characters at least)")
+                          placeholder=f"lyrics, poems, prose… ({limits.TRAINING_TEXT.low:,} characters at least)")
         with gr.Column(scale=2, min_width=240):
             uploaded = gr.File(label="or upload a .txt file", file_types=[".txt"], type="filepath", height=110)
             corpus = gr.Dropdown(["", *bundled()], value="", label="or a bundled corpus", visible=bool(bundled()))
@@ -314,7 +316,8 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
         cell = gr.Dropdown([(CELL_NAMES.get(c, c), c) for c in CELLS], value="lstm", label="Cell", min_width=160,
                            info="from scratch only")
         size = gr.Radio(list(SIZES), value="small", label="Size", min_width=200, info="from scratch only")
-        minutes = gr.Slider(limits.TRAINING_MINUTES.low, most_minutes(trained), value=default_minutes(trained), step=0.25,
+        minutes = gr.Slider(limits.TRAINING_MINUTES.low, most_minutes(trained), value=default_minutes(trained),
+                            step=0.25,
                             label="Minutes", info="the time budget", min_width=200)
     sizes = gr.Markdown(sizes_note("", "lstm"), elem_id="sizes")
     with gr.Accordion("Advanced", open=False):
@@ -322,10 +325,11 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
             name = gr.Textbox("my-model", label="Name", max_lines=1, min_width=160, max_length=limits.NAME)
             lr = gr.Number(TrainConfig.lr, label="Learning rate", minimum=limits.LEARNING_RATE.low,
                            maximum=limits.LEARNING_RATE.high, min_width=120)
-            batch_size = gr.Number(TrainConfig.batch_size, label="Batch size", precision=0, minimum=limits.BATCH_SIZE.low,
-                                   maximum=limits.BATCH_SIZE.high, min_width=120)
+            batch_size = gr.Number(TrainConfig.batch_size, label="Batch size", precision=0,
+                                   minimum=limits.BATCH_SIZE.low, maximum=limits.BATCH_SIZE.high, min_width=120)
             num_steps = gr.Number(TrainConfig.num_steps, label="Sequence length", precision=0,
-                                  minimum=limits.SEQUENCE_LENGTH.low, maximum=limits.SEQUENCE_LENGTH.high, min_width=120)
+                                  minimum=limits.SEQUENCE_LENGTH.low, maximum=limits.SEQUENCE_LENGTH.high,
+                                  min_width=120)
             dropout = gr.Slider(*limits.DROPOUT, value=TrainConfig.dropout, step=0.05, label="Dropout", min_width=160)
             seed = gr.Number(0, label="Seed", precision=0, minimum=limits.SEED.low, maximum=limits.SEED.high,
                              min_width=100)
@@ -368,7 +372,8 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
     push_button.click(push, [pushed_model, repo, token], pushed, api_visibility="private", concurrency_limit=2)
     # Not an MCP tool (undocumented: gradio lists only public endpoints as tools): gradio's MCP server calls every
     # tool through one client, one session, so a model one agent trained would be every agent's (docs/design.md).
-    gr.api(documented(train, MOST_HELD_OUT=f"{MOST_HELD_OUT:,}"), api_name="train", concurrency_limit=None, api_visibility="undocumented")
+    gr.api(documented(train, MOST_HELD_OUT=f"{MOST_HELD_OUT:,}"), api_name="train", concurrency_limit=None,
+           api_visibility="undocumented")
 
 
 @functools.cache
@@ -412,5 +417,7 @@ def hub_refusal(error: HfHubHTTPError, repo_name: str) -> str:
         return ("This token may not create or write repos: sign in again allowing it, or use a token with write "
                 "access.")
     if status == 409:
-        return f"{repo_name!r} is taken in your namespace by a repo of another type (a dataset or a Space): choose another name."
-    return f"The Hub refused the push (HTTP {status}): {str(error).splitlines()[0]}. The model is still here to download."
+        return (f"{repo_name!r} is taken in your namespace by a repo of another type (a dataset or a Space): choose "
+                "another name.")
+    return (f"The Hub refused the push (HTTP {status}): {str(error).splitlines()[0]}. The model is still here to "
+            "download.")
