@@ -100,11 +100,26 @@ def launch(demo: gr.Blocks, decoding: str = "loop", **options):
 
 
 def own_folder() -> Path:
-    """A new folder for this server's trained models, deleted when it ends (a killed server leaves it to the
-    system's temp cleaning)."""
-    folder = Path(tempfile.mkdtemp(prefix="charrnn-trained-"))
+    """This server's folder for trained models: the temp folder's charrnn-trained/<pid>. Those of servers no longer
+    running are deleted first: a server stopped by a signal cannot delete its own."""
+    parent = Path(tempfile.gettempdir()) / "charrnn-trained"
+    parent.mkdir(exist_ok=True)
+    for folder in parent.iterdir():
+        if not (folder.name.isdigit() and running(int(folder.name))):
+            shutil.rmtree(folder, ignore_errors=True)
+    folder = parent / str(os.getpid())
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def main() -> None:

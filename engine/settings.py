@@ -9,7 +9,7 @@ there, never at an import.
 | CHARRNN_DECODERS | decoding processes the loops are dealt out to | one per core (one on a GPU) |
 | CHARRNN_TRAINING | 1: models listed but not yet written are training; they join the page when written | off |
 | CHARRNN_TRAININGS | visitors' trainings at once (the Train tab, /train); the others wait in line | one per two cores |
-| CHARRNN_TRAINED_DIR | where visitors' trained models are kept (emptied at start) | a new folder in the temp dir |
+| CHARRNN_TRAINED_DIR | where visitors' trained models are kept (emptied at start) | charrnn-trained/<pid> in the temp dir (those of stopped servers deleted) |
 """
 import os
 from collections.abc import Mapping
