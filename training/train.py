@@ -359,6 +359,7 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
         point = {"epoch": round(epoch, 3), "step": run["steps"], "train_ppl": train_ppl, "val_ppl": val_ppl,
                  "seconds": round(run["seconds"], 2), "chars": run["chars"]}
         run["history"].append(point)
+        write_progress(cfg, run)
         if cfg.progress:
             trained_ppl = f"{train_ppl:8.2f}" if train_ppl else "       -"
             tqdm.write(f"epoch {epoch:7.2f}  train ppl {trained_ppl}  val ppl {val_ppl:8.2f}"
@@ -384,9 +385,9 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
 
     if start is not None and not run["history"]:  # where it starts: the best is never worse than the trained model
         point(0.0)
+    if world.main:
+        write_progress(cfg, run)
     for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
-        if world.main:
-            write_progress(cfg, run)
         if stopped or run["since_best"] >= cfg.patience:
             break
         for step_loss, n, done in steps(trained_model, averaged, optimizer, task, cfg, epoch, device, world):
@@ -467,11 +468,11 @@ def write_progress(cfg: TrainConfig, run: dict) -> None:
     """Where the run is, for whoever waits for the model (written whole, then swapped in)."""
     path = progress_file(cfg.out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    last = run["history"][-1]["val_ppl"] if run["history"] else None
+    last = run["history"][-1] if run["history"] else {"epoch": run["epoch"], "val_ppl": None}  # the last point
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"epoch": run["epoch"], "epochs": cfg.epochs, "seconds": round(run["seconds"], 1),
+    tmp.write_text(json.dumps({"epoch": last["epoch"], "epochs": cfg.epochs, "seconds": round(run["seconds"], 1),
                                "budget_seconds": 60 * cfg.max_minutes if cfg.max_minutes else None,
-                               "val_ppl": last}))
+                               "val_ppl": last["val_ppl"]}))
     os.replace(tmp, path)
 
 

@@ -62,12 +62,8 @@ def the_text(pasted, uploaded, corpus) -> str:
     """The text to learn, from the first source given: an uploaded file, a bundled corpus, or the pasted text; each
     checked as untrusted input (training.data.training_text)."""
     try:
-        if uploaded:
-            path = Path(uploaded)
-            if path.stat().st_size > limits.TRAINING_BYTES:
-                raise CorpusError(f"the file is {path.stat().st_size:,} bytes; the most this takes is "
-                                  f"{limits.TRAINING_BYTES:,}")
-            return training_text(path.read_bytes(), "the file")
+        if uploaded:  # gradio took at most limits.UPLOAD_BYTES of it; training_text checks the rest
+            return training_text(Path(uploaded).read_bytes(), "the file")
         if corpus:
             if corpus not in bundled():
                 raise refusal(f"There is no bundled corpus {corpus!r} here.")
@@ -176,14 +172,17 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
     pickers = [writer, shader]
     shipped = {name: v for name, v in variants.items() if isinstance(v.model, CharRNN)}
 
+    def choosable(request: gr.Request) -> dict[str, Variant]:
+        """The models a training may start from: the app's character models, then the session's own."""
+        return {**shipped, **(trained.models_of(request.session_hash) if request else {})}
+
     def starts(request: gr.Request) -> list[str]:
-        own = trained.models_of(request.session_hash) if request else {}
-        return [SCRATCH, *shipped, *own]
+        return [SCRATCH, *choosable(request)]
 
     def start_of(name: str, request: gr.Request) -> Variant | None:
         if name in (None, "", SCRATCH):
             return None
-        found = {**shipped, **(trained.models_of(request.session_hash) if request else {})}
+        found = choosable(request)
         if name not in found:
             raise refusal(f"Unknown model {name!r} to start from; choose one of: {', '.join(starts(request))}.")
         return found[name]
