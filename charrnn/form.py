@@ -1,11 +1,20 @@
 """One sequence being written: its options, its text so far, and the form it must keep.
 
-Form means lines (stop after N), an acrostic (line i begins with character i), rhyme (every line ends
-in one rhyme), and no loops (no n-gram twice, a penalty on characters already used). Each step a
-Sequence says what it allows (`rule`), then takes the character chosen (`take`). Rhyme works without
-bending the lines: the model ends each line where it likes; if the line's last token does not rhyme,
-the sequence rewinds to that token and redraws it from the rhyming ones (the model's own probabilities,
-restricted), then ends the line. So a rhyming sequence holds back its last token until the next one starts.
+Form means lines (stop after N), an acrostic (line i begins with character i), a melody's line lengths (each line
+so many sung characters, or in English syllables), a rhyme scheme (AABB: lines with one letter end in one rhyme; the
+rhyme option is the scheme AAAA), keywords (words the lyric must hold, each once) and no loops (no n-gram twice, a
+penalty on characters already used). Each step a Sequence says what it allows (`rule`), then takes the character
+chosen (`take`).
+
+The form does not bend the lines: the model ends each line where it likes, and where a line's last token breaks the
+form (it does not rhyme; in English, its word overshoots the syllables or leaves the count unknown), the sequence
+rewinds to that token and redraws it from the tokens that keep the form (the model's own probabilities,
+restricted), then ends the line. So such a sequence holds back its last token until the next one starts. A Chinese
+line of a given length has its last character drawn from the ones that keep it, weighed by how likely the model
+finds the line's end after each (batch.look_ahead), so a line is not cut where the model was sure a word goes on.
+A keyword is placed where the model likes its first character: at each place it fits, its share is lifted to at
+least one in the places left, and it is written whole once begun; where the rest of the lyric could no longer hold
+the keywords left, it is written there.
 """
 import math
 from collections import Counter
@@ -16,11 +25,23 @@ from typing import NamedTuple
 import numpy as np
 
 from . import limits
+from . import song
 from .errors import NoLineBreak, NoRhyme, BadValue, TooShort, UnknownCharacters
-from .rhyme import scheme_for
+from .rhyme import is_letter, is_sung, scheme_for, syllables
 
-FREE = (None, None, [])  # a rule that leaves the next character to the model
+
+class Rule(NamedTuple):
+    """What a sequence allows next: a forced id, or the only ids allowed (None: all) less the banned ones, with some
+    ids' shares lifted to at least the share given (keywords)."""
+    forced: int | None = None
+    allowed: list[int] | None = None
+    banned: list[int] | tuple = ()
+    lifted: dict[int, float] | None = None
+
+
+FREE = Rule()  # leaves the next character to the model
 REWIND_STEPS = 40  # how far back a rhyming line may redraw its last token (longer than any word offered)
+TYPICAL_LINE = {"zh": 10, "en": 8}  # characters, or words, of a line where the lines have no lengths
 TRIES = 32  # rhymes whose line endings a model keeps ready (a Chinese model has 13)
 
 
@@ -36,10 +57,19 @@ class Options:
     rhyme: str | None = None
     repetition_penalty: float = 1.0
     no_repeat_ngram: int = 0
+    line_lengths: tuple[int, ...] | str | None = None  # see song.line_lengths
+    scheme: str | None = None  # see song.scheme
+    keywords: tuple[str, ...] | str | None = None  # see song.keywords
+    keywords_in_order: bool = False
 
     @property
     def shapes_lines(self) -> bool:
-        return bool(self.lines or self.acrostic or self.rhyme)
+        return bool(self.lines or self.acrostic or self.rhyme or self.line_lengths or self.scheme)
+
+    @property
+    def rewinds(self) -> bool:
+        """Whether decoding may redraw a line's last token (it keeps the steps it may go back to)."""
+        return bool(self.rhyme or self.scheme or self.line_lengths)
 
 
 class Step(NamedTuple):
@@ -99,6 +129,11 @@ def check(options: Options, length: int) -> None:
     if not (is_whole(options.no_repeat_ngram) and options.no_repeat_ngram in limits.NO_REPEAT_NGRAM):
         raise BadValue("no_repeat_ngram", options.no_repeat_ngram, f"a whole number from {limits.NO_REPEAT_NGRAM}",
                          "0 is off")
+    if options.rhyme is not None and options.scheme:
+        raise BadValue("scheme", options.scheme, "empty when a rhyme is given", "the rhyme is the scheme AAAA: give "
+                       "one or the other")
+    if not isinstance(options.keywords_in_order, bool):
+        raise BadValue("keywords_in_order", options.keywords_in_order, "True or False")
 
 
 class Trie:
@@ -127,7 +162,8 @@ class Trie:
 
 
 class Rhymes:
-    """A model's rhyme scheme (Chinese or English, by its vocabulary) and the endings of each rhyme."""
+    """A model's language (Chinese or English, by its vocabulary: `scheme`), the endings of each rhyme, and the ids
+    a line's length counts."""
 
     def __init__(self, vocab):
         self.vocab = vocab
@@ -135,19 +171,24 @@ class Rhymes:
         # The endings of the rhymes used lately: English has thousands of rhymes, and a model writing "auto" meets
         # them all in time.
         self.trie = lru_cache(TRIES)(self.endings)
+        chars = list(enumerate(vocab.itos))[1:]
+        self.unsung = [i for i, c in chars if not is_sung(c) and c != "\n"]  # Chinese: what a length does not count
+        self.letters = [i for i, c in chars if is_letter(c)]  # English: what continues a word
+        self.breaks = [i for i, c in chars if not is_letter(c) and c != "\n"]  # English: what ends a word mid-line
 
-    def endings(self, key: str) -> Trie:
+    def endings(self, key: str | None, units: int | None = None) -> Trie:
+        """The tokens that end a line in rhyme key (None: any), of `units` characters or syllables (None: any)."""
         known = set(self.vocab.chars) - {"\n"}
-        return Trie.of([self.vocab.encode(w) for w in self.scheme.endings(key, known)])
+        return Trie.of([self.vocab.encode(w) for w in self.scheme.endings(key, known, units)])
 
-    def resolve(self, rhyme: str, prefix: str) -> str | None:
+    def resolve(self, rhyme: str, prefix: str, option: str = "rhyme") -> str | None:
         """The rhyme key, or None when "auto" finds none yet (the first line written then sets it)."""
         if rhyme == "auto":
             complete = prefix.split("\n")[:-1]
             return next((k for k in map(self.scheme.key, reversed(complete)) if k), None)
-        key = self.scheme.parse(rhyme)
+        key = self.scheme.parse(rhyme, option)
         if not self.trie(key).children:
-            raise NoRhyme("rhyme", rhyme)
+            raise NoRhyme(option, rhyme)
         return key
 
 
@@ -161,7 +202,8 @@ class Sequence:
         self.newline = vocab.stoi.get("\n")
         acrostic = options.acrostic or None
         if options.shapes_lines and self.newline is None:
-            raise NoLineBreak(next(name for name in ("lines", "acrostic", "rhyme") if getattr(options, name)))
+            raise NoLineBreak(next(name for name in ("lines", "acrostic", "rhyme", "line_lengths", "scheme")
+                                   if getattr(options, name)))
         if acrostic:
             if "\n" in acrostic:
                 raise BadValue("acrostic", acrostic, "one line of characters (no line break)")
@@ -172,26 +214,36 @@ class Sequence:
         self.heads = vocab.encode(acrostic) if acrostic else []
         self.opens_line = not prefix or prefix.endswith("\n")  # the first character starts a line
         self.prefix_line = prefix.split("\n")[-1]  # the start of the first line, where the prefix left it unfinished
+        self.targets = song.line_lengths(options.line_lengths)
+        self.scheme = song.scheme(options.scheme)
         self.lines_to_go = options.lines
+        if self.lines_to_go is None and (self.targets or self.scheme):  # one verse of the pattern, or of the scheme
+            self.lines_to_go = max(len(self.targets or ()), len(self.scheme.letters if self.scheme else ""))
+        # Line 0 is the first line the continuation writes on: the prefix's own, unless an acrostic first ends it.
+        self.line_number = -1 if acrostic and not self.opens_line else 0
         if acrostic:  # as many lines as the acrostic has characters, or more; first a line break if the prefix needs one
-            self.lines_to_go = max(options.lines or 0, len(acrostic)) + (not self.opens_line)
-        self.rhymes, self.rhyme_key = None, None
-        if options.rhyme:
-            self.rhymes = model.rhymes
-            self.rhyme_key = self.rhymes.resolve(options.rhyme, prefix)
+            self.lines_to_go = max(self.lines_to_go or 0, len(acrostic)) + (not self.opens_line)
+        self.rhymes = model.rhymes if options.rewinds or options.keywords else None
+        self.language = model.rhymes.scheme
+        self.keys = self.rhyme_keys(prefix)
+        self.keywords = self.checked_keywords()
         self.ids: list[int] = []
         self.chars: list[str] = []
         self.logprobs: list[float] = []
         self.steps: list[Step | None] = []
         self.step_numbers: list[int] = []  # the batch step at which each character was chosen
-        self.sent = 0  # characters handed out; the rest wait for the next token (rhyme)
+        self.sent = 0  # characters handed out; the rest wait for the next token (a line end that may be redrawn)
         self.token_start = None  # where the current line's last token starts
         self.line_start = 0 if self.opens_line else None  # None: the line began in the prefix
         self.heads_written = 0
         self.on_head_line = False  # the current line began with an acrostic's character
-        self.ending: Trie | None = None  # set while the last token of a line is redrawn to rhyme
+        self.ending: Trie | None = None  # set while the last token of a line is redrawn to keep the form
+        self.closing = False  # the next character ends the line (batch.look_ahead weighs it by the break after it)
+        self.placing: list[int] = []  # the rest of a keyword being written
+        self.offered: dict[int, str] = {}  # first id -> the keyword it begins, where the rule lifted it this step
+        self.placed = self.just_begun = None  # the keyword just written whole; the one being written
         self.done = length == 0
-        self.free = not (options.shapes_lines or options.no_repeat_ngram)  # nothing to rule: the fast path
+        self.free = not (options.shapes_lines or options.no_repeat_ngram or self.keywords)  # nothing to rule
         self.flushed = 0
         self.ngrams: dict[tuple, Counter] = {}
         self.seen, self.used, self.used_array = None, [], None  # with a repetition penalty: counts, ids it applies to
@@ -199,10 +251,62 @@ class Sequence:
             self.seen = Counter()
             for i in vocab.encode(prefix):
                 self.see(i, 1)
+        self.check_lines()
         if self.lines_to_go is not None and length < self.reserve():
             raise TooShort("length", length, self.reserve(), "the form asked")
 
-    # What the form allows next ------------------------------------------------------------------
+    def rhyme_keys(self, prefix: str) -> dict[str, str | None]:
+        """Each scheme letter's rhyme key: given, or None until its first line sets it ("auto" with the rhyme option
+        reads the prefix's last line first). The rhyme option is the scheme of one letter for every line."""
+        if self.options.rhyme:
+            self.scheme = song.Scheme("A", {})
+            return {"A": self.rhymes.resolve(self.options.rhyme, prefix)}
+        if not self.scheme:
+            return {}
+        keys = dict.fromkeys(self.scheme.letters.replace(song.FREE, ""))
+        for letter, rhyme in self.scheme.given.items():
+            keys[letter] = self.rhymes.resolve(rhyme, prefix, "scheme")
+        return keys
+
+    def checked_keywords(self) -> tuple[str, ...]:
+        keywords = song.keywords(self.options.keywords)
+        if unknown := self.vocab.unknown("".join(keywords)):
+            raise UnknownCharacters("keywords", self.options.keywords, "".join(unknown))
+        if keywords and self.newline is None and self.lines_to_go is not None:
+            raise NoLineBreak("keywords")
+        return keywords
+
+    def check_lines(self) -> None:
+        """Line lengths that no line can keep: an acrostic's head and a rhyme need two, and the keywords room."""
+        if not self.targets:
+            return
+        for k in range(len(self.heads)):
+            if self.target_of(k) < 1 + (self.letter_of(k) is not None):
+                raise TooShort("line_lengths", self.target_of(k), 2, f"line {k + 1}: an acrostic's head and a rhyme")
+        room = self.room_of_lines(range(max(self.line_number, 0), self.line_number + (self.lines_to_go or 0)))
+        needs = [self.need(k) for k in self.keywords]
+        if needs and not song.packs(needs, room, self.options.keywords_in_order):
+            raise TooShort("line_lengths", sum(room), sum(needs), "the keywords (each within a line, "
+                           "the line's rhyme and acrostic head left free)")
+
+    # The current line -------------------------------------------------------------------------------
+
+    def target_of(self, line: int) -> int | None:
+        return self.targets[line % len(self.targets)] if self.targets and line >= 0 else None
+
+    def letter_of(self, line: int) -> str | None:
+        return self.scheme.letter(line) if self.scheme and line >= 0 else None
+
+    def target(self) -> int | None:
+        return self.target_of(self.line_number)
+
+    def key(self) -> str | None:
+        """The rhyme the current line must end in: None where it is free, or sets its letter's rhyme."""
+        letter = self.letter_of(self.line_number)
+        return self.keys.get(letter) if letter else None
+
+    def line_text(self) -> str:
+        return (self.prefix_line if self.line_start is None else "") + "".join(self.chars[self.line_start or 0:])
 
     def line_length(self) -> int | None:
         return None if self.line_start is None else len(self.chars) - self.line_start
@@ -217,9 +321,11 @@ class Sequence:
 
     def reserve(self) -> int:
         """The fewest characters that finish the form from here: a line needs a character and its line break,
-        an acrostic's line one more (outside a redrawn line end)."""
+        an acrostic's line one more (outside a redrawn line end); a line of a given length a character a unit."""
         if self.lines_to_go is None:
             return 0
+        if self.target() is not None:
+            return max(1, self.target() - self.language.units(self.line_text())[0]) + 1 + self.reserve_after_line()
         n, heads = self.line_length(), self.heads_left()
         if self.line_can_end():
             return 1 + self.reserve_after_line(heads)
@@ -233,10 +339,16 @@ class Sequence:
         if self.lines_to_go is None:
             return 0
         heads = self.heads_left() if heads is None else heads
+        if self.targets:
+            later = range(self.line_number + 1, self.line_number + self.lines_to_go)
+            return sum((self.target_of(k) or 2) + 1 for k in later)
         return 3 * heads + 2 * (self.lines_to_go - 1 - heads)
 
-    def rule(self) -> tuple[int | None, list[int] | None, list[int]]:
-        """(forced id or None, the only ids allowed or None for all, ids banned) for the next character."""
+    # What the form allows next ------------------------------------------------------------------
+
+    def rule(self) -> Rule:
+        """What the next character may be: forced, allowed, banned, or lifted (see Rule)."""
+        self.closing, self.offered = False, {}
         if self.done or self.free:
             return FREE
         newline = self.newline
@@ -244,19 +356,55 @@ class Sequence:
             budget = self.length - len(self.chars) - self.reserve_after_line()
             allowed = [i for i, child in self.ending.children.items() if child.shortest + 2 <= budget]
             if not allowed:
-                return newline, None, []
-            return None, allowed + [newline] * self.ending.terminal, self.repeats()
+                return Rule(newline)
+            self.closing = all(not child.children for child in self.ending.children.values())
+            return Rule(None, allowed + [newline] * self.ending.terminal, self.repeats())
+        if self.placing:
+            return Rule(self.placing[0])
         at_line_start = self.line_length() == 0
         if self.heads and self.line_start is None:
-            return newline, None, []  # the acrostic begins on a line of its own
+            return Rule(newline)  # the acrostic begins on a line of its own
         if at_line_start and self.heads_left():
-            return self.heads[self.heads_written], None, []
-        if self.lines_to_go is not None and self.line_can_end() and len(self.chars) + self.reserve() >= self.length:
-            return newline, None, []  # only the fewest characters still fit: end the line
+            return Rule(self.heads[self.heads_written])
         banned = self.repeats()
-        if self.options.shapes_lines and not self.line_can_end() or self.rhyme_key and not self.has_own_token():
-            banned.append(newline)  # a rhyming line needs a token of its own to end on (or to redraw)
-        return None, None, banned
+        if self.target() is not None:
+            rule = self.length_rule(banned)
+            if rule is not None:
+                return rule
+        else:
+            if self.lines_to_go is not None and self.line_can_end() and len(self.chars) + self.reserve() >= self.length:
+                return Rule(newline)  # only the fewest characters still fit: end the line
+            if self.options.shapes_lines and not self.line_can_end() or self.key() and not self.has_own_token():
+                banned.append(newline)  # a rhyming line needs a token of its own to end on (or to redraw)
+        return self.keyword_rule(banned)
+
+    def length_rule(self, banned: list[int]) -> Rule | None:
+        """The rule of a line of a given length (None: the keywords' rule decides, with banned): it ends once it has
+        its units; in Chinese, its last character is one that keeps its rhyme; in English, a word that makes the
+        count ends only at the line's end, and the line does not end short."""
+        target, newline = self.target(), self.newline
+        units, word = self.language.units(self.line_text())
+        if self.language.language == "zh":
+            if units >= target:
+                return Rule(newline)
+            if units == target - 1:
+                self.closing = True
+                return Rule(None, list(self.rhymes.trie(self.key(), 1).children), banned)
+            banned.append(newline)
+            if len(self.chars) + self.reserve() >= self.length:
+                banned += self.rhymes.unsung  # no room left for what is not sung
+            return None
+        if not word:
+            if units >= target:
+                return Rule(newline)
+            banned.append(newline)
+            return None
+        count = syllables(word)
+        if count is not None and units + count == target:
+            banned += self.rhymes.breaks  # the word that makes the count ends the line, or goes on
+        elif units + (count or self.language.word_units(word)) < target:
+            banned.append(newline)
+        return None
 
     def has_own_token(self) -> bool:
         """Whether the current line has a token that decoding may redraw: one written here, not an acrostic's."""
@@ -264,9 +412,8 @@ class Sequence:
         return start is not None and not (self.on_head_line and start == self.line_start)
 
     def closes_line(self) -> bool:
-        """Whether the next character ends a redrawn line end: a line break must follow it."""
-        children = self.ending.children.values() if self.ending is not None and not self.done else ()
-        return bool(children) and all(not child.children for child in children)
+        """Whether the next character ends the line: a line break must follow it (rule() says)."""
+        return self.closing and not self.done
 
     def repeats(self) -> list[int]:
         """Ids that would write an n-gram of the continuation a second time (a line break never counts)."""
@@ -294,18 +441,122 @@ class Sequence:
             return
         self.used_array = None
 
+    # Keywords -----------------------------------------------------------------------------------
+
+    def need(self, keyword: str) -> int:
+        """What a keyword takes of a line: its units where lines have lengths, else its characters (and a space)."""
+        if self.targets:
+            return self.language.word_units(keyword)
+        return len(keyword) + (self.language.language == "en")
+
+    def line_room(self, line: int, units: int = 0) -> int:
+        """The units a line has for keywords, `units` of it written: its length, less its acrostic head and the last
+        unit, which keeps its rhyme (and in Chinese, is drawn to end the line)."""
+        last = self.letter_of(line) is not None or self.language.language == "zh"
+        return max(self.target_of(line) - units - (line < len(self.heads) and not units) - last, 0)
+
+    def room_of_lines(self, lines) -> list[int]:
+        return [self.line_room(k) for k in lines]
+
+    def room_after(self) -> list[int]:
+        """Room left for keywords after the next character, line by line (one line of the budget's characters where
+        lines have no lengths: keywords are written before it runs out)."""
+        if not self.targets:
+            return [self.length - len(self.chars) - 1 - self.reserve()]
+        units = self.language.units(self.line_text())[0]
+        later = range(self.line_number + 1, self.line_number + (self.lines_to_go or 1))
+        return [max(self.line_room(self.line_number, units) - 1, 0), *self.room_of_lines(later)]
+
+    def places_left(self, room: int) -> int:
+        """About how many more places a keyword could take: the room, or where lines have no lengths, a typical
+        line's worth for each line left."""
+        if self.targets or self.lines_to_go is None:
+            return room
+        return min(room, self.lines_to_go * TYPICAL_LINE[self.language.language])
+
+    def keyword_pending(self) -> list[str]:
+        return song.pending(self.keywords, "".join(self.chars), self.options.keywords_in_order,
+                            self.language.language == "en")
+
+    def fits_here(self, keyword: str) -> bool:
+        """Whether a keyword may begin at the next character: after a space or at a line's start in English, within the
+        line's room
+        (where it would end the line, it keeps the line's rhyme and, in English, its count is known)."""
+        if self.language.language == "en":
+            previous = self.chars[-1] if self.chars else self.prefix_line[-1:]
+            if previous and not previous.isspace():
+                return False
+        if not self.targets:
+            return self.room_after()[0] + 1 >= self.need(keyword)
+        units = self.language.units(self.line_text())[0]
+        left, need, key = self.target() - units, self.need(keyword), self.key()
+        if need < left:
+            return True
+        rhymes = key is None or self.language.key(keyword) == key
+        known = self.language.language == "zh" or syllables(keyword) is not None
+        return need == left and rhymes and known
+
+    def keyword_rule(self, banned: list[int]) -> Rule:
+        """Lift each keyword that fits here to at least one share in the places left, or write one here where the
+        rest of the lyric could no longer hold them; after one, no line break that would redraw it."""
+        rule = Rule(None, None, banned)
+        if self.placed:
+            if self.language.language == "en":
+                banned += self.rhymes.letters  # the keyword is a whole word
+            if self.key() and self.language.key(self.placed) != self.key():
+                banned.append(self.newline)  # a line may not end on it where it does not rhyme: it would be redrawn
+        if not self.keywords:
+            return rule
+        pending = self.keyword_pending()
+        if not pending:
+            banned += self.repeated_keywords()
+            return rule
+        if self.lines_to_go == 1 and not self.targets:
+            banned.append(self.newline)  # the lyric does not end before the keywords are in
+        here = [k for k in (pending[:1] if self.options.keywords_in_order else pending) if self.fits_here(k)]
+        if not here:
+            return rule
+        needs = [self.need(k) for k in pending]
+        room = self.room_after()
+        if not song.packs(needs, room, self.options.keywords_in_order):
+            keyword = max(here, key=len)
+            self.offered = {self.vocab.stoi[keyword[0]]: keyword}
+            return Rule(self.vocab.stoi[keyword[0]])
+        share = 1 / (1 + self.places_left(sum(room)))
+        self.offered = {self.vocab.stoi[k[0]]: k for k in sorted(here, key=len)}
+        return Rule(None, None, banned, {i: share for i in self.offered})
+
+    def repeated_keywords(self) -> list[int]:
+        """Ids that would write a keyword the lyric holds a second time (in English, as a word of its own)."""
+        text, banned = "".join(self.chars), []
+        for keyword in self.keywords:
+            before = text[:len(text) - len(keyword) + 1][-1:]
+            if text.endswith(keyword[:-1]) and not (self.language.language == "en" and before and is_letter(before)):
+                banned.append(self.vocab.stoi[keyword[-1]])
+        return banned
+
     # Taking a character -----------------------------------------------------------------------
 
     def take(self, i: int, logprob: float, step: Step | None, step_number: int) -> int | None:
         """Append the chosen id; returns the batch step to rewind this sequence to, or None."""
         char, self.step_count = self.vocab.itos[i], step_number
-        if char == "\n" and self.ending is None and self.rhymes and self.line_length() != 0:
-            rewind = self.rhyme_or_rewind()
+        if self.ending is None and not self.placing and self.rhymes and self.line_length() != 0:
+            rewind = self.ends_or_rewinds(char)
             if rewind is not None:
                 return rewind
+        self.placed = None
+        if self.placing:
+            self.placing.pop(0)
+            if not self.placing:
+                self.placed = self.just_begun
+        elif i in self.offered:
+            keyword = self.offered[i]
+            self.placing, self.just_begun = self.vocab.encode(keyword[1:]), keyword
+            if not self.placing:
+                self.placed = keyword
         if self.ending is not None and char != "\n":
             self.ending = self.ending.children[i]
-        elif self.rhymes and self.rhymes.scheme.starts_token(self.chars[-1] if self.chars else "\n", char):
+        elif self.rhymes and self.language.starts_token(self.chars[-1] if self.chars else "\n", char):
             self.sent, self.token_start = len(self.chars), len(self.chars)
         self.append(i, char, logprob, step, step_number)
         if char == "\n":
@@ -331,23 +582,50 @@ class Sequence:
         self.step_numbers.append(step_number)
 
     def end_line(self) -> None:
+        letter = self.letter_of(self.line_number)
+        line = self.line_text()[:-1]
+        if letter and self.keys.get(letter) is None:
+            self.keys[letter] = self.language.key(line)  # the first line of a letter sets its rhyme
         self.line_start, self.token_start, self.ending, self.on_head_line = len(self.chars), None, None, False
+        self.line_number += 1
         self.sent = len(self.chars)
         if self.lines_to_go is not None:
             self.lines_to_go -= 1
             self.done = self.lines_to_go == 0
 
-    def rhyme_or_rewind(self) -> int | None:
-        """At a line break: keep the line if it rhymes (or sets the rhyme), else rewind to its last token."""
-        line = (self.prefix_line if self.line_start is None else "") + "".join(self.chars[self.line_start or 0:])
-        key = self.rhymes.scheme.key(line)
-        if self.rhyme_key is None:
-            self.rhyme_key = key  # "auto" with no rhyme in the prefix: the first line sets it
+    def ends_or_rewinds(self, char: str) -> int | None:
+        """Where char ends the line (or, in English, a word of a line of given syllables): keep it if the line keeps
+        its form, else rewind to its last token and redraw that from the tokens that do."""
+        target, english = self.target(), self.language.language == "en"
+        word_ends = english and target is not None and not is_letter(char) and self.chars and is_letter(self.chars[-1])
+        if char != "\n" and not word_ends:
             return None
+        line, key = self.line_text(), self.key()
+        units, word = self.language.units(line)
+        if target is not None and english:
+            count = syllables(word) if word else None
+            if char != "\n":  # a word ends mid-line: redraw it if it overshoots, or may reach the count unknown
+                if units + (count or self.language.word_units(word)) < target:
+                    return None
+                if count is not None and units + count == target:
+                    return None
+            elif word and count is not None and units + count == target and (key is None or self.language.key(line)
+                                                                              == key):
+                return None
+            return self.rewind(key, target - units)
+        if char != "\n" or key is None or self.language.key(line) == key:
+            return None
+        return self.rewind(key, 1 if target is not None else None)
+
+    def rewind(self, key: str | None, units: int | None) -> int | None:
+        """Rewind to the line's last token to redraw it from the tokens of rhyme key (None: any) and `units` units (None:
+        any), where it can be (the rhyme gives way to the length where no token has both); None where it cannot."""
         start = self.token_start
-        if key == self.rhyme_key or not self.has_own_token() or start < self.sent:
+        if not self.has_own_token() or start < self.sent:
             return None
-        trie = self.rhymes.trie(self.rhyme_key)
+        trie = self.rhymes.trie(key, units)
+        if not trie.children and units is not None:
+            trie = self.rhymes.trie(None, units)
         too_far = self.step_count - self.step_numbers[start] >= REWIND_STEPS
         too_long = self.length - start - self.reserve_after_line() < trie.shortest + 1
         if not trie.children or too_far or too_long:

@@ -11,12 +11,12 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.func import functional_call
 
-from . import decoding, evaluate, limits, loading
+from . import decoding, evaluate, limits, loading, song
 from .cells import dropout, make_cell
 from .counts import BIGRAM_NAME, Bigram
-from .errors import BadValue
+from .errors import BadValue, EmptyText
 from .lexicon import LEXICON_NAME, Lexicon
-from .form import Candidate, Options, Rhymes, Step, is_whole
+from .form import Candidate, Options, Rhymes, Sequence, Step, is_whole
 from .vocab import Vocab, normalize
 
 
@@ -218,23 +218,31 @@ class CharRNN(
         """The continuation of prefix, character by character (Steps with details=True: each character's
         probability and the five likeliest others); with scored=True the generator returns its Candidate (the
         text and its log-probability under the model). form: lines, acrostic, rhyme, repetition_penalty,
-        no_repeat_ngram (see generate). Bad options raise ValueError here, before the first piece."""
+        no_repeat_ngram, line_lengths, scheme, keywords, keywords_in_order (see generate). Bad options raise ValueError here, before the first piece."""
         options = Options(temperature, top_k, top_p, seed, **form)
         return decoding.pieces(decoding.Batch(self, [prefix], length, [options], details, scored))
 
     def generate(self, prefix: str, length: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, lines: int | None = None,
                  acrostic: str | None = None, rhyme: str | None = None, repetition_penalty: float = 1.0,
-                 no_repeat_ngram: int = 0) -> str:
+                 no_repeat_ngram: int = 0, line_lengths: str | tuple[int, ...] | None = None, scheme: str | None = None,
+                 keywords: str | tuple[str, ...] | None = None, keywords_in_order: bool = False) -> str:
         """The continuation of prefix (without the prefix itself), at most length characters.
 
         lines: stop after that many line breaks. acrostic: one line per character, each beginning with it
         (on a new line). rhyme: "auto" (the prefix's last line, else the first line written), a rhyme group
-        (十三辙, e.g. "江阳", or one of its characters) or an English word. repetition_penalty: CTRL's
-        penalty on characters already used (1 = off). no_repeat_ngram: no n-gram of that size twice.
+        (十三辙, e.g. "江阳", or one of its characters) or an English word: every line ends in it.
+        line_lengths: a melody's pattern, "7,7,5,7": each line's sung characters (Chinese: punctuation and spaces
+        do not count) or syllables (English), repeated where there are more lines (one verse of it without lines).
+        scheme: "AABB", "ABAB", "XAXA" (X: free), lines of a letter ending in one rhyme, each letter's set by its
+        first line or given ("AABB A=江阳"; English: "A=time"). keywords: "雨, 回忆", up to 5 words the lyric holds,
+        each once (keywords_in_order: in that order). repetition_penalty: CTRL's penalty on characters already used
+        (1 = off). no_repeat_ngram: no n-gram of that size twice.
         """
         return "".join(self.stream(prefix, length, temperature, top_k, top_p, seed, lines=lines, acrostic=acrostic,
-                                   rhyme=rhyme, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram))
+                                   rhyme=rhyme, repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
+                                   line_lengths=line_lengths, scheme=scheme, keywords=keywords,
+                                   keywords_in_order=keywords_in_order))
 
     def generate_batch(self, prefixes: list[str], length: int, temperature: float = 1.0, top_k: int | None = None,
                        top_p: float | None = None, seed: int | None = None, **form) -> list[str]:
@@ -249,6 +257,29 @@ class CharRNN(
             raise BadValue("n", n, f"a whole number from {limits.CANDIDATES}")
         found = self.decode_together([prefix] * n, length, temperature, top_k, top_p, seed, scored=True, **form)
         return sorted(found, key=lambda c: -c.mean_logprob)
+
+    def rewrite(self, lyric: str, keep, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                seed: int | None = None, candidates: int = song.REWRITE_CANDIDATES, **form) -> str:
+        """lyric with the lines keep names (line numbers, 1 for the first: [1, 3] or "1,3") as they are and the
+        others written anew, so that the song reads as one: a line before a kept line is chosen among `candidates`
+        by how likely the model finds the kept line after it, a line after it is written after it. form: acrostic,
+        line_lengths, scheme (or rhyme), keywords, keywords_in_order, repetition_penalty, no_repeat_ngram, as in
+        generate, over the whole lyric (line i of the lyric has the pattern's line i)."""
+        if not isinstance(lyric, str) or not lyric.strip():
+            raise EmptyText("lyric")
+        kept = song.kept_lines(keep, lyric.count("\n") + 1)
+        options = dict(temperature=temperature, top_k=top_k, top_p=top_p, **form)
+        if not (is_whole(candidates) and candidates in limits.CANDIDATES):
+            raise BadValue("candidates", candidates, f"a whole number from {limits.CANDIDATES}")
+
+        def propose(context: str, run: dict, run_seed: int | None) -> list[Candidate]:
+            return self.candidates(context, candidates, limits.LENGTH.high, seed=run_seed, **run)
+
+        def check(run: dict) -> None:
+            Sequence(self, "", limits.LENGTH.high, Options(**run))
+
+        return song.rewrite(lyric, kept, options, seed, self.rhymes.scheme.language, propose,
+                            lambda text, context: -self.score(text, context, details=False).nll, check)
 
     def decode_together(self, prefixes: list[str], length: int, temperature: float, top_k: int | None,
                         top_p: float | None, seed: int | None, scored: bool = False, **form) -> list[Candidate]:

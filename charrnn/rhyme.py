@@ -1,10 +1,15 @@
 """Rhyme at the end of a line: the thirteen rhyme groups of Chinese song lyrics (十三辙) from the pinyin
-finals that pypinyin gives, and for English the CMU dictionary's rhymes (pronouncing).
+finals that pypinyin gives, and for English the CMU dictionary's rhymes (pronouncing). And a line's length as a
+melody counts it: its sung characters in Chinese (punctuation, spaces and symbols are not sung), its syllables in
+English (the CMU dictionary's, or for a word it lacks, a count of its vowel groups).
 
 A line's rhyme lives in its last *token*: a Chinese character, or an English word. What follows that
 token on the line (spaces, punctuation) belongs to it, so decoding can swap the whole tail at once.
 """
+import re
 import threading
+import unicodedata
+from collections import defaultdict
 from functools import cached_property, lru_cache
 
 import pronouncing
@@ -44,8 +49,17 @@ def chinese_group(char: str) -> str | None:
     return GROUP_OF_FINAL.get(lazy_pinyin(char, style=Style.FINALS, strict=True)[0])
 
 
+def is_sung(char: str) -> bool:
+    """A character a Chinese line's length counts: not punctuation, a space, a symbol or a control character."""
+    return unicodedata.category(char)[0] not in "PZSC"
+
+
 def is_letter(char: str) -> bool:
     return char.isascii() and (char.isalpha() or char == "'")
+
+
+def words_of(text: str) -> list[str]:
+    return "".join(c if is_letter(c) else " " for c in text).split()
 
 
 CMU_LOADING = threading.Lock()
@@ -66,9 +80,31 @@ def english_key(word: str) -> str | None:
     return pronouncing.rhyming_part(phones[0]) if phones else None
 
 
+@lru_cache(2**14)  # bounded, as english_key
+def syllables(word: str) -> int | None:
+    """A word's syllables by its first CMU pronunciation, None if the dictionary lacks it."""
+    load_cmu()
+    phones = pronouncing.phones_for_word(word.lower().strip("'"))
+    return pronouncing.syllable_count(phones[0]) if phones else None
+
+
+def estimated_syllables(word: str) -> int:
+    """A word the CMU dictionary lacks, counted by its groups of vowels (a final silent e not one): at least 1."""
+    groups = re.findall(r"[aeiouy]+", word.lower())
+    silent = len(groups) > 1 and word.lower().endswith("e") and not word.lower().endswith(("le", "ee"))
+    return max(1, len(groups) - silent)
+
+
 class Chinese:
-    """Rhyme keys are the group names; a token is one Han character."""
+    """Rhyme keys are the group names; a token is one Han character; a line's length is its sung characters."""
     language = "zh"
+
+    def units(self, line: str) -> tuple[int, str]:
+        """(the line's length so far, the word still open: none, every sung character counts at once)."""
+        return sum(map(is_sung, line)), ""
+
+    def word_units(self, word: str) -> int:
+        return sum(map(is_sung, word))
 
     def starts_token(self, previous: str, char: str) -> bool:
         return is_han(char)
@@ -77,33 +113,45 @@ class Chinese:
         """The rhyme of a line: the group of its last Han character."""
         return next((chinese_group(c) for c in reversed(line) if is_han(c)), None)
 
-    def parse(self, rhyme: str) -> str:
+    def parse(self, rhyme: str, option: str = "rhyme") -> str:
         if rhyme in GROUPS:
             return rhyme
         if len(rhyme) == 1 and chinese_group(rhyme):
             return chinese_group(rhyme)
-        raise BadValue("rhyme", rhyme, f"'auto', a rhyme group ({', '.join(GROUPS)}) or a Chinese character of one")
+        raise BadValue(option, rhyme, f"'auto', a rhyme group ({', '.join(GROUPS)}) or a Chinese character of one")
 
-    def endings(self, key: str, known) -> list[str]:
-        """The tokens that end a line in this rhyme, among the characters known."""
-        return [c for c in known if chinese_group(c) == key]
+    def endings(self, key: str | None, known, units: int | None = None) -> list[str]:
+        """The tokens that end a line in this rhyme (key None: any sung character), among the characters known."""
+        if units not in (None, 1):
+            return []
+        return [c for c in known if (chinese_group(c) == key if key else is_sung(c))]
 
 
 class English:
-    """Rhyme keys are CMU rhyming parts; a token is a word of ASCII letters (and apostrophes)."""
+    """Rhyme keys are CMU rhyming parts; a token is a word of ASCII letters (and apostrophes); a line's length is
+    its syllables."""
     language = "en"
+
+    def units(self, line: str) -> tuple[int, str]:
+        """(the syllables of the line's finished words, the word it ends in that may go on: '' after a non-letter)."""
+        words = words_of(line)
+        open_word = words.pop() if words and is_letter(line[-1]) else ""
+        return sum(map(self.word_units, words)), open_word
+
+    def word_units(self, word: str) -> int:
+        return sum(syllables(w) or estimated_syllables(w) for w in words_of(word))
 
     def starts_token(self, previous: str, char: str) -> bool:
         return is_letter(char) and not is_letter(previous)
 
     def key(self, line: str) -> str | None:
-        words = "".join(c if is_letter(c) else " " for c in line).split()
+        words = words_of(line)
         return english_key(words[-1]) if words else None
 
-    def parse(self, rhyme: str) -> str:
+    def parse(self, rhyme: str, option: str = "rhyme") -> str:
         key = english_key(rhyme) if rhyme and all(is_letter(c) for c in rhyme) else None
         if key is None:
-            raise BadValue("rhyme", rhyme, "'auto' or an English word in the CMU dictionary")
+            raise BadValue(option, rhyme, "'auto' or an English word in the CMU dictionary")
         return key
 
     @cached_property
@@ -111,10 +159,24 @@ class English:
         load_cmu()
         return pronouncing.rhyme_lookup
 
-    def endings(self, key: str, known) -> list[str]:
-        """Words of this rhyme by their first pronunciation (the one `key` reads), made of the characters known."""
+    @cached_property
+    def words_by_syllables(self) -> dict[int, list[str]]:
+        load_cmu()
+        found = defaultdict(list)
+        for word in dict.fromkeys(w for w, _ in pronouncing.pronunciations):
+            if len(word) <= MAX_WORD and all(map(is_letter, word)):
+                found[syllables(word)].append(word)
+        return found
+
+    def endings(self, key: str | None, known, units: int | None = None) -> list[str]:
+        """Words of this rhyme by their first pronunciation (the one `key` reads), made of the characters known;
+        with units, of that many syllables (key None: any rhyme)."""
+        if key is None:
+            words = self.words_by_syllables.get(units, ())
+            return [w for w in words if all(c in known for c in w)]
         words = dict.fromkeys(self.words_by_key.get(key, ()))
-        return [w for w in words if len(w) <= MAX_WORD and all(c in known for c in w) and english_key(w) == key]
+        return [w for w in words if len(w) <= MAX_WORD and all(c in known for c in w) and english_key(w) == key
+                and (units is None or syllables(w) == units)]
 
 
 def language_of(chars) -> str:

@@ -5,7 +5,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from ..form import REWIND_STEPS, Candidate, Options, Sequence, Step
-from .sample import Sampler, Uniforms, obey
+from .sample import Sampler, Uniforms, lift, obey
 from .step import Next, Stepper, prime
 
 LOOK_AHEAD = 4  # candidates for a rhyming line end weighed by the line break after them (bench/form.py)
@@ -107,7 +107,7 @@ class Batch:
         self.sampler = Sampler(self.ops, options, self.array)
         self.penalised = [row for row, option in enumerate(options) if option.repetition_penalty != 1]
         self.details = any(s.details for s in self.sequences)
-        self.rewinds = any(option.rhyme for option in options)
+        self.rewinds = any(option.rewinds for option in options)
         if not self.rewinds:
             self.history = None
         elif self.history is None:  # a rhyming sequence rewinds no further back than the step it joined at
@@ -195,8 +195,8 @@ class Batch:
         """Each sequence's next id, by its own rule and options, and its Step when details are asked for."""
         rules = [s.rule() for s in self.sequences]
         self.ahead = {}
-        if all(forced is not None or s.done for (forced, _, _), s in zip(rules, self.sequences)):
-            ids = [forced or 0 for forced, _, _ in rules]  # nothing to draw (the form decides, or all are done)
+        if all(rule.forced is not None or s.done for rule, s in zip(rules, self.sequences)):
+            ids = [rule.forced or 0 for rule in rules]  # nothing to draw (the form decides, or all are done)
             for u in self.uniforms:  # each sequence still uses up its number: its draws stay where they'd be batched
                 u.next()
             return ids, [Step(self.itos[i], 1.0, forced=True) if s.details else None
@@ -204,16 +204,16 @@ class Batch:
         drawn_from = self.ruled(probs, weights, rules)
         if self.rewinds:
             for row, s in enumerate(self.sequences):
-                if rules[row][1] is not None and s.closes_line():
-                    self.look_ahead(row, drawn_from, state, rules[row][1])
+                if rules[row].allowed is not None and s.closes_line():
+                    self.look_ahead(row, drawn_from, state, rules[row].allowed)
         drawn_from = self.sampler.shaped(drawn_from)
         ids = self.sampler.draw(drawn_from, [u.next() for u in self.uniforms])
-        for row, (forced, _, _) in enumerate(rules):
-            if forced is not None:
-                ids[row] = forced
+        for row, rule in enumerate(rules):
+            if rule.forced is not None:
+                ids[row] = rule.forced
         if not self.details:
             return ids, [None] * len(ids)
-        return ids, [self.step_details(drawn_from[row], ids[row], rules[row][0] is not None) if s.details else None
+        return ids, [self.step_details(drawn_from[row], ids[row], rules[row].forced is not None) if s.details else None
                      for row, s in enumerate(self.sequences)]
 
     def look_ahead(self, row: int, weights, state, allowed: list[int]) -> None:
@@ -234,18 +234,20 @@ class Batch:
         weights[row, candidates] = kept
 
     def ruled(self, probs, weights, rules):
-        """weights with what each row's rule bans zeroed, or all but what it allows. Where that leaves nothing, the
-        row falls back to the model's own distribution probs under the same rule."""
-        if all(allowed is None and not banned for _, allowed, banned in rules):
+        """weights with what each row's rule bans zeroed, or all but what it allows, and the shares it lifts lifted.
+        Where the rule leaves nothing, the row falls back to the model's own distribution probs under the same rule."""
+        if all(rule.allowed is None and not rule.banned and not rule.lifted for rule in rules):
             return weights
         kept = self.ops.copy(weights)
-        for row, (_, allowed, banned) in enumerate(rules):
+        for row, (_, allowed, banned, lifted) in enumerate(rules):
             if (allowed is not None or banned) and not obey(kept[row], allowed, banned):
                 for bans in (banned, []):  # where the bans leave nothing even in probs, the form's rule wins
                     kept[row] = probs[row]
                     kept[row, self.stepper.unk] = 0
                     if obey(kept[row], allowed, bans):
                         break
+            if lifted:
+                lift(kept[row], {i: share for i, share in lifted.items() if i not in banned})
         return kept
 
     def step_details(self, weights, i: int, forced: bool) -> Step:

@@ -84,3 +84,15 @@ def obey(weights, allowed: list[int] | None, banned: list[int]) -> bool:
     if banned:
         weights[banned] = 0
     return float((weights[allowed] if allowed is not None else weights).sum()) > 0
+
+
+def lift(weights, shares: dict[int, float]) -> None:
+    """Raise the weights [V] of some ids, where they are lower, to the share of the row given (a keyword's first
+    character to its least chance here); the other ids keep their proportions."""
+    total = float(weights.sum())
+    for i, share in shares.items():
+        others = total - float(weights[i])
+        wanted = share * others / (1 - share) if share < 1 else others + 1
+        if float(weights[i]) < wanted:
+            weights[i] = wanted
+            total = others + wanted
