@@ -238,6 +238,8 @@ class Sequence:
         self.heads_written = 0
         self.on_head_line = False  # the current line began with an acrostic's character
         self.ending: Trie | None = None  # set while the last token of a line is redrawn to keep the form
+        self.ending_final = True  # the token redrawn ends the line (else it leaves room for the rhyme after it)
+        self.space = vocab.stoi.get(" ")
         self.closing = False  # the next character ends the line (batch.look_ahead weighs it by the break after it)
         self.placing: list[int] = []  # the rest of a keyword being written
         self.offered: dict[int, str] = {}  # first id -> the keyword it begins, where the rule lifted it this step
@@ -280,6 +282,10 @@ class Sequence:
         """Line lengths that no line can keep: an acrostic's head and a rhyme need two, and the keywords room."""
         if not self.targets:
             return
+        sung = self.language.units(self.prefix_line)[0] if self.line_number == 0 else 0
+        if sung > self.target_of(0):
+            raise TooShort("line_lengths", self.target_of(0), sung, "the prefix's unfinished line, which counts as the "
+                           "first")
         for k in range(len(self.heads)):
             if self.target_of(k) < 1 + (self.letter_of(k) is not None):
                 raise TooShort("line_lengths", self.target_of(k), 2, f"line {k + 1}: an acrostic's head and a rhyme")
@@ -355,10 +361,11 @@ class Sequence:
         if self.ending is not None:  # only what still fits: the token, then the line break, then the form's rest
             budget = self.length - len(self.chars) - self.reserve_after_line()
             allowed = [i for i, child in self.ending.children.items() if child.shortest + 2 <= budget]
+            after = newline if self.ending_final else self.space  # a word redrawn to make room goes on to the rhyme
             if not allowed:
-                return Rule(newline)
-            self.closing = all(not child.children for child in self.ending.children.values())
-            return Rule(None, allowed + [newline] * self.ending.terminal, self.repeats())
+                return Rule(after)
+            self.closing = self.ending_final and all(not child.children for child in self.ending.children.values())
+            return Rule(None, allowed + [after] * self.ending.terminal, self.repeats())
         if self.placing:
             return Rule(self.placing[0])
         at_line_start = self.line_length() == 0
@@ -508,8 +515,8 @@ class Sequence:
         if not self.keywords:
             return rule
         pending = self.keyword_pending()
+        banned += self.repeated_keywords(pending)
         if not pending:
-            banned += self.repeated_keywords()
             return rule
         if self.lines_to_go == 1 and not self.targets:
             banned.append(self.newline)  # the lyric does not end before the keywords are in
@@ -526,10 +533,10 @@ class Sequence:
         self.offered = {self.vocab.stoi[k[0]]: k for k in sorted(here, key=len)}
         return Rule(None, None, banned, {i: share for i in self.offered})
 
-    def repeated_keywords(self) -> list[int]:
+    def repeated_keywords(self, pending: list[str]) -> list[int]:
         """Ids that would write a keyword the lyric holds a second time (in English, as a word of its own)."""
         text, banned = "".join(self.chars), []
-        for keyword in self.keywords:
+        for keyword in (k for k in self.keywords if k not in pending):
             before = text[:len(text) - len(keyword) + 1][-1:]
             if text.endswith(keyword[:-1]) and not (self.language.language == "en" and before and is_letter(before)):
                 banned.append(self.vocab.stoi[keyword[-1]])
@@ -555,7 +562,7 @@ class Sequence:
             if not self.placing:
                 self.placed = keyword
         if self.ending is not None and char != "\n":
-            self.ending = self.ending.children[i]
+            self.ending = self.ending.children.get(i)  # None: the word redrawn to make room is done
         elif self.rhymes and self.language.starts_token(self.chars[-1] if self.chars else "\n", char):
             self.sent, self.token_start = len(self.chars), len(self.chars)
         self.append(i, char, logprob, step, step_number)
@@ -619,18 +626,23 @@ class Sequence:
 
     def rewind(self, key: str | None, units: int | None) -> int | None:
         """Rewind to the line's last token to redraw it from the tokens of rhyme key (None: any) and `units` units (None:
-        any), where it can be (the rhyme gives way to the length where no token has both); None where it cannot."""
+        any), where it can be; None where it cannot. Where no word of the rhyme has the syllables left, a word of the
+        syllables a rhyming word would leave comes first; where none has fewer, the rhyme gives way to the length."""
         start = self.token_start
         if not self.has_own_token() or start < self.sent:
             return None
-        trie = self.rhymes.trie(key, units)
+        trie, final = self.rhymes.trie(key, units), True
         if not trie.children and units is not None:
-            trie = self.rhymes.trie(None, units)
+            shortest = next((n for n in range(1, units) if self.rhymes.trie(key, n).children), None) if key else None
+            if shortest and self.space is not None:  # a word of the syllables left over, then the rhyme's
+                trie, final = self.rhymes.trie(None, units - shortest), False
+            else:
+                trie = self.rhymes.trie(None, units)
         too_far = self.step_count - self.step_numbers[start] >= REWIND_STEPS
         too_long = self.length - start - self.reserve_after_line() < trie.shortest + 1
         if not trie.children or too_far or too_long:
             return None
-        self.ending = trie
+        self.ending, self.ending_final = trie, final
         return self.truncate(start)
 
     def truncate(self, start: int) -> int:

@@ -74,10 +74,15 @@ def load_cmu() -> None:
 
 @lru_cache(2**14)  # bounded: a model writing English makes up words without end
 def english_key(word: str) -> str | None:
-    """The rhyming part of a word's first CMU pronunciation ('time' -> 'AY1 M'), None if it has none."""
+    """The rhyming part of a word's first CMU pronunciation, its stress marks aside ('time' -> 'AY M'; 'states' and
+    'estimates' rhyme), None if it has none."""
     load_cmu()
     phones = pronouncing.phones_for_word(word.lower().strip("'"))
-    return pronouncing.rhyming_part(phones[0]) if phones else None
+    return unstressed(pronouncing.rhyming_part(phones[0])) if phones else None
+
+
+def unstressed(phones: str) -> str:
+    return re.sub(r"\d", "", phones)
 
 
 @lru_cache(2**14)  # bounded, as english_key
@@ -93,6 +98,16 @@ def estimated_syllables(word: str) -> int:
     groups = re.findall(r"[aeiouy]+", word.lower())
     silent = len(groups) > 1 and word.lower().endswith("e") and not word.lower().endswith(("le", "ee"))
     return max(1, len(groups) - silent)
+
+
+def first_pronunciations() -> list[tuple[str, str]]:
+    """(word, its first CMU pronunciation) for the words decoding may end a line on: letters only, short enough."""
+    load_cmu()
+    first = {}
+    for word, phones in pronouncing.pronunciations:
+        if word not in first and len(word) <= MAX_WORD and all(map(is_letter, word)):
+            first[word] = phones
+    return list(first.items())
 
 
 class Chinese:
@@ -156,16 +171,19 @@ class English:
 
     @cached_property
     def words_by_key(self) -> dict[str, list[str]]:
+        """Words by the rhyming part of their first pronunciation, stress marks aside."""
         load_cmu()
-        return pronouncing.rhyme_lookup
+        found = defaultdict(list)
+        for word, phones in first_pronunciations():
+            found[unstressed(pronouncing.rhyming_part(phones))].append(word)
+        return found
 
     @cached_property
     def words_by_syllables(self) -> dict[int, list[str]]:
         load_cmu()
         found = defaultdict(list)
-        for word in dict.fromkeys(w for w, _ in pronouncing.pronunciations):
-            if len(word) <= MAX_WORD and all(map(is_letter, word)):
-                found[syllables(word)].append(word)
+        for word, phones in first_pronunciations():
+            found[pronouncing.syllable_count(phones)].append(word)
         return found
 
     def endings(self, key: str | None, known, units: int | None = None) -> list[str]:
@@ -174,8 +192,7 @@ class English:
         if key is None:
             words = self.words_by_syllables.get(units, ())
             return [w for w in words if all(c in known for c in w)]
-        words = dict.fromkeys(self.words_by_key.get(key, ()))
-        return [w for w in words if len(w) <= MAX_WORD and all(c in known for c in w) and english_key(w) == key
+        return [w for w in self.words_by_key.get(key, ()) if all(c in known for c in w)
                 and (units is None or syllables(w) == units)]
 
 

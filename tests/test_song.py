@@ -1,0 +1,342 @@
+"""Co-writing on tiny real models: a melody's line lengths, rhyme schemes, keywords and rewriting around kept lines,
+each checked by rules written here from pypinyin and pronouncing directly, not by the decoder's own bookkeeping."""
+import re
+import unicodedata
+
+import pronouncing
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pypinyin import Style, lazy_pinyin
+
+from charrnn import CharRNN, errors, song
+from charrnn.decoding import Batch
+from charrnn.form import Options
+from charrnn.rhyme import GROUPS, estimated_syllables
+
+SEEDS = range(6)
+LONG = 1000
+FINALS = {final: name for name, (finals, _) in GROUPS.items() for final in finals}
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return CharRNN.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def english(english_model_dir):
+    return CharRNN.from_pretrained(english_model_dir)
+
+
+# What a lyric must be, checked independently ---------------------------------------------------------------
+
+def sung(line: str) -> int:
+    return sum(unicodedata.category(c)[0] not in "PZSC" for c in line)
+
+
+def words(line: str) -> list[str]:
+    return re.findall(r"[A-Za-z']+", line)
+
+
+def syllables(line: str) -> int:
+    """Syllables by the CMU dictionary's first pronunciation; a word it lacks by its vowel groups (the rule the docs
+    state)."""
+    total = 0
+    for word in words(line):
+        phones = pronouncing.phones_for_word(word.lower().strip("'"))
+        total += pronouncing.syllable_count(phones[0]) if phones else estimated_syllables(word)
+    return total
+
+
+def rhyme_of(line: str) -> str | None:
+    """The 十三辙 group of a line's last Han character by its pinyin final, else its last word's CMU rhyming part
+    (stress marks aside)."""
+    han = [c for c in line if "\u4e00" <= c <= "\u9fff"]
+    if han:
+        return FINALS.get(lazy_pinyin(han[-1], style=Style.FINALS, strict=True)[0])
+    found = words(line)
+    phones = pronouncing.phones_for_word(found[-1].lower().strip("'")) if found else []
+    return re.sub(r"\d", "", pronouncing.rhyming_part(phones[0])) if phones else None  # stress marks aside
+
+
+def lines_of(text: str) -> list[str]:
+    assert text.endswith("\n"), repr(text)
+    return text.split("\n")[:-1]
+
+
+def assert_lengths(text: str, pattern: list[int], english: bool = False) -> None:
+    count = syllables if english else sung
+    got = [count(line) for line in lines_of(text)]
+    assert got == [pattern[k % len(pattern)] for k in range(len(got))], (got, text)
+
+
+def broken_rhymes(text: str, letters: str, given: dict | None = None) -> list[str]:
+    """Lines whose rhyme is not their letter's (a letter's rhyme: given, else its first line's)."""
+    keys, broken = dict(given or {}), []
+    for k, line in enumerate(lines_of(text)):
+        letter = letters[k % len(letters)]
+        if letter == "X":
+            continue
+        keys.setdefault(letter, rhyme_of(line))
+        if rhyme_of(line) != keys[letter]:
+            broken.append(f"line {k + 1} {line!r}: {rhyme_of(line)}, not {keys[letter]}")
+    return broken
+
+
+def times_held(text: str, keyword: str, english: bool = False) -> int:
+    if english:
+        return len(re.findall(rf"(?<![A-Za-z']){re.escape(keyword)}(?![A-Za-z'])", text, re.IGNORECASE))
+    return text.count(keyword)
+
+
+# Line lengths --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pattern", ["7,7,5,7", "5 5 7 5", [3, 9], "4"])
+@pytest.mark.parametrize("prefix", ["", "窗外的麻雀\n"])
+def test_every_line_has_the_length_asked_for(model, pattern, prefix):
+    lengths = list(song.line_lengths(pattern))
+    for seed in SEEDS:
+        text = model.generate(prefix, LONG, temperature=0.8, seed=seed, line_lengths=pattern)
+        assert len(lines_of(text)) == max(len(lengths), 1)  # one verse of the pattern
+        assert_lengths(text, lengths)
+
+
+def test_a_longer_lyric_repeats_the_pattern_and_a_prefixs_line_counts(model):
+    text = model.generate("", LONG, seed=1, lines=6, line_lengths="7,5")
+    assert_lengths(text, [7, 5])
+    assert len(lines_of(text)) == 6
+    text = model.generate("天青色", LONG, seed=1, line_lengths="7,5")  # the prefix sang 3 of the first 7
+    assert_lengths("天青色" + text, [7, 5])
+
+
+def test_english_lines_have_their_syllables(english):
+    for seed in SEEDS:
+        text = english.generate("", LONG, temperature=0.8, seed=seed, line_lengths="8,6,8,6")
+        assert_lengths(text, [8, 6, 8, 6], english=True)
+        assert all(words(line) for line in lines_of(text))
+
+
+def test_a_lines_last_character_is_one_the_model_would_end_a_line_on(model):
+    """The last character of a line is weighed by how likely the line break is after it (batch.look_ahead): the
+    model finds the breaks of its lines likelier than those of the same text cut every 7 characters."""
+    ours, cut = [], []
+    for seed in SEEDS:
+        text = model.generate("", LONG, temperature=0.8, seed=seed, line_lengths="7,7,7,7")
+        ours += [break_logprob(model, text[:end]) for end in line_ends(text)]
+        free = "".join(c for c in model.generate("", 60, temperature=0.8, seed=seed) if sung(c))
+        naive = "\n".join(free[k:k + 7] for k in range(0, 28, 7)) + "\n"
+        cut += [break_logprob(model, naive[:end]) for end in line_ends(naive)]
+    assert sum(ours) / len(ours) > sum(cut) / len(cut)
+
+
+def break_logprob(model, context: str) -> float:
+    return -model.score("\n", context, details=False).nll
+
+
+def line_ends(text: str) -> list[int]:
+    return [k for k, c in enumerate(text) if c == "\n"]
+
+
+# Schemes --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme", ["AABB", "ABAB", "XAXA", "AAAA BBBB"])
+def test_lines_of_a_letter_rhyme(model, scheme):
+    letters = scheme.replace(" ", "")
+    for seed in SEEDS:
+        text = model.generate("", LONG, temperature=0.8, seed=seed, scheme=scheme)
+        assert len(lines_of(text)) == len(letters)
+        assert broken_rhymes(text, letters) == []
+
+
+def test_a_given_rhyme_holds_with_the_lengths(model):
+    for seed in SEEDS:
+        text = model.generate("", LONG, seed=seed, line_lengths="7,7,5,7", scheme="AABB A=江阳 B=花")
+        assert_lengths(text, [7, 7, 5, 7])
+        assert broken_rhymes(text, "AABB", {"A": "江阳", "B": "发花"}) == []
+
+
+def test_english_schemes_rhyme_by_the_cmu_dictionary(english):
+    rhymed = total = 0
+    for seed in SEEDS:
+        text = english.generate("", LONG, temperature=0.8, seed=seed, line_lengths="8,6,8,6", scheme="ABAB A=time")
+        assert_lengths(text, [8, 6, 8, 6], english=True)
+        total += 4
+        rhymed += 4 - len(broken_rhymes(text, "ABAB", {"A": rhyme_of("time")}))
+    assert rhymed >= 0.9 * total  # the length outranks the rhyme where no word has both
+
+
+def test_the_rhyme_option_is_the_scheme_of_one_letter(model):
+    for seed in SEEDS[:3]:
+        text = model.generate("", LONG, seed=seed, lines=4, rhyme="江阳")
+        assert broken_rhymes(text, "A", {"A": "江阳"}) == []
+    with pytest.raises(errors.BadValue, match="scheme"):
+        model.generate("", LONG, rhyme="江阳", scheme="AABB")
+
+
+# Keywords -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keywords(model):
+    """Words the tiny model knows (its 6,000 characters of lyrics lack many)."""
+    found = [w for w in ["回忆", "天空", "爱情", "我们", "时间"] if not model.vocab.unknown(w)]
+    single = [c for c in "雨风你心" if c in model.vocab]
+    assert len(found) >= 2 and single
+    return found[:2] + single[:1]
+
+
+@pytest.mark.parametrize("in_order", [False, True])
+def test_each_keyword_appears_once(model, keywords, in_order):
+    starts = []
+    for seed in SEEDS:
+        for form in (dict(lines=4), dict(line_lengths="7,7,7,7", scheme="AABB")):
+            text = model.generate("", LONG, temperature=0.8, seed=seed, keywords=keywords, keywords_in_order=in_order,
+                                  **form)
+            assert [times_held(text, k) for k in keywords] == [1] * len(keywords), text
+            places = [text.find(k) for k in keywords]
+            if in_order:
+                assert places == sorted(places), text
+            if "line_lengths" in form:
+                assert_lengths(text, [7])
+                assert broken_rhymes(text, "AABB") == []
+            starts += [text.find(k) == 0 for k in keywords]
+    assert sum(starts) < len(starts) / 2  # not glued to the start
+
+
+def test_english_keywords_are_whole_words(english):
+    for seed in SEEDS:
+        text = english.generate("", LONG, temperature=0.8, seed=seed, line_lengths="8,6,8,6",
+                                keywords="machine, time")
+        assert times_held(text, "machine", True) == 1 and times_held(text, "time", True) == 1, text
+        assert_lengths(text, [8, 6, 8, 6], english=True)
+
+
+# Bad requests: a clear error naming the field, before any decoding -------------------------------------------
+
+@pytest.mark.parametrize("options, field", [
+    (dict(line_lengths="0,7"), "line_lengths"), (dict(line_lengths="7,100"), "line_lengths"),
+    (dict(line_lengths="seven"), "line_lengths"), (dict(line_lengths=[7.5]), "line_lengths"),
+    (dict(line_lengths="7,7", acrostic="我你", scheme="AA"), None),
+    (dict(line_lengths="1", acrostic="我", scheme="A"), "line_lengths"),
+    (dict(scheme="A1B"), "scheme"), (dict(scheme="AB C=江阳"), "scheme"), (dict(scheme="AB A=xyz"), "scheme"),
+    (dict(scheme="X=江阳 X"), "scheme"), (dict(scheme=7), "scheme"),
+    (dict(keywords="龘"), "keywords"), (dict(keywords="a,b,c,d,e,f"), "keywords"), (dict(keywords=["雨", 3]), "keywords"),
+    (dict(keywords="x" * 21), "keywords"), (dict(keywords_in_order="yes"), "keywords_in_order"),
+    (dict(line_lengths="2,2", keywords="回忆,天空"), "line_lengths"),
+])
+def test_an_impossible_request_names_its_field(model, options, field):
+    if field is None:
+        model.generate("", LONG, seed=0, **options)
+        return
+    with pytest.raises(errors.OptionError) as error:
+        model.generate("", LONG, seed=0, **options)
+    assert error.value.option == field, str(error.value)
+
+
+def test_a_length_too_short_for_the_pattern_is_refused(model):
+    with pytest.raises(errors.TooShort) as error:
+        model.generate("", 20, line_lengths="7,7,7,7")
+    assert (error.value.option, error.value.needed) == ("length", 32)
+
+
+# Keep and rewrite -----------------------------------------------------------------------------------------
+
+def test_rewriting_keeps_the_kept_lines_and_the_form(model, keywords):
+    for seed in SEEDS[:4]:
+        lyric = model.generate("", LONG, seed=seed, line_lengths="7", scheme="AABB").rstrip("\n")
+        new = model.rewrite(lyric, "1,3", temperature=0.8, seed=seed, line_lengths="7", scheme="AABB",
+                            keywords=keywords[:1])
+        old_lines, new_lines = lyric.split("\n"), new.split("\n")
+        assert len(new_lines) == 4
+        assert new_lines[0] == old_lines[0] and new_lines[2] == old_lines[2]
+        assert new_lines[1] != old_lines[1] or new_lines[3] != old_lines[3]
+        assert_lengths(new + "\n", [7])
+        assert broken_rhymes(new + "\n", "AABB") == []
+        assert times_held(new, keywords[0]) >= 1
+
+
+def test_a_line_before_a_kept_one_is_chosen_by_how_well_the_kept_one_follows(model):
+    """Of the candidates for the first line, rewrite takes the one after which the kept line is likeliest (with the
+    candidate's own likelihood): it beats the candidates' median on that joint score."""
+    lyric = "窗外的麻雀\n在电线杆上多嘴"
+    chosen = model.rewrite(lyric, [2], seed=3).split("\n")[0] + "\n"
+    pool = model.candidates("", 8, LONG, seed=3, lines=1)
+    kept = "在电线杆上多嘴\n"
+
+    def joint(text: str) -> float:
+        return (-model.score(text, "", details=False).nll - model.score(kept, text, details=False).nll) / (
+            len(text) + len(kept))
+
+    scores = sorted(joint(c.text) for c in pool)
+    assert chosen in {c.text for c in pool}
+    assert joint(chosen) == pytest.approx(scores[-1], abs=0.05)
+
+
+def test_blank_lines_are_kept_and_bad_keeps_refused(model):
+    new = model.rewrite("我\n\n你", "", seed=1)
+    assert new.split("\n")[1] == "" and len(new.split("\n")) == 3
+    for keep in ("0", "4", "one", [1.5], "1,,x"):
+        with pytest.raises(errors.BadValue) as error:
+            model.rewrite("我\n\n你", keep)
+        assert error.value.option == "keep"
+    with pytest.raises(errors.EmptyText):
+        model.rewrite("  ", "")
+
+
+def test_a_marked_lyric_reads_its_kept_lines():
+    assert song.marked("*我\n你\n* 他") == ("我\n你\n他", frozenset({0, 2}))
+
+
+# Any pattern, scheme, keywords and kept lines ---------------------------------------------------------------
+
+@st.composite
+def songs(draw, known: list[str]):
+    pattern = draw(st.lists(st.integers(1, 9), min_size=1, max_size=4))
+    letters = draw(st.text(st.sampled_from("ABX"), min_size=1, max_size=4))
+    given = draw(st.sampled_from(["", " A=江阳", " B=花", " A=龘"]))
+    scheme = draw(st.none() | st.just(letters + (given if given.strip()[0] in letters else "") if given else letters))
+    keywords = draw(st.lists(st.sampled_from(known), max_size=3, unique=True))
+    options = dict(line_lengths=draw(st.none() | st.just(pattern)), scheme=scheme, keywords=keywords,
+                   keywords_in_order=draw(st.booleans()), acrostic=draw(st.none() | st.sampled_from(known[:3])),
+                   lines=draw(st.none() | st.integers(1, 6)), no_repeat_ngram=draw(st.sampled_from([0, 3])),
+                   temperature=draw(st.sampled_from([0.0, 0.8, 1.2])), seed=draw(st.integers(0, 2**32 - 1)))
+    return draw(st.sampled_from(["", "窗外的麻雀\n", "分开"])), options
+
+
+def test_any_song_keeps_its_form_or_is_refused_clearly(model):
+    known = [w for w in ["回忆", "我们", "你", "的", "爱", "天", "心", "我"] if not model.vocab.unknown(w)]
+
+    @settings(max_examples=80, deadline=None, derandomize=True)
+    @given(songs(known))
+    def check(case):
+        prefix, options = case
+        try:
+            text = model.generate(prefix, LONG, **options)
+        except errors.OptionError as error:
+            assert error.option in ("line_lengths", "scheme", "lines", "acrostic", "keywords"), str(error)
+            return
+        lines = (prefix.split("\n")[-1] + text).split("\n")[:-1]
+        if options["acrostic"] and prefix and not prefix.endswith("\n"):
+            lines = lines[1:]  # the acrostic's own line break ended the prefix's line
+        if options["line_lengths"]:
+            pattern = options["line_lengths"]
+            assert [sung(line) for line in lines] == [pattern[k % len(pattern)] for k in range(len(lines))], text
+        for keyword in options["keywords"]:
+            assert times_held(text, keyword) >= 1, (keyword, text)
+        if options["scheme"] and options["line_lengths"] and not options["acrostic"]:
+            parsed = song.scheme(options["scheme"])
+            given = {k: GROUPS.get(v) and v or FINALS.get(lazy_pinyin(v, style=Style.FINALS, strict=True)[0])
+                     for k, v in parsed.given.items()}
+            assert broken_rhymes("\n".join(lines) + "\n", parsed.letters, given) == [], text
+
+    check()
+
+
+def test_a_seeded_song_writes_the_same_alone_or_batched(model, keywords):
+    forms = [dict(line_lengths="7,5", scheme="AB"), dict(keywords=keywords, lines=3),
+             dict(line_lengths="5", scheme="AA", keywords=keywords[:1]), dict(lines=2)]
+    alone = [model.generate("", LONG, temperature=0.9, seed=7, **form) for form in forms]
+    batch = Batch(model, [""] * 4, LONG, [Options(temperature=0.9, seed=7, **form) for form in forms])
+    for _ in batch:
+        pass
+    assert [c.text for c in batch.candidates()] == alone
