@@ -8,7 +8,7 @@ from pathlib import Path
 from .evaluate import Score
 from .loading import ModelFileError
 from .model import CharRNN
-from . import limits
+from . import limits, song
 from .next_line import NextLine
 
 
@@ -59,8 +59,21 @@ def parser() -> argparse.ArgumentParser:
                      help=f"{limits.REPETITION_PENALTY}: CTRL's penalty on characters already used (1 = off)")
     gen.add_argument("--no-repeat-ngram", type=within(limits.NO_REPEAT_NGRAM, int), default=0,
                      help=f"{limits.NO_REPEAT_NGRAM}: no sequence of this many characters twice (0 = off)")
+    gen.add_argument("--line-lengths", default=None,
+                     help="a melody's pattern, e.g. 7,7,5,7: each line's sung characters (Chinese; punctuation and "
+                          "spaces do not count) or syllables (English), repeated over --lines (one verse without)")
+    gen.add_argument("--scheme", default=None,
+                     help="a rhyme scheme, e.g. AABB, ABAB or XAXA (X: free); a letter's rhyme is its first line's, "
+                          "or given: 'AABB A=江阳' (English: 'ABAB A=time')")
+    gen.add_argument("--keywords", default=None,
+                     help=f"up to {limits.KEYWORDS} words the lyric holds, each once, e.g. '雨,回忆'")
+    gen.add_argument("--keywords-in-order", action="store_true", help="the keywords in the order given")
+    gen.add_argument("--keep", default=None, metavar="FILE",
+                     help=f"a UTF-8 lyric whose lines to keep begin with '{song.KEPT_MARK}': the other lines are "
+                          "written anew around them (--prefix and --lines are not used)")
     gen.add_argument("--candidates", type=within(limits.CANDIDATES, int), default=1,
-                     help=f"{limits.CANDIDATES}: write this many together, print them best first")
+                     help=f"{limits.CANDIDATES}: write this many together, print them best first (with --keep: this "
+                          "many rewrites)")
     sc = command("score", "fair perplexity of a text file, and where the model was most surprised")
     sc.add_argument("--model", required=True, help="a model folder or a Hub repo id")
     sc.add_argument("--text", required=True, help="UTF-8 text file to score")
@@ -115,10 +128,14 @@ def generate(model: CharRNN, args) -> None:
     unknown = model.vocab.unknown(args.prefix)
     if unknown:
         print(f"note: not in the vocabulary, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
+    form = dict(acrostic=args.acrostic, rhyme=args.rhyme, repetition_penalty=args.repetition_penalty,
+                no_repeat_ngram=args.no_repeat_ngram, line_lengths=args.line_lengths, scheme=args.scheme,
+                keywords=args.keywords, keywords_in_order=args.keywords_in_order)
+    if args.keep:
+        rewrite(model, args, form)
+        return
     options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                   lines=args.lines or None,
-                   acrostic=args.acrostic, rhyme=args.rhyme, repetition_penalty=args.repetition_penalty,
-                   no_repeat_ngram=args.no_repeat_ngram)
+                   lines=args.lines or None, **form)
     if args.candidates > 1:
         for rank, c in enumerate(model.candidates(args.prefix, args.candidates, args.length, **options), 1):
             print(f"#{rank}  mean log-probability {c.mean_logprob:.3f}  perplexity {c.perplexity:.1f}")
@@ -129,6 +146,20 @@ def generate(model: CharRNN, args) -> None:
     for char in chars:
         print(char, end="", flush=True)
     print()
+
+
+def rewrite(model: CharRNN, args, form: dict) -> None:
+    """The lyric of --keep with its marked lines kept and the others written anew: printed with the kept lines
+    marked again, so the output can be edited and given back."""
+    lyric, kept = song.marked(read_text(args.keep).rstrip("\n"))
+    keep = [k + 1 for k in sorted(kept)]
+    for n in range(args.candidates):
+        seed = None if args.seed is None else args.seed + n
+        new = model.rewrite(lyric, keep, args.temperature, args.top_k, args.top_p, seed, **form)
+        if args.candidates > 1:
+            print(f"#{n + 1}")
+        print("\n".join(f"{song.KEPT_MARK} {line}" if k in kept else line for k, line in enumerate(new.split("\n"))),
+              end="\n\n" if args.candidates > 1 else "\n")
 
 
 def main(argv=None) -> int:

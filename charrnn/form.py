@@ -41,6 +41,7 @@ class Rule(NamedTuple):
 
 FREE = Rule()  # leaves the next character to the model
 REWIND_STEPS = 40  # how far back a rhyming line may redraw its last token (longer than any word offered)
+UNIT_CHARS = {"zh": 2, "en": 6}  # characters a sung character, or a syllable, is given room for
 TYPICAL_LINE = {"zh": 10, "en": 8}  # characters, or words, of a line where the lines have no lengths
 TRIES = 32  # rhymes whose line endings a model keeps ready (a Chinese model has 13)
 
@@ -254,8 +255,16 @@ class Sequence:
             for i in vocab.encode(prefix):
                 self.see(i, 1)
         self.check_lines()
-        if self.lines_to_go is not None and length < self.reserve():
-            raise TooShort("length", length, self.reserve(), "the form asked")
+        if self.targets:  # the lines decide where the lyric ends: room for them, within what a request may write
+            self.length = max(length, min(self.roomy_length(), limits.LENGTH.high))
+        if self.lines_to_go is not None and self.length < self.reserve():
+            raise TooShort("length", self.length, self.reserve(), "the form asked")
+
+    def roomy_length(self) -> int:
+        """Characters that hold lines of the lengths asked, with room for spaces and punctuation (and in English,
+        long words)."""
+        lines = range(self.line_number, self.line_number + self.lines_to_go)
+        return sum((self.target_of(k) or 2) * UNIT_CHARS[self.language.language] + 1 for k in lines)
 
     def rhyme_keys(self, prefix: str) -> dict[str, str | None]:
         """Each scheme letter's rhyme key: given, or None until its first line sets it ("auto" with the rhyme option

@@ -31,6 +31,7 @@ SCHEME = 200  # characters of a rhyme scheme, its given rhymes included
 KEYWORDS = 5  # words a lyric must hold
 KEYWORD = 20  # characters of a keyword
 CANDIDATES = Range(1, 16)
+REWRITES = Range(1, 4)  # rewrites of a lyric one request writes
 SEED = Range(0, 2**32 - 1)
 TEMPERATURE = Range(0, 2)  # 0 is greedy
 TOP_P = Range(0.01, 1)  # 1 is off

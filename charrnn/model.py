@@ -233,7 +233,8 @@ class CharRNN(
         (on a new line). rhyme: "auto" (the prefix's last line, else the first line written), a rhyme group
         (十三辙, e.g. "江阳", or one of its characters) or an English word: every line ends in it.
         line_lengths: a melody's pattern, "7,7,5,7": each line's sung characters (Chinese: punctuation and spaces
-        do not count) or syllables (English), repeated where there are more lines (one verse of it without lines).
+        do not count) or syllables (English), repeated where there are more lines (one verse of it without lines);
+        the lines decide the lyric's end, so length is raised to what they need (up to 1,000 characters).
         scheme: "AABB", "ABAB", "XAXA" (X: free), lines of a letter ending in one rhyme, each letter's set by its
         first line or given ("AABB A=江阳"; English: "A=time"). keywords: "雨, 回忆", up to 5 words the lyric holds,
         each once (keywords_in_order: in that order). repetition_penalty: CTRL's penalty on characters already used
@@ -259,12 +260,13 @@ class CharRNN(
         return sorted(found, key=lambda c: -c.mean_logprob)
 
     def rewrite(self, lyric: str, keep, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                seed: int | None = None, candidates: int = song.REWRITE_CANDIDATES, **form) -> str:
+                seed: int | None = None, candidates: int = song.REWRITE_CANDIDATES, propose=None, **form) -> str:
         """lyric with the lines keep names (line numbers, 1 for the first: [1, 3] or "1,3") as they are and the
         others written anew, so that the song reads as one: a line before a kept line is chosen among `candidates`
         by how likely the model finds the kept line after it, a line after it is written after it. form: acrostic,
         line_lengths, scheme (or rhyme), keywords, keywords_in_order, repetition_penalty, no_repeat_ngram, as in
-        generate, over the whole lyric (line i of the lyric has the pattern's line i)."""
+        generate, over the whole lyric (line i of the lyric has the pattern's line i). propose: how the candidates
+        are decoded, called as self.candidates is (a server passes its decoding loop's)."""
         if not isinstance(lyric, str) or not lyric.strip():
             raise EmptyText("lyric")
         kept = song.kept_lines(keep, lyric.count("\n") + 1)
@@ -272,13 +274,15 @@ class CharRNN(
         if not (is_whole(candidates) and candidates in limits.CANDIDATES):
             raise BadValue("candidates", candidates, f"a whole number from {limits.CANDIDATES}")
 
-        def propose(context: str, run: dict, run_seed: int | None) -> list[Candidate]:
-            return self.candidates(context, candidates, limits.LENGTH.high, seed=run_seed, **run)
+        decode = propose or self.candidates
 
-        def check(run: dict) -> None:
-            Sequence(self, "", limits.LENGTH.high, Options(**run))
+        def run(context: str, run_options: dict, run_seed: int | None) -> list[Candidate]:
+            return decode(context, candidates, limits.LENGTH.high, seed=run_seed, **run_options)
 
-        return song.rewrite(lyric, kept, options, seed, self.rhymes.scheme.language, propose,
+        def check(run_options: dict) -> None:
+            Sequence(self, "", limits.LENGTH.high, Options(**run_options))
+
+        return song.rewrite(lyric, kept, options, seed, self.rhymes.scheme.language, run,
                             lambda text, context: -self.score(text, context, details=False).nll, check)
 
     def decode_together(self, prefixes: list[str], length: int, temperature: float, top_k: int | None,

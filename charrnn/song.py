@@ -29,19 +29,17 @@ def line_lengths(value) -> tuple[int, ...] | None:
     allowed = f"whole numbers from {limits.LINE_LENGTH}, such as '7,7,5,7' (at most {limits.PATTERN} of them)"
     if value is None or value == "" or value == ():
         return None
+    lengths = value
     if isinstance(value, str):
-        if len(value) > limits.PATTERN * 4:
-            raise BadValue("line_lengths", value, allowed)
         parts = [p for p in re.split(SEPARATORS, value.strip()) if p]
-        if not all(p.isdigit() for p in parts):
+        if len(value) > limits.PATTERN * 4 or not all(p.isdigit() for p in parts):
             raise BadValue("line_lengths", value, allowed)
-        value = [int(p) for p in parts]
-    if not isinstance(value, (list, tuple)) or not value or len(value) > limits.PATTERN:
+        lengths = [int(p) for p in parts]
+    if not isinstance(lengths, (list, tuple)) or not lengths or len(lengths) > limits.PATTERN:
         raise BadValue("line_lengths", value, allowed)
-    for n in value:
-        if isinstance(n, bool) or not isinstance(n, int) or n not in limits.LINE_LENGTH:
-            raise BadValue("line_lengths", value, allowed)
-    return tuple(value)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n in limits.LINE_LENGTH for n in lengths):
+        raise BadValue("line_lengths", value, allowed)
+    return tuple(lengths)
 
 
 def scheme(value) -> Scheme | None:
@@ -177,13 +175,18 @@ def rewrite(lyric: str, kept: frozenset[int], options: dict, seed: int | None, l
         check(run_form(options, i, j, share, out))
     for number, ((i, j), share) in enumerate(zip(runs, shares)):
         context = "\n".join(out[k] for k in range(i)) + ("\n" if i else "")
-        found = propose(context, run_form(options, i, j, share, out), None if seed is None else seed + 1000 * number)
+        found = propose(context, run_form(options, i, j, share, out), run_seed(seed, number))
         after = lines[j] + "\n" if j < len(lines) else ""
         best = max(found, key=lambda c: (c.logprob + score_after(after, context + c.text)) / (len(c.text) + len(after))
                    ) if after else found[0]
         written = best.text.split("\n")[:j - i]
         out.update({i + k: text for k, text in enumerate(written + [""] * (j - i - len(written)))})
     return "\n".join(out[k] for k in range(len(lines)))
+
+
+def run_seed(seed: int | None, run: int) -> int | None:
+    """A run's seed: far from the next rewrite's (seed + 1), whose candidates would otherwise be mostly the same."""
+    return None if seed is None else (seed * 1_000_003 + run * limits.CANDIDATES.high) % 2**32
 
 
 def line_runs(count: int, kept: frozenset[int]) -> list[tuple[int, int]]:

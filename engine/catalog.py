@@ -58,6 +58,14 @@ class Variant:
             return self.loop.candidates(prefix, n, length, **options)
         return ranked(self.source, prefix, n, length, options)
 
+    def rewrite(self, lyric: str, keep, options: dict) -> str:
+        """CharRNN.rewrite, its candidates written as this variant writes them (its loop, or per request); the kept
+        lines' likelihood is scored here, as the Score tab scores."""
+        def propose(prefix: str, n: int, length: int, **run) -> list[Candidate]:
+            return self.candidates(prefix, n, length, run)
+
+        return self.model.rewrite(lyric, keep, propose=propose, **options)
+
 
 class Writing:
     """A continuation decoded for its request alone, as a loop's Request reads: lists of pieces, then candidate()."""

@@ -122,12 +122,13 @@ def test_endpoint_signatures(client):
     """/generate keeps its first seven parameters; every one after the prefix has a default; page-only
     handlers stay out of the API."""
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/candidates", "/score", "/models", "/compare", "/next_line"}
-    form = ["lines", "acrostic", "rhyme", "repetition_penalty", "no_repeat_ngram"]
+    assert set(endpoints) == {"/generate", "/candidates", "/rewrite", "/score", "/models", "/compare", "/next_line"}
+    form = ["lines", "acrostic", "rhyme", "repetition_penalty", "no_repeat_ngram", "line_lengths", "scheme", "keywords",
+            "keywords_in_order"]
     generate = endpoints["/generate"]["parameters"]
     assert [p["parameter_name"] for p in generate] == [
         "variant", "prefix", "length", "temperature", "top_k", "top_p", "seed", *form]
-    assert [p["parameter_has_default"] for p in generate] == [False, False] + [True] * 10
+    assert [p["parameter_has_default"] for p in generate] == [False, False] + [True] * 14
     candidates = endpoints["/candidates"]["parameters"]
     assert [p["parameter_name"] for p in candidates] == [
         "variant", "prefix", "n", "length", "temperature", "top_k", "top_p", "seed", *form]
@@ -249,6 +250,15 @@ def test_unknown_characters_depend_on_the_variant(client):
     ("variant", "gpt2", "Unknown model 'gpt2'"),
     ("variant", str(ROOT / "models" / "jaychou-lstm"), "Unknown model"),
     ("variant", None, "Unknown model None"),
+    ("line_lengths", "7,0", "Line lengths must be whole numbers from 1 to 50"),
+    ("line_lengths", "七", "Line lengths must be whole numbers from 1 to 50"),
+    ("line_lengths", 7, "Line lengths must be text"),
+    ("line_lengths", "7, " * 200, "Line lengths may have at most 400 characters"),
+    ("scheme", "AB1", "Rhyme scheme must be letters A to Z"),
+    ("scheme", "AB C=江阳", "C has a rhyme but no line"),
+    ("keywords", "龘", "Keywords has characters this model does not know (“龘”)"),
+    ("keywords", "一,二,三,四,五,六", "Keywords must be at most 5 words"),
+    ("keywords_in_order", "yes", "Keywords in order must be true or false"),
 ])
 def test_bad_input_gets_a_clear_error(client, field, value, message):
     job = request(client, **{field: value})
@@ -478,3 +488,40 @@ def test_a_bad_serving_setting_stops_the_app_with_a_clear_message(name, value, m
     assert imported.returncode == 0, imported.stderr
     done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+# Co-writing ---------------------------------------------------------------------------------------------------
+
+def test_co_writing_options_reach_the_library(client, server):
+    form = dict(line_lengths="7,5", scheme="AA", keywords="我", keywords_in_order=True)
+    text = text_of(request(client, prefix="", length=10, temperature=0.8, seed=4, **form))
+    assert text == server.variants[LSTM].model.generate("", 10, 0.8, seed=4, no_repeat_ngram=0, **form)
+    assert [sum(not c.isspace() for c in line) for line in text.split("\n")[:-1]] == [7, 5]  # 10 was raised
+    found = client.predict(LSTM, "", 2, 100, 0.8, 0, 1.0, 6, 0, "", "off", 1.0, 0, "5,5", "AA", "你",
+                           api_name="/candidates")
+    assert all(c["text"].count("\n") == 2 and "你" in c["text"] for c in found)
+    assert "Rhyme scheme must be empty when a rhyme is given" in str(request(client, rhyme="江阳",
+                                                                             scheme="AABB").exception())
+
+
+def test_rewrite_keeps_the_kept_lines_and_matches_the_library(client, server):
+    lyric = "窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏天的感觉"
+    new = client.predict(LSTM, lyric, "1,3", 2, 0.8, 0, 1.0, 9, "", "off", 1.0, 4, "", "ABAB", "",
+                         api_name="/rewrite")
+    model = server.variants[LSTM].model
+    assert new == [model.rewrite(lyric, "1,3", 0.8, seed=9 + i, no_repeat_ngram=4, scheme="ABAB") for i in (0, 1)]
+    for text in new:
+        lines = text.split("\n")
+        assert len(lines) == 4 and lines[0] == "窗外的麻雀" and lines[2] == "你说这一句"
+    assert new[0] != new[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("", "1"), "Lyric is empty"), (("我\n你", "3"), "Keep must be line numbers from 1 to 2"),
+    (("我\n你", "one"), "Keep must be line numbers"), (("我", "", 5), "n must be from 1 to 4"),
+    (("我", "", 1, 0.8, 0, 1.0, None, "", "off", 1.0, 4, "0"), "Line lengths must be"),
+    ((["我"], ""), "Lyric must be text"),
+])
+def test_bad_rewrites_are_refused(client, args, message):
+    job = finish(client.submit(LSTM, *args, api_name="/rewrite"))
+    assert message in str(job.exception())

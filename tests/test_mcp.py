@@ -48,9 +48,12 @@ def payload(result):
 def test_the_tools_are_the_named_endpoints_with_their_descriptions(served):
     tools = session_run(served[0], lambda s: s.list_tools()).tools
     by_name = {t.name: t for t in tools}
-    assert set(by_name) == {"generate", "candidates", "score", "models", "compare", "next_line"}, \
+    assert set(by_name) == {"generate", "candidates", "rewrite", "score", "models", "compare", "next_line"}, \
         "page-only handlers stay out"
     assert "prefix" in by_name["generate"].description and "acrostic" in by_name["generate"].inputSchema["properties"]
+    for tool in ("generate", "candidates", "rewrite"):
+        assert {"line_lengths", "scheme", "keywords"} <= set(by_name[tool].inputSchema["properties"])
+    assert "1 for the first" in by_name["rewrite"].inputSchema["properties"]["keep"]["description"]
     assert by_name["score"].inputSchema["required"] == ["variant", "text"]
 
 
@@ -93,3 +96,25 @@ def test_next_line_agrees_with_the_library(served, next_line_dir):
         return payload(await session.call_tool("next_line", {"line": "窗外的麻雀", "temperature": 0}))
 
     assert session_run(served[0], work) == NextLine.from_pretrained(next_line_dir).next_line("窗外的麻雀", temperature=0)
+
+
+def test_co_writing_over_mcp_agrees_with_the_library(served):
+    """Line lengths, a scheme and keywords through generate, and a rewrite around kept lines, as an agent calls them."""
+    url, variants = served
+    model = variants[LSTM].model
+    form = dict(line_lengths="5,5,7,5", scheme="XAXA", keywords="我")
+
+    async def work(session):
+        made = await session.call_tool("generate", {"variant": LSTM, "prefix": "", "seed": 5, **form})
+        lyric = payload(made).rstrip("\n")
+        again = await session.call_tool("rewrite", {"variant": LSTM, "lyric": lyric, "keep": "1,3", "seed": 2,
+                                                    **form})
+        bad = await session.call_tool("generate", {"variant": LSTM, "prefix": "", "line_lengths": "0,7"})
+        return lyric, payload(again), bad
+
+    lyric, rewrites, bad = session_run(url, work)
+    assert lyric + "\n" == model.generate("", 200, 0.8, seed=5, no_repeat_ngram=LOOP_NGRAM, **form)
+    [new] = rewrites
+    assert new == model.rewrite(lyric, "1,3", 0.8, seed=2, no_repeat_ngram=LOOP_NGRAM, **form)
+    assert [new.split("\n")[k] for k in (0, 2)] == [lyric.split("\n")[k] for k in (0, 2)]
+    assert bad.isError and "Line lengths must be whole numbers from 1 to 50" in bad.content[0].text

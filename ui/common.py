@@ -52,7 +52,9 @@ def documented(function, **more):
 # The page's name for each option the library names, as its controls and the API's arguments call it.
 LABELS = dict(length="Length", temperature="Temperature", top_k="Top-k", top_p="Top-p", seed="Seed", lines="Lines",
               acrostic="Acrostic", rhyme="Rhyme", repetition_penalty="Repetition penalty",
-              no_repeat_ngram="No repeated n-gram", n="n", text="Text", context="Context", line="Line")
+              no_repeat_ngram="No repeated n-gram", n="n", text="Text", context="Context", line="Line",
+              line_lengths="Line lengths", scheme="Rhyme scheme", keywords="Keywords",
+              keywords_in_order="Keywords in order", keep="Keep", lyric="Lyric", candidates="Candidates")
 
 
 def refusal(message: str) -> gr.Error:

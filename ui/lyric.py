@@ -21,6 +21,7 @@ CSS = """
     padding: .5em .75em; border-radius: 8px; background: #1e293b; color: #f8fafc; font-size: 1rem;
     line-height: 1.5; white-space: pre-wrap; pointer-events: none; }
 .cand .lyric { font-size: 1.05rem; min-height: 4em; }
+.lyric .kept { background: color-mix(in srgb, #6366f1 12%, transparent); border-radius: 3px; }
 .scores { width: 100%; border-collapse: collapse; overflow-wrap: anywhere; }
 .scores caption { text-align: left; color: var(--body-text-color-subdued); padding-bottom: .3em; }
 .scores td, .scores th { padding: .25em .5em; border-bottom: 1px solid var(--border-color-primary); text-align: right; }
