@@ -10,6 +10,7 @@ import pytest
 
 import app
 from test_app import LSTM, CountingModel, wait_until
+from test_song import broken_rhymes, sung
 from engine.catalog import Variant, load_models
 from engine.settings import Settings
 from ui.lyric import visible
@@ -81,7 +82,7 @@ def set_form(page, length="200", lines="0", acrostic="", rhyme="off") -> None:
     page.get_by_label("number input for Lines").fill(lines)
     page.get_by_label("number input for Lines").press("Enter")
     page.get_by_label("Acrostic (藏头)").fill(acrostic)
-    page.get_by_label("Rhyme").click()
+    page.get_by_label("Rhyme", exact=True).click()
     page.get_by_role("option", name=rhyme).first.click()
 
 
@@ -149,7 +150,7 @@ def test_copy_gives_the_plain_lyric(page):
 
 def test_write_4_shows_candidates_and_one_click_continues_from_one(page):
     set_form(page, length="120", lines="2", acrostic="", rhyme="off")
-    page.get_by_role("button", name="Write 4").click()
+    page.get_by_role("button", name="Write 4", exact=True).click()
     cards = page.locator(".card .cand")
     wait_until(lambda: cards.count() == 4, 20, "no candidates appeared")
     scores = [float(t.split("perplexity ")[1].split(" ")[0]) for t in cards.all_inner_texts()]
@@ -187,14 +188,85 @@ def test_unknown_characters_are_pointed_out(page):
 
 def test_rhyme_choices_follow_the_model(page):
     choose(page, ENGLISH)
-    page.get_by_label("Rhyme").click()
+    page.get_by_label("Rhyme", exact=True).click()
     options = [text.removeprefix("✓").strip() for text in page.locator("#rhyme [role=option]").all_inner_texts()]
     assert options == ["off", "auto: as the last line"], "English rhymes are typed as words, not groups"
     page.keyboard.press("Escape")
     choose(page, LSTM)
-    page.get_by_label("Rhyme").click()
+    page.get_by_label("Rhyme", exact=True).click()
     assert "江阳 · 阳" in page.locator("#rhyme [role=option]").all_inner_texts()
     page.keyboard.press("Escape")
+
+
+def song_form(page, line_lengths="", scheme="", keywords="") -> None:
+    page.get_by_label("Line lengths (字数)").fill(line_lengths)
+    page.get_by_label("Rhyme scheme").fill(scheme)
+    page.get_by_label("Keywords").fill(keywords)
+
+
+def lyric_lines(page, where: str = "#lyric .lyric") -> list[str]:
+    """The lines a lyric shows."""
+    return page.locator(where).inner_text().rstrip("\n").split("\n")
+
+
+def assert_song(lines: list[str], keyword: str) -> None:
+    assert [sung(line) for line in lines] == [7] * 4, lines
+    assert broken_rhymes("\n".join(lines) + "\n", "AABB") == [], lines
+    assert sum(line.count(keyword) for line in lines) >= 1, lines
+
+
+def test_co_writing_a_pattern_a_scheme_and_keywords_then_rewriting_around_locked_lines(page, server):
+    choose(page, LSTM)
+    keyword = next(w for w in ["我们", "回忆", "你"] if not server[1][LSTM].model.vocab.unknown(w))
+    page.get_by_label("Prefix").fill("")
+    set_form(page, length="100", lines="0", acrostic="", rhyme="off")
+    song_form(page, "7,7,7,7", "AABB", keyword)
+    write_and_wait(page)
+    written_lines = lyric_lines(page)
+    assert_song(written_lines, keyword)
+    locks = page.locator("#locks label")
+    sync_api.expect(locks).to_have_count(4)
+    assert locks.nth(0).inner_text().startswith("1 · " + written_lines[0])
+    locks.nth(0).click()
+    locks.nth(2).click()
+
+    page.get_by_role("button", name="Rewrite the others").click()
+    wait_until(lambda: page.locator("#lyric .kept").count() == 2, 20, "no rewrite appeared")
+    rewritten = lyric_lines(page)
+    assert rewritten[0] == written_lines[0] and rewritten[2] == written_lines[2], "locked lines changed"
+    assert rewritten != written_lines
+    assert_song(rewritten, keyword)
+    assert page.locator("#lyric .kept").all_inner_texts() == [written_lines[0], written_lines[2]]
+    lock = page.locator("#lyric .kept").first.evaluate("k => getComputedStyle(k, '::before').backgroundImage")
+    assert lock.startswith('url("data:image/svg+xml'), "a kept line shows its lock"
+    sync_api.expect(page.locator("#locks input:checked")).to_have_count(2)
+    page.screenshot(path=OUT / "app-cowrite-desktop.png", full_page=True)
+
+    page.get_by_role("button", name="Rewrite 4").click()
+    cards = page.locator("#rewrites .cand")
+    wait_until(lambda: cards.count() == 4 and cards.nth(3).is_visible(), 30, "no rewrites appeared")
+    second = cards.nth(1).locator(".lyric").inner_text().split("\n")
+    assert second[0] == written_lines[0] and second[2] == written_lines[2]
+    page.get_by_role("button", name="Use #2").click()
+    wait_until(lambda: lyric_lines(page) == second, 10, "the chosen rewrite is not the lyric")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("#locks").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    page.screenshot(path=OUT / "app-cowrite-phone.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "co-writing scrolls sideways on a phone"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    song_form(page)
+    page.get_by_label("Prefix").fill("分开")
+    write_and_wait(page)  # a lyric written as it streams again, its characters shaded, for the tests after
+
+
+def test_a_song_form_that_cannot_be_kept_says_which_field_and_the_lyric_stays(page):
+    before = page.locator("#lyric .lyric").inner_html()
+    song_form(page, "0,7")
+    page.get_by_role("button", name="Write", exact=True).click()
+    sync_api.expect(page.get_by_test_id("toast-body").filter(has_text="Line lengths must be")).to_have_count(1)
+    song_form(page)
+    assert page.locator("#lyric .lyric").inner_html() == before, "a refused request must not wipe the lyric"
 
 
 def test_phone_width_and_nothing_from_the_internet(page, server):

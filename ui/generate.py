@@ -114,9 +114,10 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
         variant = variant_of(variants, name, request)
         prefix = warn_about_prefix(variant, string("Prefix", prefix, limits.TEXT))
         length, options = form_options(variant, length, *options)
-        try:
+        try:  # the options checked before the prefix goes out: a refused request leaves the page's lyric as it was
+            pieces = variant.stream(prefix, length, options, details, every=PACE.interval)
             yield prefix
-            yield from throttled(variant.stream(prefix, length, options, details, every=PACE.interval))
+            yield from throttled(pieces)
         except (ValueError, Busy) as e:
             raise refused(e) from None
 
@@ -285,12 +286,18 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
                         keywords, in_order, request)
         return found, kept
 
-    def rewritten(name, text, locked, *options, request: gr.Request):
-        [new], kept = rewrite_page(name, text, locked, 1, *options, request=request)
+    def rewritten(name, text, locked, temperature, top_k, top_p, seed, acrostic, rhyme, avoid_loops, loop_length,
+                  repetition_penalty, line_lengths, scheme, keywords, in_order, request: gr.Request):
+        [new], kept = rewrite_page(name, text, locked, 1, temperature, top_k, top_p, seed, acrostic, rhyme,
+                                   avoid_loops, loop_length, repetition_penalty, line_lengths, scheme, keywords,
+                                   in_order, request)
         return kept_html(new, kept), new, locks_for(new, kept)
 
-    def rewritten_four(name, text, locked, *options, request: gr.Request):
-        found, kept = rewrite_page(name, text, locked, PAGE_CANDIDATES, *options, request=request)
+    def rewritten_four(name, text, locked, temperature, top_k, top_p, seed, acrostic, rhyme, avoid_loops, loop_length,
+                       repetition_penalty, line_lengths, scheme, keywords, in_order, request: gr.Request):
+        found, kept = rewrite_page(name, text, locked, PAGE_CANDIDATES, temperature, top_k, top_p, seed, acrostic,
+                                   rhyme, avoid_loops, loop_length, repetition_penalty, line_lengths, scheme,
+                                   keywords, in_order, request)
         return *[rewrite_card(k, new, kept) for k, new in enumerate(found, 1)], found, gr.Column(visible=True)
 
     def chose_rewrite(texts, k, locked):
@@ -350,7 +357,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
         copy = gr.Button("Copy", size="sm", scale=0, min_width=80)
     song = gr.State("")  # the lyric as text: what Rewrite reads
     with gr.Column(visible=False, elem_id="cowrite") as cowrite:
-        locks = gr.CheckboxGroup([], label="🔒 Lines to keep", elem_id="locks",
+        locks = gr.CheckboxGroup([], label="Lines to keep", elem_id="locks",
                                  info="lock the lines you like; rewriting writes the others anew around them")
         with gr.Row():
             again = gr.Button("Rewrite the others", variant="primary", min_width=160, elem_id="rewrite")
@@ -367,7 +374,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
                     follow.append(gr.Button(f"Continue from #{i + 1}", size="sm"))
     rewrites = gr.State([])
     with gr.Column(visible=False, elem_id="rewrites") as rewrite_choices:
-        gr.Markdown("**Rewrites** around your locked lines (🔒). Use the one you like.")
+        gr.Markdown("**Rewrites** around the lines you kept (shaded). Use the one you like.")
         with gr.Row():
             rewrite_cards, use = [], []
             for i in range(PAGE_CANDIDATES):
@@ -440,8 +447,9 @@ def locks_for(text: str, kept: list[int]) -> gr.CheckboxGroup:
 
 
 def kept_html(text: str, kept: list[int]) -> str:
-    """A rewritten lyric: its kept lines marked with a lock."""
-    return "<br>".join(f'<span class="kept" title="kept">🔒 {plain(line)}</span>' if k in kept else plain(line)
+    """A rewritten lyric: its kept lines marked with a lock (CSS draws it, not an emoji: not every device has their
+    font; nor is it text that Copy would take)."""
+    return "<br>".join(f'<span class="kept" title="kept">{plain(line)}</span>' if k in kept else plain(line)
                        for k, line in enumerate(song_lines(text), 1))
 
 

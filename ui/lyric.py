@@ -22,6 +22,8 @@ CSS = """
     line-height: 1.5; white-space: pre-wrap; pointer-events: none; }
 .cand .lyric { font-size: 1.05rem; min-height: 4em; }
 .lyric .kept { background: color-mix(in srgb, #6366f1 12%, transparent); border-radius: 3px; }
+.lyric .kept::before { content: ""; display: inline-block; width: .8em; height: .8em; margin-right: .3em;
+                      vertical-align: -.05em; background: url("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16' fill='%236366f1'%3E%3Cpath d='M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7zm2 0h4V5a2 2 0 0 0-4 0z'/%3E%3C/svg%3E") no-repeat; }
 .scores { width: 100%; border-collapse: collapse; overflow-wrap: anywhere; }
 .scores caption { text-align: left; color: var(--body-text-color-subdued); padding-bottom: .3em; }
 .scores td, .scores th { padding: .25em .5em; border-bottom: 1px solid var(--border-color-primary); text-align: right; }
