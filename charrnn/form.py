@@ -27,7 +27,7 @@ import numpy as np
 from . import limits
 from . import song
 from .errors import NoLineBreak, NoRhyme, BadValue, TooShort, UnknownCharacters
-from .rhyme import is_letter, is_sung, scheme_for, syllables
+from .rhyme import MAX_WORD, WELL_RHYMED, is_letter, is_sung, scheme_for, syllables, words_of
 
 
 class Rule(NamedTuple):
@@ -40,7 +40,10 @@ class Rule(NamedTuple):
 
 
 FREE = Rule()  # leaves the next character to the model
+REWINDS = 8  # redraws a line may have: past them, it keeps what it has (no form loops forever)
 REWIND_STEPS = 40  # how far back a rhyming line may redraw its last token (longer than any word offered)
+LETTERS = "".join(map(chr, range(65, 91))) + "".join(map(chr, range(97, 123))) + "'"  # what English words are made of
+WORD_UNITS = {"zh": 1, "en": 2}  # the units a word is taken to have, where a keyword is written before it is too late
 UNIT_CHARS = {"zh": 2, "en": 6}  # characters a sung character, or a syllable, is given room for
 TYPICAL_LINE = {"zh": 10, "en": 8}  # characters, or words, of a line where the lines have no lengths
 TRIES = 32  # rhymes whose line endings a model keeps ready (a Chinese model has 13)
@@ -234,17 +237,23 @@ class Sequence:
         self.steps: list[Step | None] = []
         self.step_numbers: list[int] = []  # the batch step at which each character was chosen
         self.sent = 0  # characters handed out; the rest wait for the next token (a line end that may be redrawn)
-        self.token_start = None  # where the current line's last token starts
+        self.token_starts: list[int] = []  # where the current line's tokens start
+        self.rewinds_left = REWINDS
         self.line_start = 0 if self.opens_line else None  # None: the line began in the prefix
         self.heads_written = 0
         self.on_head_line = False  # the current line began with an acrostic's character
         self.ending: Trie | None = None  # set while the last token of a line is redrawn to keep the form
         self.ending_final = True  # the token redrawn ends the line (else it leaves room for the rhyme after it)
+        self.ending_units = self.ending_root = None  # the units (None: any) and tokens of the token redrawn
+        self.ending_start = 0  # and where it starts
         self.space = vocab.stoi.get(" ")
         self.closing = False  # the next character ends the line (batch.look_ahead weighs it by the break after it)
         self.placing: list[int] = []  # the rest of a keyword being written
+        self.planned: list[int] = []  # a line's last word chosen whole (batch.likeliest_word), and what follows it
         self.offered: dict[int, str] = {}  # first id -> the keyword it begins, where the rule lifted it this step
         self.placed = self.just_begun = None  # the keyword just written whole; the one being written
+        self.kept_from = 0  # no rewind goes back before it: the end of the last keyword written
+        self.keywords_pending = len(self.keywords)
         self.done = length == 0
         self.free = not (options.shapes_lines or options.no_repeat_ngram or self.keywords)  # nothing to rule
         self.flushed = 0
@@ -295,10 +304,15 @@ class Sequence:
         if sung > self.target_of(0):
             raise TooShort("line_lengths", self.target_of(0), sung, "the prefix's unfinished line, which counts as the "
                            "first")
+        letter = self.letter_of(0) if self.line_number == 0 else None
+        if sung == self.target_of(0) and letter and self.keys[letter] not in (None, self.language.key(self.prefix_line)):
+            raise BadValue("scheme", self.options.scheme, "a rhyme the prefix's unfinished line ends in",
+                           "that line is already as long as the first line's length")
         for k in range(len(self.heads)):
             if self.target_of(k) < 1 + (self.letter_of(k) is not None):
                 raise TooShort("line_lengths", self.target_of(k), 2, f"line {k + 1}: an acrostic's head and a rhyme")
-        room = self.room_of_lines(range(max(self.line_number, 0), self.line_number + (self.lines_to_go or 0)))
+        lines = range(max(self.line_number, 0), self.line_number + (self.lines_to_go or 0))
+        room = [self.line_room(k, sung if k == 0 else 0) for k in lines]
         needs = [self.need(k) for k in self.keywords]
         if needs and not song.packs(needs, room, self.options.keywords_in_order):
             raise TooShort("line_lengths", sum(room), sum(needs), "the keywords (each within a line, "
@@ -314,6 +328,11 @@ class Sequence:
 
     def target(self) -> int | None:
         return self.target_of(self.line_number)
+
+    def key_letter(self) -> str | None:
+        """The current line's scheme letter, where its rhyme is not set yet (its first line sets it)."""
+        letter = self.letter_of(self.line_number)
+        return letter if letter and self.keys.get(letter) is None else None
 
     def key(self) -> str | None:
         """The rhyme the current line must end in: None where it is free, or sets its letter's rhyme."""
@@ -367,6 +386,8 @@ class Sequence:
         if self.done or self.free:
             return FREE
         newline = self.newline
+        if self.planned:
+            return Rule(self.planned[0])
         if self.ending is not None:  # only what still fits: the token, then the line break, then the form's rest
             budget = self.length - len(self.chars) - self.reserve_after_line()
             allowed = [i for i, child in self.ending.children.items() if child.shortest + 2 <= budget]
@@ -374,7 +395,8 @@ class Sequence:
             if not allowed:
                 return Rule(after)
             self.closing = self.ending_final and all(not child.children for child in self.ending.children.values())
-            return Rule(None, allowed + [after] * self.ending.terminal, self.repeats())
+            held = self.repeated_keywords(self.keyword_pending()) if self.keywords else []
+            return Rule(None, allowed + [after] * self.ending.terminal, self.repeats() + held)
         if self.placing:
             return Rule(self.placing[0])
         at_line_start = self.line_length() == 0
@@ -416,16 +438,53 @@ class Sequence:
             banned.append(newline)
             return None
         count = syllables(word)
-        if count is not None and units + count == target:
+        so_far = units + (self.language.word_units(word) if count is None else count)
+        if count is not None and so_far == target:
             banned += self.rhymes.breaks  # the word that makes the count ends the line, or goes on
-        elif units + (count or self.language.word_units(word)) < target:
+        elif so_far < target:
             banned.append(newline)
+        if count is None and so_far > target or len(word) >= MAX_WORD:
+            banned += self.rhymes.letters  # a word past the count ends now, while it can still be redrawn
         return None
 
-    def has_own_token(self) -> bool:
-        """Whether the current line has a token that decoding may redraw: one written here, not an acrostic's."""
-        start = self.token_start
-        return start is not None and not (self.on_head_line and start == self.line_start)
+    def plans_ending(self) -> bool:
+        """Whether the line's last token is about to be redrawn as a whole English word (see plan)."""
+        return self.ending is not None and not self.planned and not self.done and self.language.language == "en"
+
+    def used_words(self) -> tuple[set, set]:
+        """Words, as ids, that a line's last word should not be: the last words of the lines written (where others
+        can be found), and the keywords written (each once)."""
+        lines = "".join(self.chars).split("\n")[:-1]
+        held = set(self.keywords) - set(self.keyword_pending()) if self.keywords else set()
+        return ({tuple(self.vocab.encode(w[-1])) for w in map(words_of, lines) if w},
+                {tuple(self.vocab.encode(word)) for word in held})
+
+    def loosen_ending(self) -> bool:
+        """Let the rhyme of a line end about to be redrawn give way to its length (and the keywords); whether it
+        did."""
+        if self.ending_units is None or self.ending is not self.ending_root:  # a character of it drawn already
+            return False
+        self.ending = self.ending_root = self.rhymes.trie(None, self.ending_units)
+        return True
+
+    def plan(self, word: list[int]) -> None:
+        """Write word, then end the line (or, a word that makes room for the rhyme, a space); none found: the
+        trie is drawn from character by character."""
+        if word:
+            after = self.newline if self.ending_final else self.space
+            self.planned, self.ending = [*word, after], None
+
+    @property
+    def token_start(self) -> int | None:
+        """Where the current line's last token starts."""
+        return self.token_starts[-1] if self.token_starts else None
+
+    def has_own_token(self, start: int | None = None) -> bool:
+        """Whether the current line has a token (the last, or the one at start) that decoding may redraw: one
+        written here and not sent yet, not an acrostic's head nor part of a keyword."""
+        start = self.token_start if start is None else start
+        return start is not None and start >= max(self.sent, self.kept_from) and self.rewinds_left > 0 and not (
+            self.on_head_line and start == self.line_start)
 
     def closes_line(self) -> bool:
         """Whether the next character ends the line: a line break must follow it (rule() says)."""
@@ -466,22 +525,23 @@ class Sequence:
         return len(keyword) + (self.language.language == "en")
 
     def line_room(self, line: int, units: int = 0) -> int:
-        """The units a line has for keywords, `units` of it written: its length, less its acrostic head and the last
-        unit, which keeps its rhyme (and in Chinese, is drawn to end the line)."""
-        last = self.letter_of(line) is not None or self.language.language == "zh"
+        """The units a line has for keywords, `units` of it written: its length, less its acrostic head and its last
+        word, which keeps its rhyme (and in Chinese, is drawn to end the line)."""
+        last = WORD_UNITS[self.language.language] if self.letter_of(line) is not None else self.language.language == "zh"
         return max(self.target_of(line) - units - (line < len(self.heads) and not units) - last, 0)
 
     def room_of_lines(self, lines) -> list[int]:
         return [self.line_room(k) for k in lines]
 
     def room_after(self) -> list[int]:
-        """Room left for keywords after the next character, line by line (one line of the budget's characters where
-        lines have no lengths: keywords are written before it runs out)."""
+        """Room left for keywords after the word the next character begins, line by line (one line of the budget's
+        characters where lines have no lengths: keywords are written before it runs out)."""
         if not self.targets:
             return [self.length - len(self.chars) - 1 - self.reserve()]
         units = self.language.units(self.line_text())[0]
         later = range(self.line_number + 1, self.line_number + (self.lines_to_go or 1))
-        return [max(self.line_room(self.line_number, units) - 1, 0), *self.room_of_lines(later)]
+        word = WORD_UNITS[self.language.language]  # what the next character's word may take of the line
+        return [max(self.line_room(self.line_number, units) - word, 0), *self.room_of_lines(later)]
 
     def places_left(self, room: int) -> int:
         """About how many more places a keyword could take: the room, or where lines have no lengths, a typical
@@ -490,9 +550,12 @@ class Sequence:
             return room
         return min(room, self.lines_to_go * TYPICAL_LINE[self.language.language])
 
-    def keyword_pending(self) -> list[str]:
-        return song.pending(self.keywords, "".join(self.chars), self.options.keywords_in_order,
-                            self.language.language == "en")
+    def keyword_pending(self, word_ended: bool = False) -> list[str]:
+        """The keywords not written yet (in English, as whole words: the last word counts once it has ended)."""
+        english = self.language.language == "en"
+        text = "".join(self.chars)
+        text = text.rstrip(LETTERS) if english and not word_ended else text
+        return song.pending(self.keywords, text, self.options.keywords_in_order, english)
 
     def fits_here(self, keyword: str) -> bool:
         """Whether a keyword may begin at the next character: after a space or at a line's start in English, within the
@@ -516,11 +579,11 @@ class Sequence:
         """Lift each keyword that fits here to at least one share in the places left, or write one here where the
         rest of the lyric could no longer hold them; after one, no line break that would redraw it."""
         rule = Rule(None, None, banned)
-        if self.placed:
-            if self.language.language == "en":
-                banned += self.rhymes.letters  # the keyword is a whole word
-            if self.key() and self.language.key(self.placed) != self.key():
-                banned.append(self.newline)  # a line may not end on it where it does not rhyme: it would be redrawn
+        if self.placed and self.language.language == "en":
+            banned += self.rhymes.letters  # the keyword is a whole word
+        ends_on_keyword = self.token_start is not None and self.token_start < self.kept_from
+        if ends_on_keyword and self.key() and self.language.key(self.line_text()) != self.key():
+            banned.append(self.newline)  # no line ends on a keyword that does not rhyme: it cannot be redrawn
         if not self.keywords:
             return rule
         pending = self.keyword_pending()
@@ -544,10 +607,12 @@ class Sequence:
 
     def repeated_keywords(self, pending: list[str]) -> list[int]:
         """Ids that would write a keyword the lyric holds a second time (in English, as a word of its own)."""
-        text, banned = "".join(self.chars), []
+        text, banned, english = "".join(self.chars), [], self.language.language == "en"
         for keyword in (k for k in self.keywords if k not in pending):
             before = text[:len(text) - len(keyword) + 1][-1:]
-            if text.endswith(keyword[:-1]) and not (self.language.language == "en" and before and is_letter(before)):
+            if english and not (before and is_letter(before)) and text.lower().endswith(keyword[:-1].lower()):
+                banned += [i for i in map(self.vocab.stoi.get, {keyword[-1].lower(), keyword[-1].upper()}) if i]
+            elif not english and text.endswith(keyword[:-1]):
                 banned.append(self.vocab.stoi[keyword[-1]])
         return banned
 
@@ -556,10 +621,12 @@ class Sequence:
     def take(self, i: int, logprob: float, step: Step | None, step_number: int) -> int | None:
         """Append the chosen id; returns the batch step to rewind this sequence to, or None."""
         char, self.step_count = self.vocab.itos[i], step_number
-        if self.ending is None and not self.placing and self.rhymes and self.line_length() != 0:
+        if self.ending is None and not self.placing and not self.planned and self.rhymes and self.line_length() != 0:
             rewind = self.ends_or_rewinds(char)
             if rewind is not None:
                 return rewind
+        if self.planned:
+            self.planned.pop(0)
         self.placed = None
         if self.placing:
             self.placing.pop(0)
@@ -573,8 +640,14 @@ class Sequence:
         if self.ending is not None and char != "\n":
             self.ending = self.ending.children.get(i)  # None: the word redrawn to make room is done
         elif self.rhymes and self.language.starts_token(self.chars[-1] if self.chars else "\n", char):
-            self.sent, self.token_start = len(self.chars), len(self.chars)
+            self.token_starts.append(len(self.chars))
+            held = 2 if self.targets and self.keys and self.language.language == "en" else 1
+            if len(self.token_starts) >= held:  # never back: what was sent stays sent, after a rewind too
+                self.sent = max(self.sent, self.token_starts[-held])
         self.append(i, char, logprob, step, step_number)
+        if self.keywords and len(self.keyword_pending()) < self.keywords_pending:  # one just written
+            self.kept_from = len(self.chars)
+        self.keywords_pending = len(self.keyword_pending()) if self.keywords else 0
         if char == "\n":
             self.end_line()
         elif self.line_length() == 1 and self.heads_left():
@@ -602,7 +675,8 @@ class Sequence:
         line = self.line_text()[:-1]
         if letter and self.keys.get(letter) is None:
             self.keys[letter] = self.language.key(line)  # the first line of a letter sets its rhyme
-        self.line_start, self.token_start, self.ending, self.on_head_line = len(self.chars), None, None, False
+        self.line_start, self.token_starts, self.ending, self.on_head_line = len(self.chars), [], None, False
+        self.rewinds_left = REWINDS
         self.line_number += 1
         self.sent = len(self.chars)
         if self.lines_to_go is not None:
@@ -620,30 +694,60 @@ class Sequence:
         units, word = self.language.units(line)
         if target is not None and english:
             count = syllables(word) if word else None
+            if word and (rescued := self.keyword_instead(word, units)) is not None:
+                return rescued
             if char != "\n":  # a word ends mid-line: redraw it if it overshoots, or may reach the count unknown
-                if units + (count or self.language.word_units(word)) < target:
+                if units + (self.language.word_units(word) if count is None else count) < target:
                     return None
                 if count is not None and units + count == target:
                     return None
-            elif word and count is not None and units + count == target and (key is None or self.language.key(line)
-                                                                              == key):
+            elif word and count is not None and units + count == target and (
+                    self.language.key(line) == key if key else self.language.well_rhymed(line) or not self.key_letter()):
                 return None
-            return self.rewind(key, target - units)
-        if char != "\n" or key is None or self.language.key(line) == key:
+            return self.rewind(key or (WELL_RHYMED if self.key_letter() else None), target - units)
+        if char != "\n":
             return None
-        return self.rewind(key, 1 if target is not None else None)
+        if key is None:  # a letter's first line sets its rhyme: in English, on a word with rhymes enough
+            letter = self.letter_of(self.line_number)
+            well_rhymed = letter and english and target is None and not self.language.well_rhymed(line)
+            return self.rewind(WELL_RHYMED, None) if well_rhymed else None
+        return None if self.language.key(line) == key else self.rewind(key, 1 if target is not None else None)
+
+    def keyword_instead(self, word: str, units: int) -> int | None:
+        """Where the English word just ended leaves no room for the keywords still to write, rewind to its start and
+        write one there (the batch step to rewind to); None where there is room, or no keyword fits there."""
+        pending = self.keyword_pending(word_ended=True) if self.keywords else []
+        later = range(self.line_number + 1, self.line_number + (self.lines_to_go or 1))
+        room = [self.line_room(self.line_number, units + self.language.word_units(word)), *self.room_of_lines(later)]
+        if not pending or not self.has_own_token() or song.packs([self.need(k) for k in pending], room,
+                                                                 self.options.keywords_in_order):
+            return None
+        left, key = self.target() - units, self.key()
+        fits = [k for k in (pending[:1] if self.options.keywords_in_order else pending) if self.need(k) < left or (
+            self.need(k) == left and syllables(k) is not None and (key is None or self.language.key(k) == key))]
+        if not fits:
+            return None
+        keyword = max(fits, key=self.need)
+        back = self.truncate(self.token_start)
+        self.placing, self.just_begun = self.vocab.encode(keyword), keyword
+        return back
 
     def rewind(self, key: str | None, units: int | None) -> int | None:
         """Rewind to the line's last token to redraw it from the tokens of rhyme key (None: any) and `units` units (None:
-        any), where it can be; None where it cannot. Where no word of the rhyme has the syllables left, a word of the
-        syllables a rhyming word would leave comes first; where none has fewer, the rhyme gives way to the length."""
+        any), where it can be; None where it cannot. Where no word of the rhyme has the syllables left, the last two
+        words are redrawn as one; failing that, a word of the syllables a rhyming word would leave comes first; where
+        none has fewer, the rhyme gives way to the length."""
         start = self.token_start
-        if not self.has_own_token() or start < self.sent:
+        if not self.has_own_token():
             return None
         trie, final = self.rhymes.trie(key, units), True
         if not trie.children and units is not None:
+            before = self.token_starts[-2] if len(self.token_starts) > 1 else None
+            both = units + self.language.word_units("".join(self.chars[before:start])) if before is not None else 0
             shortest = next((n for n in range(1, units) if self.rhymes.trie(key, n).children), None) if key else None
-            if shortest and self.space is not None:  # a word of the syllables left over, then the rhyme's
+            if key and both and self.has_own_token(before) and self.rhymes.trie(key, both).children:
+                start, trie, units = before, self.rhymes.trie(key, both), both
+            elif shortest and self.space is not None:  # a word of the syllables left over, then the rhyme's
                 trie, final = self.rhymes.trie(None, units - shortest), False
             else:
                 trie = self.rhymes.trie(None, units)
@@ -651,7 +755,8 @@ class Sequence:
         too_long = self.length - start - self.reserve_after_line() < trie.shortest + 1
         if not trie.children or too_far or too_long:
             return None
-        self.ending, self.ending_final = trie, final
+        self.ending, self.ending_root, self.ending_start = trie, trie, start
+        self.ending_final, self.ending_units = final, units if final else None
         return self.truncate(start)
 
     def truncate(self, start: int) -> int:
@@ -663,9 +768,10 @@ class Sequence:
                 self.ngrams[tuple(self.ids[k - n + 1:k])][self.ids[k]] -= 1
             if self.seen is not None:
                 self.see(self.ids[k], -1)
-        step_number = self.step_numbers[start]
+        step_number, self.rewinds_left = self.step_numbers[start], self.rewinds_left - 1
         for items in (self.ids, self.chars, self.logprobs, self.steps, self.step_numbers):
             del items[start:]
+        self.token_starts = [t for t in self.token_starts if t < start]
         return step_number
 
     # Handing out --------------------------------------------------------------------------

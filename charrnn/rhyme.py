@@ -35,6 +35,8 @@ GROUPS = {
 }
 GROUP_OF_FINAL = {final: name for name, (finals, _) in GROUPS.items() for final in finals}
 MAX_WORD = 16  # longest English rhyme word offered
+WELL_RHYMED = "well rhymed"  # the key of English words that end a letter's first line: words with rhymes enough
+RHYMES_ENOUGH = 30  # words of the CMU dictionary that rhyme with such a word
 
 
 def is_han(char: str) -> bool:
@@ -154,7 +156,7 @@ class English:
         return sum(map(self.word_units, words)), open_word
 
     def word_units(self, word: str) -> int:
-        return sum(syllables(w) or estimated_syllables(w) for w in words_of(word))
+        return sum(estimated_syllables(w) if syllables(w) is None else syllables(w) for w in words_of(word))
 
     def starts_token(self, previous: str, char: str) -> bool:
         return is_letter(char) and not is_letter(previous)
@@ -162,6 +164,11 @@ class English:
     def key(self, line: str) -> str | None:
         words = words_of(line)
         return english_key(words[-1]) if words else None
+
+    def well_rhymed(self, line: str) -> bool:
+        """Whether a line ends in a word the dictionary has rhymes enough for (a scheme letter's first line)."""
+        key = self.key(line)
+        return key is not None and len(self.words_by_key.get(key, ())) >= RHYMES_ENOUGH
 
     def parse(self, rhyme: str, option: str = "rhyme") -> str:
         key = english_key(rhyme) if rhyme and all(is_letter(c) for c in rhyme) else None
@@ -189,9 +196,9 @@ class English:
     def endings(self, key: str | None, known, units: int | None = None) -> list[str]:
         """Words of this rhyme by their first pronunciation (the one `key` reads), made of the characters known;
         with units, of that many syllables (key None: any rhyme)."""
-        if key is None:
-            words = self.words_by_syllables.get(units, ())
-            return [w for w in words if all(c in known for c in w)]
+        if key in (None, WELL_RHYMED):
+            words = self.words_by_syllables.get(units, ()) if units else (w for w, _ in first_pronunciations())
+            return [w for w in words if all(c in known for c in w) and (key is None or self.well_rhymed(w))]
         return [w for w in self.words_by_key.get(key, ()) if all(c in known for c in w)
                 and (units is None or syllables(w) == units)]
 

@@ -10,7 +10,7 @@ import pytest
 
 import app
 from test_app import LSTM, CountingModel, wait_until
-from test_song import broken_rhymes, sung
+from bench.checks import broken_rhymes, sung
 from engine.catalog import Variant, load_models
 from engine.settings import Settings
 from ui.lyric import visible

@@ -1,22 +1,18 @@
 """Co-writing on tiny real models: a melody's line lengths, rhyme schemes, keywords and rewriting around kept lines,
-each checked by rules written here from pypinyin and pronouncing directly, not by the decoder's own bookkeeping."""
-import re
-import unicodedata
-
-import pronouncing
+each checked from pypinyin and pronouncing directly (bench/checks.py), not by the decoder's own bookkeeping."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypinyin import Style, lazy_pinyin
 
+from bench.checks import FINALS, broken_rhymes, length, lines_of, rhyme_of, sung, times_held, words
 from charrnn import CharRNN, errors, song
 from charrnn.decoding import Batch
 from charrnn.form import Options
-from charrnn.rhyme import GROUPS, estimated_syllables
+from charrnn.rhyme import GROUPS
 
 SEEDS = range(6)
 LONG = 1000
-FINALS = {final: name for name, (finals, _) in GROUPS.items() for final in finals}
 
 
 @pytest.fixture(scope="module")
@@ -29,65 +25,10 @@ def english(english_model_dir):
     return CharRNN.from_pretrained(english_model_dir)
 
 
-# What a lyric must be, checked independently ---------------------------------------------------------------
-
-def sung(line: str) -> int:
-    return sum(unicodedata.category(c)[0] not in "PZSC" for c in line)
-
-
-def words(line: str) -> list[str]:
-    return re.findall(r"[A-Za-z']+", line)
-
-
-def syllables(line: str) -> int:
-    """Syllables by the CMU dictionary's first pronunciation; a word it lacks by its vowel groups (the rule the docs
-    state)."""
-    total = 0
-    for word in words(line):
-        phones = pronouncing.phones_for_word(word.lower().strip("'"))
-        total += pronouncing.syllable_count(phones[0]) if phones else estimated_syllables(word)
-    return total
-
-
-def rhyme_of(line: str) -> str | None:
-    """The 十三辙 group of a line's last Han character by its pinyin final, else its last word's CMU rhyming part
-    (stress marks aside)."""
-    han = [c for c in line if "\u4e00" <= c <= "\u9fff"]
-    if han:
-        return FINALS.get(lazy_pinyin(han[-1], style=Style.FINALS, strict=True)[0])
-    found = words(line)
-    phones = pronouncing.phones_for_word(found[-1].lower().strip("'")) if found else []
-    return re.sub(r"\d", "", pronouncing.rhyming_part(phones[0])) if phones else None  # stress marks aside
-
-
-def lines_of(text: str) -> list[str]:
-    assert text.endswith("\n"), repr(text)
-    return text.split("\n")[:-1]
-
-
 def assert_lengths(text: str, pattern: list[int], english: bool = False) -> None:
-    count = syllables if english else sung
-    got = [count(line) for line in lines_of(text)]
+    assert text.endswith("\n"), repr(text)
+    got = [length(line, english) for line in lines_of(text)]
     assert got == [pattern[k % len(pattern)] for k in range(len(got))], (got, text)
-
-
-def broken_rhymes(text: str, letters: str, given: dict | None = None) -> list[str]:
-    """Lines whose rhyme is not their letter's (a letter's rhyme: given, else its first line's)."""
-    keys, broken = dict(given or {}), []
-    for k, line in enumerate(lines_of(text)):
-        letter = letters[k % len(letters)]
-        if letter == "X":
-            continue
-        keys.setdefault(letter, rhyme_of(line))
-        if rhyme_of(line) != keys[letter]:
-            broken.append(f"line {k + 1} {line!r}: {rhyme_of(line)}, not {keys[letter]}")
-    return broken
-
-
-def times_held(text: str, keyword: str, english: bool = False) -> int:
-    if english:
-        return len(re.findall(rf"(?<![A-Za-z']){re.escape(keyword)}(?![A-Za-z'])", text, re.IGNORECASE))
-    return text.count(keyword)
 
 
 # Line lengths --------------------------------------------------------------------------------------------
@@ -261,7 +202,7 @@ def test_a_line_before_a_kept_one_is_chosen_by_how_well_the_kept_one_follows(mod
     candidate's own likelihood): it beats the candidates' median on that joint score."""
     lyric = "窗外的麻雀\n在电线杆上多嘴"
     chosen = model.rewrite(lyric, [2], seed=3).split("\n")[0] + "\n"
-    pool = model.candidates("", 8, LONG, seed=3, lines=1)
+    pool = model.candidates("", 8, LONG, seed=song.run_seed(3, 0), lines=1)
     kept = "在电线杆上多嘴\n"
 
     def joint(text: str) -> float:
@@ -341,3 +282,22 @@ def test_a_seeded_song_writes_the_same_alone_or_batched(model, keywords):
     for _ in batch:
         pass
     assert [c.text for c in batch.candidates()] == alone
+
+
+def test_any_english_song_keeps_its_length_and_keywords_or_is_refused_clearly(english):
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(st.lists(st.integers(1, 10), min_size=1, max_size=4), st.sampled_from([None, "AABB", "ABAB A=time", "XA"]),
+           st.lists(st.sampled_from(["time", "machine", "light", "the"]), max_size=2, unique=True),
+           st.sampled_from([0.0, 0.8, 1.2]), st.integers(0, 2**32 - 1))
+    def check(pattern, scheme, keywords, temperature, seed):
+        try:
+            text = english.generate("", LONG, temperature, seed=seed, line_lengths=pattern, scheme=scheme,
+                                    keywords=keywords)
+        except errors.OptionError as error:
+            assert error.option == "line_lengths" and keywords, str(error)  # the keywords need more room
+            return
+        assert_lengths(text, pattern, english=True)
+        for keyword in keywords:
+            assert times_held(text, keyword, True) == 1, (keyword, text)
+
+    check()

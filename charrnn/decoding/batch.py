@@ -8,6 +8,7 @@ from ..form import REWIND_STEPS, Candidate, Options, Sequence, Step
 from .sample import Sampler, Uniforms, lift, obey
 from .step import Next, Stepper, prime
 
+BEAM = 8  # English words weighed at once when a line's last word is chosen among those that keep the form
 LOOK_AHEAD = 4  # candidates for a rhyming line end weighed by the line break after them (bench/form.py)
 SHARPEN = 2  # ... and drawn cooler: among a few rhyming characters the likeliest reads best
 DOMINANT = 0.5  # ... unless one has this share of the rhyming mass already
@@ -193,6 +194,12 @@ class Batch:
 
     def choose(self, probs, weights, state) -> tuple[list[int], list[Step | None]]:
         """Each sequence's next id, by its own rule and options, and its Step when details are asked for."""
+        for row, s in enumerate(self.sequences):
+            if s.plans_ending():
+                word = self.likeliest_word(row, s, probs, state)
+                if not word and s.loosen_ending():  # the rhyme's only words are keywords written already
+                    word = self.likeliest_word(row, s, probs, state)
+                s.plan(word)
         rules = [s.rule() for s in self.sequences]
         self.ahead = {}
         if all(rule.forced is not None or s.done for rule, s in zip(rules, self.sequences)):
@@ -215,6 +222,53 @@ class Batch:
             return ids, [None] * len(ids)
         return ids, [self.step_details(drawn_from[row], ids[row], rules[row].forced is not None) if s.details else None
                      for row, s in enumerate(self.sequences)]
+
+    def likeliest_word(self, row: int, s, probs, state) -> list[int]:
+        """A line's last English word, chosen whole among the words that keep the form (s.ending, a trie): a beam
+        search scores them by the model, the break after each included, so the line ends on a word the model would
+        end it on; one is drawn among those found by its probability, at the row's temperature (a word that ended a
+        line already only where no other was found, a keyword written never)."""
+        beams, found = [((), s.ending, 0.0)], []
+        after = s.newline if s.ending_final else s.space
+        budget = s.length - len(s.chars) - s.reserve_after_line()
+        row_probs, rows = probs[row:row + 1], [tuple(self.ops.rows_of(x, row, 1) for x in layer)
+                                                if isinstance(layer, tuple) else self.ops.rows_of(layer, row, 1)
+                                                for layer in state]
+        while beams:
+            p = row_probs.tolist()
+            grown = sorted(((logp + math.log(max(p[b][i], 1e-45)), b, i, child) for b, (_, node, logp) in
+                            enumerate(beams) for i, child in node.children.items()
+                            if len(beams[b][0]) + 1 + child.shortest < budget), key=lambda g: -g[0])[:BEAM]
+            if not grown:
+                break
+            index = self.array([b for _, b, _, _ in grown])
+            rows = per_array(lambda x: x[index], rows)
+            row_probs = self.stepper.distribution(self.stepper.step(self.array([i for _, _, i, _ in grown]), rows))
+            ends = row_probs[:, after].tolist()
+            found += [(logp + math.log(max(end, 1e-45)), beams[b][0] + (i,))
+                      for (logp, b, i, child), end in zip(grown, ends) if child.terminal]
+            beams = [(beams[b][0] + (i,), child, logp) for logp, b, i, child in grown if child.children]
+        ended, held = s.used_words()
+        begun = tuple(s.ids[s.ending_start:])  # the start of the word, where it was drawn already
+        found = [(logp, word) for logp, word in found if begun + word not in held]
+        fresh = [(logp, word) for logp, word in found if begun + word not in ended]
+        if not found:
+            return []
+        return list(self.drawn(fresh or found, s.options.temperature, self.uniforms[row].next()))
+
+    @staticmethod
+    def drawn(found: list[tuple[float, tuple]], temperature: float, uniform: float) -> tuple:
+        """One of (log-probability, word) found, by its probability tempered (the likeliest at temperature 0)."""
+        found.sort(key=lambda f: -f[0])
+        if temperature == 0:
+            return found[0][1]
+        weights = [math.exp((logp - found[0][0]) / temperature) for logp, _ in found]
+        point, total = uniform * sum(weights), 0.0
+        for weight, (_, word) in zip(weights, found):
+            total += weight
+            if point < total:
+                return word
+        return found[-1][1]
 
     def look_ahead(self, row: int, weights, state, allowed: list[int]) -> None:
         """A redrawn line end: weigh its likeliest candidates by how likely the line break is after each, so the
