@@ -17,10 +17,13 @@ LIMITS = {"length": str(limits.LENGTH), "temperature": str(limits.TEMPERATURE), 
           "no_repeat_ngram": f"0 (off) to {limits.NO_REPEAT_NGRAM.high}", "n": str(limits.CANDIDATES),
           "acrostic": f"up to {limits.ACROSTIC}", "rhyme": f"up to {limits.RHYME}", "prefix": f"{limits.TEXT:,}",
           "start": f"{limits.TEXT:,}", "text": f"{limits.TEXT:,}", "context": f"{limits.TEXT:,}",
-          "line": f"up to {limits.LINE}", "minutes": str(limits.TRAINING_MINUTES)}
+          "line": f"up to {limits.LINE}", "minutes": str(limits.TRAINING_MINUTES),
+          "line_lengths": f"{limits.LINE_LENGTH} each, at most {limits.PATTERN}", "scheme": f"up to {limits.SCHEME}",
+          "keywords": f"up to {limits.KEYWORDS} words ({limits.KEYWORD} characters each)", "lyric": f"{limits.TEXT:,}"}
 
 ENDPOINT_LIMITS = {("/train", "text"): f"{limits.TRAINING_TEXT.low:,} to {limits.PASTED_TRAINING_TEXT:,}",
-                   ("/train", "start"): "from scratch", ("/train", "name"): f"up to {limits.NAME}"}
+                   ("/train", "start"): "from scratch", ("/train", "name"): f"up to {limits.NAME}",
+                   ("/rewrite", "n"): str(limits.REWRITES)}
 
 
 def shown_default(parameter: dict) -> str:
