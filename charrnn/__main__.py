@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--keywords-in-order", action="store_true", help="the keywords in the order given")
     gen.add_argument("--keep", default=None, metavar="FILE",
                      help=f"a UTF-8 lyric whose lines to keep begin with '{song.KEPT_MARK}': the other lines are "
-                          "written anew around them (--prefix and --lines are not used)")
+                          "written anew around them (--prefix, --length and --lines are not used)")
     gen.add_argument("--candidates", type=within(limits.CANDIDATES, int), default=1,
                      help=f"{limits.CANDIDATES}: write this many together, print them best first (with --keep: this "
                           "many rewrites)")

@@ -45,8 +45,8 @@ REWIND_STEPS = 40  # how far back a rhyming line may redraw its last token (long
 LETTERS = "".join(map(chr, range(65, 91))) + "".join(map(chr, range(97, 123))) + "'"  # what English words are made of
 WORD_UNITS = {"zh": 1, "en": 2}  # the units a word is taken to have, where a keyword is written before it is too late
 UNIT_CHARS = {"zh": 2, "en": 6}  # characters a sung character, or a syllable, is given room for
-TYPICAL_LINE = {"zh": 10, "en": 8}  # characters, or words, of a line where the lines have no lengths
-TRIES = 32  # rhymes whose line endings a model keeps ready (a Chinese model has 13)
+TYPICAL_LINE = {"zh": 10, "en": 40}  # characters of a line where the lines have no lengths
+TRIES = 128  # (rhyme, syllables) whose line endings a model keeps ready (a Chinese model has 13 rhymes)
 
 
 @dataclass(frozen=True)
@@ -267,6 +267,9 @@ class Sequence:
         if self.targets:  # the lines decide where the lyric ends: room for them, within what a request may write
             self.length = max(length, min(self.roomy_length(), limits.LENGTH.high))
         if self.lines_to_go is not None and self.length < self.reserve():
+            if self.targets and self.reserve() > limits.LENGTH.high:
+                raise BadValue("line_lengths", self.options.line_lengths, f"lines that fit in {limits.LENGTH.high:,} "
+                               "characters", f"these need at least {self.reserve():,}")
             raise TooShort("length", self.length, self.reserve(), "the form asked")
 
     def roomy_length(self) -> int:
@@ -533,22 +536,24 @@ class Sequence:
     def room_of_lines(self, lines) -> list[int]:
         return [self.line_room(k) for k in lines]
 
+    def budget(self) -> int:
+        """Characters left for keywords where lines have no lengths: what the length leaves, or at most a typical
+        line's for each line left."""
+        left = self.length - len(self.chars) - self.reserve()
+        lines = self.lines_to_go
+        if lines is None:
+            return left
+        return min(left, lines * TYPICAL_LINE[self.language.language] - len(self.line_text()))
+
     def room_after(self) -> list[int]:
-        """Room left for keywords after the word the next character begins, line by line (one line of the budget's
-        characters where lines have no lengths: keywords are written before it runs out)."""
+        """Room left for keywords after the word the next character begins, line by line (where lines have no
+        lengths, one line of the characters left, less an English word: keywords are written before they run out)."""
         if not self.targets:
-            return [self.length - len(self.chars) - 1 - self.reserve()]
+            return [self.budget() - (MAX_WORD if self.language.language == "en" else 1)]
         units = self.language.units(self.line_text())[0]
         later = range(self.line_number + 1, self.line_number + (self.lines_to_go or 1))
         word = WORD_UNITS[self.language.language]  # what the next character's word may take of the line
         return [max(self.line_room(self.line_number, units) - word, 0), *self.room_of_lines(later)]
-
-    def places_left(self, room: int) -> int:
-        """About how many more places a keyword could take: the room, or where lines have no lengths, a typical
-        line's worth for each line left."""
-        if self.targets or self.lines_to_go is None:
-            return room
-        return min(room, self.lines_to_go * TYPICAL_LINE[self.language.language])
 
     def keyword_pending(self, word_ended: bool = False) -> list[str]:
         """The keywords not written yet (in English, as whole words: the last word counts once it has ended)."""
@@ -558,15 +563,13 @@ class Sequence:
         return song.pending(self.keywords, text, self.options.keywords_in_order, english)
 
     def fits_here(self, keyword: str) -> bool:
-        """Whether a keyword may begin at the next character: after a space or at a line's start in English, within the
-        line's room
-        (where it would end the line, it keeps the line's rhyme and, in English, its count is known)."""
-        if self.language.language == "en":
-            previous = self.chars[-1] if self.chars else self.prefix_line[-1:]
-            if previous and not previous.isspace():
-                return False
+        """Whether a keyword may begin at the next character: after a space or at a line's start in English, within
+        the line's room (where it would end the line, it keeps the line's rhyme and, in English, its count is
+        known)."""
+        if self.language.language == "en" and not self.at_word_start():
+            return False
         if not self.targets:
-            return self.room_after()[0] + 1 >= self.need(keyword)
+            return self.length - len(self.chars) - self.reserve() >= self.need(keyword)
         units = self.language.units(self.line_text())[0]
         left, need, key = self.target() - units, self.need(keyword), self.key()
         if need < left:
@@ -574,6 +577,13 @@ class Sequence:
         rhymes = key is None or self.language.key(keyword) == key
         known = self.language.language == "zh" or syllables(keyword) is not None
         return need == left and rhymes and known
+
+    def previous(self) -> str:
+        """The character before the next: the last written, or the prefix's."""
+        return self.chars[-1] if self.chars else self.prefix_line[-1:] or "\n"
+
+    def at_word_start(self) -> bool:
+        return self.previous().isspace()
 
     def keyword_rule(self, banned: list[int]) -> Rule:
         """Lift each keyword that fits here to at least one share in the places left, or write one here where the
@@ -592,28 +602,38 @@ class Sequence:
             return rule
         if self.lines_to_go == 1 and not self.targets:
             banned.append(self.newline)  # the lyric does not end before the keywords are in
+        due = not song.packs([self.need(k) for k in pending], self.room_after(), self.options.keywords_in_order)
         here = [k for k in (pending[:1] if self.options.keywords_in_order else pending) if self.fits_here(k)]
+        if due and not here and self.language.language == "en" and self.targets is None:
+            if is_letter(self.previous()):
+                banned += self.rhymes.letters  # end the word: the keyword is due
+            elif self.space is not None and self.previous() != "\n":
+                return Rule(self.space)  # after punctuation, a space for it
         if not here:
             return rule
-        needs = [self.need(k) for k in pending]
-        room = self.room_after()
-        if not song.packs(needs, room, self.options.keywords_in_order):
+        if due:
             keyword = max(here, key=len)
             self.offered = {self.vocab.stoi[keyword[0]]: keyword}
             return Rule(self.vocab.stoi[keyword[0]])
-        share = 1 / (1 + self.places_left(sum(room)))
+        room = self.room_after()
+        share = 1 / (1 + (sum(room) if self.targets else self.budget()))
         self.offered = {self.vocab.stoi[k[0]]: k for k in sorted(here, key=len)}
         return Rule(None, None, banned, {i: share for i in self.offered})
 
     def repeated_keywords(self, pending: list[str]) -> list[int]:
-        """Ids that would write a keyword the lyric holds a second time (in English, as a word of its own)."""
+        """Ids that would write a keyword the lyric holds a second time, or in order, one before its turn (in English,
+        as a word of its own: a one-letter keyword is kept from ending its word instead)."""
         text, banned, english = "".join(self.chars), [], self.language.language == "en"
-        for keyword in (k for k in self.keywords if k not in pending):
+        waiting = pending[1:] if self.options.keywords_in_order else []
+        for keyword in (k for k in self.keywords if k not in pending or k in waiting):
             before = text[:len(text) - len(keyword) + 1][-1:]
-            if english and not (before and is_letter(before)) and text.lower().endswith(keyword[:-1].lower()):
+            if not english:
+                banned += [self.vocab.stoi[keyword[-1]]] if text.endswith(keyword[:-1]) else []
+            elif len(keyword) == 1:
+                at_start = text[-2:-1] == "" or not is_letter(text[-2:-1])
+                banned += self.rhymes.breaks + [self.newline] if at_start and text[-1:].lower() == keyword.lower() else []
+            elif not (before and is_letter(before)) and text.lower().endswith(keyword[:-1].lower()):
                 banned += [i for i in map(self.vocab.stoi.get, {keyword[-1].lower(), keyword[-1].upper()}) if i]
-            elif not english and text.endswith(keyword[:-1]):
-                banned.append(self.vocab.stoi[keyword[-1]])
         return banned
 
     # Taking a character -----------------------------------------------------------------------
@@ -639,13 +659,13 @@ class Sequence:
                 self.placed = keyword
         if self.ending is not None and char != "\n":
             self.ending = self.ending.children.get(i)  # None: the word redrawn to make room is done
-        elif self.rhymes and self.language.starts_token(self.chars[-1] if self.chars else "\n", char):
+        elif self.options.rewinds and self.language.starts_token(self.previous(), char):
             self.token_starts.append(len(self.chars))
             held = 2 if self.targets and self.keys and self.language.language == "en" else 1
             if len(self.token_starts) >= held:  # never back: what was sent stays sent, after a rewind too
                 self.sent = max(self.sent, self.token_starts[-held])
         self.append(i, char, logprob, step, step_number)
-        if self.keywords and len(self.keyword_pending()) < self.keywords_pending:  # one just written
+        if self.placed or self.keywords and len(self.keyword_pending()) < self.keywords_pending:  # one just written
             self.kept_from = len(self.chars)
         self.keywords_pending = len(self.keyword_pending()) if self.keywords else 0
         if char == "\n":
@@ -654,7 +674,7 @@ class Sequence:
             self.heads_written, self.on_head_line = self.heads_written + 1, True
         if len(self.chars) >= self.length:
             self.done = True
-        if self.done or not self.rhymes:
+        if self.done or not self.options.rewinds:
             self.sent = len(self.chars)
         return None
 
@@ -693,6 +713,8 @@ class Sequence:
         line, key = self.line_text(), self.key()
         units, word = self.language.units(line)
         if target is not None and english:
+            if not word and (last := words_of(line)[-1:]):  # it ends after punctuation: its last word is redrawn
+                word, units = last[0], units - self.language.word_units(last[0])
             count = syllables(word) if word else None
             if word and (rescued := self.keyword_instead(word, units)) is not None:
                 return rescued
@@ -725,7 +747,7 @@ class Sequence:
         left, key = self.target() - units, self.key()
         fits = [k for k in (pending[:1] if self.options.keywords_in_order else pending) if self.need(k) < left or (
             self.need(k) == left and syllables(k) is not None and (key is None or self.language.key(k) == key))]
-        if not fits:
+        if not fits or self.step_count - self.step_numbers[self.token_start] >= REWIND_STEPS:
             return None
         keyword = max(fits, key=self.need)
         back = self.truncate(self.token_start)

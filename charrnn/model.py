@@ -16,7 +16,7 @@ from .cells import dropout, make_cell
 from .counts import BIGRAM_NAME, Bigram
 from .errors import BadValue, EmptyText
 from .lexicon import LEXICON_NAME, Lexicon
-from .form import Candidate, Options, Rhymes, Sequence, Step, is_whole
+from .form import Candidate, Options, Rhymes, Sequence, Step, check, is_whole
 from .vocab import Vocab, normalize
 
 
@@ -218,7 +218,8 @@ class CharRNN(
         """The continuation of prefix, character by character (Steps with details=True: each character's
         probability and the five likeliest others); with scored=True the generator returns its Candidate (the
         text and its log-probability under the model). form: lines, acrostic, rhyme, repetition_penalty,
-        no_repeat_ngram, line_lengths, scheme, keywords, keywords_in_order (see generate). Bad options raise ValueError here, before the first piece."""
+        no_repeat_ngram, line_lengths, scheme, keywords, keywords_in_order (see generate). Bad options raise
+        ValueError here, before the first piece."""
         options = Options(temperature, top_k, top_p, seed, **form)
         return decoding.pieces(decoding.Batch(self, [prefix], length, [options], details, scored))
 
@@ -269,8 +270,13 @@ class CharRNN(
         are decoded, called as self.candidates is (a server passes its decoding loop's)."""
         if not isinstance(lyric, str) or not lyric.strip():
             raise EmptyText("lyric")
+        if lyric.count("\n") >= limits.LINES.high:
+            raise BadValue("lyric", lyric, f"a lyric of at most {limits.LINES.high} lines")
         kept = song.kept_lines(keep, lyric.count("\n") + 1)
         options = dict(temperature=temperature, top_k=top_k, top_p=top_p, **form)
+        check(Options(**options), 0)  # the request's own options, in its own terms, before each run's
+        if form.get("rhyme") not in (None, "auto"):
+            self.rhymes.resolve(form["rhyme"], "")
         if not (is_whole(candidates) and candidates in limits.CANDIDATES):
             raise BadValue("candidates", candidates, f"a whole number from {limits.CANDIDATES}")
 
@@ -279,11 +285,11 @@ class CharRNN(
         def run(context: str, run_options: dict, run_seed: int | None) -> list[Candidate]:
             return decode(context, candidates, limits.LENGTH.high, seed=run_seed, **run_options)
 
-        def check(run_options: dict) -> None:
+        def check_run(run_options: dict) -> None:
             Sequence(self, "", limits.LENGTH.high, Options(**run_options))
 
         return song.rewrite(lyric, kept, options, seed, self.rhymes.scheme.language, run,
-                            lambda text, context: -self.score(text, context, details=False).nll, check)
+                            lambda text, context: -self.score(text, context, details=False).nll, check_run)
 
     def decode_together(self, prefixes: list[str], length: int, temperature: float, top_k: int | None,
                         top_p: float | None, seed: int | None, scored: bool = False, **form) -> list[Candidate]:

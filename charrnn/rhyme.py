@@ -197,7 +197,8 @@ class English:
         """Words of this rhyme by their first pronunciation (the one `key` reads), made of the characters known;
         with units, of that many syllables (key None: any rhyme)."""
         if key in (None, WELL_RHYMED):
-            words = self.words_by_syllables.get(units, ()) if units else (w for w, _ in first_pronunciations())
+            words = (self.words_by_syllables.get(units, ()) if units is not None
+                     else (w for w, _ in first_pronunciations()))
             return [w for w in words if all(c in known for c in w) and (key is None or self.well_rhymed(w))]
         return [w for w in self.words_by_key.get(key, ()) if all(c in known for c in w)
                 and (units is None or syllables(w) == units)]

@@ -32,7 +32,7 @@ def line_lengths(value) -> tuple[int, ...] | None:
     lengths = value
     if isinstance(value, str):
         parts = [p for p in re.split(SEPARATORS, value.strip()) if p]
-        if len(value) > limits.PATTERN * 4 or not all(p.isdigit() for p in parts):
+        if len(value) > limits.PATTERN * 4 or not all(p.isdecimal() for p in parts):
             raise BadValue("line_lengths", value, allowed)
         lengths = [int(p) for p in parts]
     if not isinstance(lengths, (list, tuple)) or not lengths or len(lengths) > limits.PATTERN:
@@ -93,7 +93,7 @@ def kept_lines(value, lines: int) -> frozenset[int]:
         return frozenset()
     if isinstance(value, str):
         parts = [p for p in re.split(SEPARATORS, value.strip()) if p]
-        if len(parts) > limits.LINES.high or not all(p.isdigit() for p in parts):
+        if len(parts) > limits.LINES.high or not all(p.isdecimal() for p in parts):
             raise BadValue("keep", value, allowed)
         value = [int(p) for p in parts]
     if not isinstance(value, (list, tuple, set, frozenset)) or len(value) > limits.LINES.high:
@@ -161,26 +161,29 @@ def rewrite(lyric: str, kept: frozenset[int], options: dict, seed: int | None, l
     A run is chosen among the candidates propose(context, options, seed) gives (Candidates, each ending its lines)
     by how likely the model finds the run and the kept line after it: score_after(text, context) is the log-
     probability of text after context. A run after a kept line is written after it. Blank lines (between verses) are
-    kept. The form is the song's: line i has the pattern's and the scheme's line i, a letter's rhyme is that of its
-    first line kept or written, and the keywords the kept lines lack are shared out among the runs. check(options)
-    refuses a run's options before any run is written."""
+    kept and are not lines of the song's form: its i-th line of words has the pattern's and the scheme's line i; a
+    letter's rhyme is that of its first line in the song, kept or written; the keywords no kept line holds are shared
+    out among the runs (in order, a run's after the runs before it). check(options) refuses a run's options before any
+    run is written; the context a run reads, and scores the kept line after, is its last limits.PREFIX characters."""
     lines = lyric.split("\n")
     kept = kept | {k for k, line in enumerate(lines) if not line.strip()}
-    runs = [(i, j) for i, j in line_runs(len(lines), kept)]
-    left = pending(tuple(keywords(options.get("keywords"))), "\n".join(lines[k] for k in kept),
-                   options.get("keywords_in_order", False), language == "en")
+    runs = line_runs(len(lines), kept)
+    sung = {k: n for n, k in enumerate(k for k, line in enumerate(lines) if line.strip())}  # lines of the form
+    held = "\n".join(lines[k] for k in kept)
+    left = [k for k in keywords(options.get("keywords")) if found_at(k, held, 0, language == "en") < 0]
     shares = [left[n * len(left) // len(runs):(n + 1) * len(left) // len(runs)] for n in range(len(runs))]
     out = {k: lines[k] for k in kept}
     for (i, j), share in zip(runs, shares):
-        check(run_form(options, i, j, share, out))
+        check(run_form(options, sung, i, j, share, out))
     for number, ((i, j), share) in enumerate(zip(runs, shares)):
-        context = "\n".join(out[k] for k in range(i)) + ("\n" if i else "")
-        found = propose(context, run_form(options, i, j, share, out), run_seed(seed, number))
+        context = ("\n".join(out[k] for k in range(i)) + ("\n" if i else ""))[-limits.PREFIX:]
+        found = propose(context, run_form(options, sung, i, j, share, out), run_seed(seed, number))
+        found = [c for c in found if c.text.count("\n") >= j - i] or found  # a candidate cut short by its length
         after = lines[j] + "\n" if j < len(lines) else ""
-        best = max(found, key=lambda c: (c.logprob + score_after(after, context + c.text)) / (len(c.text) + len(after))
-                   ) if after else found[0]
+        best = max(found, key=lambda c: (c.logprob + score_after(after, (context + c.text)[-limits.PREFIX:])) / (
+            len(c.text) + len(after))) if after else found[0]
         written = best.text.split("\n")[:j - i]
-        out.update({i + k: text for k, text in enumerate(written + [""] * (j - i - len(written)))})
+        out.update({i + k: text for k, text in enumerate(written + ["…"] * (j - i - len(written)))})
     return "\n".join(out[k] for k in range(len(lines)))
 
 
@@ -201,25 +204,28 @@ def line_runs(count: int, kept: frozenset[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def run_form(options: dict, first: int, end: int, keywords_: list[str], written: dict[int, str]) -> dict:
-    """The options for lines first..end-1 of a song: its lines' lengths, scheme letters (with the rhyme of each letter's
-    first line written or kept, given), acrostic heads and keywords."""
+def run_form(options: dict, sung: dict[int, int], first: int, end: int, keywords_: list[str],
+             written: dict[int, str]) -> dict:
+    """The options for lines first..end-1 of a song (sung: each line of words' place in the song's form): their
+    lengths, scheme letters (with the rhyme of each letter's first line written or kept, given), acrostic heads and
+    keywords."""
     form = dict(options, lines=end - first, keywords=tuple(keywords_) or None, rhyme=None)
+    places = [sung[k] for k in range(first, end)]
     if lengths := line_lengths(options.get("line_lengths")):
-        form["line_lengths"] = tuple(lengths[k % len(lengths)] for k in range(first, end))
+        form["line_lengths"] = tuple(lengths[n % len(lengths)] for n in places)
     scheme_ = scheme(options.get("scheme")) or (Scheme("A", {} if options.get("rhyme") in (None, "auto") else
                                                          {"A": options["rhyme"]}) if options.get("rhyme") else None)
     if scheme_:
-        letters = "".join(scheme_.letter(k) or FREE for k in range(first, end))
+        letters = "".join(scheme_.letter(n) or FREE for n in places)
         given = dict(scheme_.given)
-        for k in sorted(written):
-            letter = scheme_.letter(k)
+        for k in sorted(k for k in written if k in sung):
+            letter = scheme_.letter(sung[k])
             if letter and letter not in given and (token := last_token(written[k])):
                 given[letter] = token
         form["scheme"] = " ".join([letters, *(f"{letter}={rhyme}" for letter, rhyme in given.items()
                                              if letter in letters)])
     if options.get("acrostic"):
-        form["acrostic"] = options["acrostic"][first:end] or None
+        form["acrostic"] = "".join(options["acrostic"][n] for n in places if n < len(options["acrostic"])) or None
     return form
 
 

@@ -145,6 +145,10 @@ def test_each_keyword_appears_once(model, keywords, in_order):
 
 
 def test_english_keywords_are_whole_words(english):
+    for temperature in (0.0, 0.8):  # greedy too: where the lift never wins, each is written before it is too late
+        text = english.generate("", LONG, temperature, seed=1, lines=4, keywords="machine, time")
+        assert text.count("\n") == 4 and all(times_held(text, k, True) == 1 for k in ("machine", "time")), text
+        assert text.rindex("machine") < 4 * 40 + 40, "written within the lines' typical length, not run on to"
     for seed in SEEDS:
         text = english.generate("", LONG, temperature=0.8, seed=seed, line_lengths="8,6,8,6",
                                 keywords="machine, time")
@@ -176,9 +180,9 @@ def test_an_impossible_request_names_its_field(model, options, field):
 
 def test_the_lines_decide_the_length_within_what_a_request_may_write(model):
     assert_lengths(model.generate("", 20, seed=0, line_lengths="7,7,7,7"), [7])  # 20 is raised to what 4 lines need
-    with pytest.raises(errors.TooShort) as error:
+    with pytest.raises(errors.BadValue, match="lines that fit in 1,000 characters") as error:
         model.generate("", 20, line_lengths="50", lines=30)  # 1,530 characters at the least
-    assert error.value.option == "length" and error.value.needed > 1000
+    assert error.value.option == "line_lengths"
 
 
 # Keep and rewrite -----------------------------------------------------------------------------------------
@@ -217,6 +221,14 @@ def test_a_line_before_a_kept_one_is_chosen_by_how_well_the_kept_one_follows(mod
 def test_blank_lines_are_kept_and_bad_keeps_refused(model):
     new = model.rewrite("我\n\n你", "", seed=1)
     assert new.split("\n")[1] == "" and len(new.split("\n")) == 3
+    new = model.rewrite("我\n\n你\n他", "1", seed=1, line_lengths="2,3,5")  # a blank line is no line of the pattern
+    assert [sung(line) for line in new.split("\n")] == [1, 0, 3, 5]
+    with pytest.raises(errors.BadValue) as error:
+        model.rewrite("我\n" * 100 + "你", "1")
+    assert error.value.option == "lyric"
+    with pytest.raises(errors.BadValue) as error:
+        model.rewrite("我\n你", "1", rhyme="江阳", scheme="AA")
+    assert error.value.option == "scheme"
     for keep in ("0", "4", "one", [1.5], "1,,x"):
         with pytest.raises(errors.BadValue) as error:
             model.rewrite("我\n\n你", keep)

@@ -1,6 +1,7 @@
-"""The writer: a prefix, the form of the lyric (lines, acrostic, rhyme, no loops), and the text streaming in
-shaded by the model's confidence; or four candidates side by side, any of which one click continues.
-Also the /generate and /candidates endpoints (gradio_client, MCP): the same checks and the same library calls."""
+"""The writer: a prefix, the form of the lyric (lines, acrostic, rhyme, no loops, a melody's line lengths, a rhyme
+scheme, keywords), and the text streaming in shaded by the model's confidence; or four candidates side by side, any of
+which one click continues; then lines locked and the others rewritten, once or four ways. Also the /generate,
+/candidates and /rewrite endpoints (gradio_client, MCP): the same checks and the same library calls."""
 import html
 import threading
 import time
@@ -251,8 +252,8 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
             no_repeat_ngram: $NO_REPEAT_NGRAM: never write the same run of this many characters twice (0 is off).
             line_lengths: the lyric's line lengths, e.g. "7,7,5,7" (line i of the lyric has the pattern's line i);
                 empty for none.
-            scheme: a rhyme scheme over the lyric's lines, e.g. "AABB": a letter's rhyme is given ("A=江阳"), else
-                its first kept line's, else its first line written.
+            scheme: a rhyme scheme over the lyric's lines of words (blank lines are not counted), e.g. "AABB": a
+                letter's rhyme is given ("A=江阳"), else that of its first line in the lyric, kept or written.
             keywords: up to $KEYWORDS words the lyric holds, each once (those the kept lines lack are written).
             keywords_in_order: the keywords in the order given.
 
