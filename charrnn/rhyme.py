@@ -112,6 +112,14 @@ def first_pronunciations() -> list[tuple[str, str]]:
     return list(first.items())
 
 
+def words_by(measure) -> dict:
+    """The words decoding may end a line on, grouped by measure(their first pronunciation)."""
+    found = defaultdict(list)
+    for word, phones in first_pronunciations():
+        found[measure(phones)].append(word)
+    return found
+
+
 class Chinese:
     """Rhyme keys are the group names; a token is one Han character; a line's length is its sung characters."""
     language = "zh"
@@ -179,19 +187,11 @@ class English:
     @cached_property
     def words_by_key(self) -> dict[str, list[str]]:
         """Words by the rhyming part of their first pronunciation, stress marks aside."""
-        load_cmu()
-        found = defaultdict(list)
-        for word, phones in first_pronunciations():
-            found[unstressed(pronouncing.rhyming_part(phones))].append(word)
-        return found
+        return words_by(lambda phones: unstressed(pronouncing.rhyming_part(phones)))
 
     @cached_property
     def words_by_syllables(self) -> dict[int, list[str]]:
-        load_cmu()
-        found = defaultdict(list)
-        for word, phones in first_pronunciations():
-            found[pronouncing.syllable_count(phones)].append(word)
-        return found
+        return words_by(pronouncing.syllable_count)
 
     def endings(self, key: str | None, known, units: int | None = None) -> list[str]:
         """Words of this rhyme by their first pronunciation (the one `key` reads), made of the characters known;

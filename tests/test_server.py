@@ -89,7 +89,7 @@ LSTM_JSON = json.dumps(LSTM)
     ("generate", '["分开"]', 422, 'whose "data" is the list of arguments'),
     ("generate", '{"data": []}', 422, "/generate needs variant, prefix as well"),
     ("generate", f'{{"data": [{LSTM_JSON}]}}', 422, "/generate needs prefix as well"),
-    ("generate", json.dumps({"data": [LSTM, "分开"] + [1] * 11}), 422, "/generate takes at most 12 arguments"),
+    ("generate", json.dumps({"data": [LSTM, "分开"] + [1] * 15}), 422, "/generate takes at most 16 arguments"),
     ("models", '{"data": [1]}', 422, "/models takes no arguments; got 1"),
     ("generate", json.dumps({"data": [LSTM, {"a": 1}]}), 200, "Prefix must be text, got {'a': 1}"),
     ("generate", json.dumps({"data": [LSTM, "分开", "20"]}), 200, "Length must be a finite number, got '20'"),

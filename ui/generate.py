@@ -364,24 +364,12 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
             again = gr.Button("Rewrite the others", variant="primary", min_width=160, elem_id="rewrite")
             again_many = gr.Button(f"Rewrite {PAGE_CANDIDATES}", min_width=160, elem_id="rewrite-4")
     picks = gr.State([])
-    with gr.Column(visible=False) as choices:
-        gr.Markdown("**Candidates**, best first by the model's own mean log-probability (lower perplexity: "
-                    "the model found it more natural). Continue from the one you like.")
-        with gr.Row():
-            cards, follow = [], []
-            for i in range(PAGE_CANDIDATES):
-                with gr.Column(min_width=200):
-                    cards.append(gr.HTML(elem_classes="card"))
-                    follow.append(gr.Button(f"Continue from #{i + 1}", size="sm"))
+    choices, cards, follow = card_grid("**Candidates**, best first by the model's own mean log-probability (lower "
+                                       "perplexity: the model found it more natural). Continue from the one you like.",
+                                       "Continue from #{}", "candidates")
     rewrites = gr.State([])
-    with gr.Column(visible=False, elem_id="rewrites") as rewrite_choices:
-        gr.Markdown("**Rewrites** around the lines you kept (shaded). Use the one you like.")
-        with gr.Row():
-            rewrite_cards, use = [], []
-            for i in range(PAGE_CANDIDATES):
-                with gr.Column(min_width=200):
-                    rewrite_cards.append(gr.HTML(elem_classes="card"))
-                    use.append(gr.Button(f"Use #{i + 1}", size="sm"))
+    rewrite_choices, rewrite_cards, use = card_grid("**Rewrites** around the lines you kept (shaded). Use the one "
+                                                    "you like.", "Use #{}", "rewrites")
     for index, (corpus, examples) in enumerate(EXAMPLES.items()):
         known = [e for e in examples if any(not v.model.vocab.unknown(e[0] + e[2] + e[6]) for v in variants.values())]
         if known:
@@ -434,6 +422,20 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
     gr.api(documented(candidates), api_name="candidates", **limit)
     gr.api(documented(rewrite, REWRITE_CANDIDATES=song_form.REWRITE_CANDIDATES), api_name="rewrite", **limit)
     return picker
+
+
+def card_grid(heading: str, button: str, elem_id: str) -> tuple[gr.Column, list[gr.HTML], list[gr.Button]]:
+    """A hidden column of PAGE_CANDIDATES cards under a heading, each with its button (button: its label, {} the
+    card's number)."""
+    with gr.Column(visible=False, elem_id=elem_id) as column:
+        gr.Markdown(heading)
+        with gr.Row():
+            cards, buttons = [], []
+            for i in range(PAGE_CANDIDATES):
+                with gr.Column(min_width=200):
+                    cards.append(gr.HTML(elem_classes="card"))
+                    buttons.append(gr.Button(button.format(i + 1), size="sm"))
+    return column, cards, buttons
 
 
 def song_lines(text: str) -> list[str]:
