@@ -1,4 +1,5 @@
-"""The card of a next-line model: the context-mode table that bench.next_line measured, and the attention
+"""The card of a next-line model: its held-out perplexity against the count baselines (and the other context modes and
+the primed character LSTM where bench.next_line measured them), how peaked its attention is, and the attention
 heatmap of a real sample as a PNG."""
 from pathlib import Path
 
@@ -40,6 +41,27 @@ def write_heatmap(source: str, text: str, attention: list[list[float]], path: Pa
     return path
 
 
+def comparison(metrics: dict, model: NextLine) -> list[dict]:
+    """The rows of the card's table: this model and the count baselines as training measured them, with
+    bench.next_line's rows where it has run (never a row measured elsewhere or not at all)."""
+    rows = metrics.get("context_modes") or [{"model": f"this model (context {model.context})",
+                                             "params": f"{model.num_parameters():,}", "perplexity": metrics["val_ppl"]}]
+    counted = [{"model": "bigram (interpolated, tuned on the held-out text)", "params": "",
+                "perplexity": metrics["bigram_ppl"]}, {"model": "unigram", "params": "",
+                                                       "perplexity": metrics["unigram_ppl"]}]
+    return rows + [row for row in counted if row["model"] not in {r["model"] for r in rows}]
+
+
+def attention_words(metrics: dict) -> dict:
+    """The attention's mean entropy as the card words it, or nothing where it was not measured."""
+    if "attention_entropy" not in metrics:
+        return {}
+    share = metrics["attention_entropy"] / metrics["uniform_entropy"]
+    verdict = "it looks nearly everywhere alike" if share > 0.9 else "it looks at part of the line"
+    return dict(entropy=f"{metrics['attention_entropy']:.2f}", uniform=f"{metrics['uniform_entropy']:.2f}",
+                peaked=f"{share:.0%}", verdict=verdict)
+
+
 def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None,
                          install: str | None = None) -> ModelCard:
     model = NextLine.from_pretrained(folder)
@@ -55,8 +77,9 @@ def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None
         card_data(metrics, model, corpus, source.rstrip("/").split("/")[-1], "next-line"), template_path=TEMPLATE,
         title=f"charrnn · {corpus.title} · next line ({model.context})", corpus=corpus, context=model.context,
         context_about=CONTEXT_ABOUT[model.context], params=f"{model.num_parameters():,}",
-        context_modes=metrics.get("context_modes"), bigram=metrics["bigram_ppl"],
-        pairs=f"{metrics.get('val_pairs', 0):,}", val_ppl=f"{metrics['val_ppl']:.1f}",
+        context_modes=metrics.get("context_modes"), rows=comparison(metrics, model), bigram=metrics["bigram_ppl"],
+        pairs=f"the {metrics['val_pairs']:,} line pairs" if "val_pairs" in metrics else "the line pairs",
+        val_ppl=f"{metrics['val_ppl']:.1f}", **attention_words(metrics),
         train_ppl=f"{metrics['train_ppl']:.1f}", heatmap=HEATMAP_NAME, sample_line=line, sample=sample, seed=SEED,
         samples=list(metrics.get("samples", {}).items()), source=source, install=install,
         train_chars=f"{metrics['train_chars']:,}")

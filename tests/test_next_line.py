@@ -141,8 +141,12 @@ def test_the_card_shows_the_heatmap_and_the_context_modes(next_line_dir, tmp_pat
     folder = tmp_path / "jaychou-next-line"
     shutil.copytree(next_line_dir, folder)
     card = write_card(folder).text
-    assert "Not measured yet" in card and f"]({HEATMAP_NAME})" in card and "NextLine.from_pretrained" in card
+    assert f"]({HEATMAP_NAME})" in card and "NextLine.from_pretrained" in card
     metrics = json.loads((folder / "metrics.json").read_text())
+    assert "Not measured" not in card and f"| this model (context attention) | {metrics['params']:,} | " in card
+    assert f"the {metrics['val_pairs']:,} line pairs" in card and "| unigram |  |" in card  # training measured them
+    share = metrics["attention_entropy"] / metrics["uniform_entropy"]
+    assert 0 < share <= 1 and f"({share:.0%} of it)" in card
     metrics |= {"val_pairs": 12, "context_modes": [{"model": f"next-line, context {m}", "params": "1", "perplexity": 9.5}
                                                    for m in CONTEXTS]}
     (folder / "metrics.json").write_text(json.dumps(metrics))

@@ -64,6 +64,25 @@ def pair_perplexity(model: NextLine, pairs: list[tuple[list[int], list[int]]]) -
     return math.exp(nll / count)
 
 
+@torch.inference_mode()
+def attention_entropy(model: NextLine, pairs: list[tuple[list[int], list[int]]]) -> tuple[float, float]:
+    """How peaked the attention is on these pairs: the mean entropy (nats) of its weights over the source line, one
+    row a written character, and the mean entropy of uniform weights over the same lines (looking everywhere)."""
+    model.eval()
+    entropy = uniform = 0.0
+    rows = 0
+    for start in range(0, len(pairs), EVAL_BATCH):
+        source, lengths, previous, targets = (x.to(model.device) for x in batch_of(pairs[start:start + EVAL_BATCH],
+                                                                                      model.newline))
+        _, attention = model(source, lengths, previous)
+        real = targets != IGNORED
+        weights = attention[real]  # [rows, S]
+        entropy += float(-(weights * weights.clamp_min(1e-12).log()).sum())
+        uniform += float(lengths.to(model.device)[:, None].expand_as(targets)[real].float().log().sum())
+        rows += int(real.sum())
+    return entropy / rows, uniform / rows
+
+
 class NextLineTask:
     def __init__(self, cfg, vocab: Vocab, train_text: str, val_text: str):
         if "\n" not in vocab:
@@ -116,6 +135,14 @@ class NextLineTask:
     def samples(self, model) -> dict[str, str]:
         lines = [b for _, b in self.val_pairs[:3]]
         return {line: model.next_line(line, temperature=0.8, seed=self.cfg.seed) for line in lines}
+
+    def measures(self, model: NextLine) -> dict:
+        """The held-out pairs counted, and with attention, how peaked it is on them (its mean entropy against
+        looking everywhere alike): what the card shows beside the perplexities."""
+        found = {"val_pairs": len(self.val_pairs)}
+        if model.context == "attention":
+            found["attention_entropy"], found["uniform_entropy"] = attention_entropy(model, self.val_encoded)
+        return found
 
     def mix(self, model: NextLine, bigram: Bigram) -> NextLine:
         """The encoder-decoder is not mixed with a count model: it stays as trained."""

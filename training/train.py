@@ -232,6 +232,10 @@ class CharTask:
             found["bigram_lexicon_ppl"] = math.exp(mixture_nll(parts[0], parts[1:], best_shares(*parts)) / len(parts[0]))
         return bigram, found
 
+    def measures(self, model) -> dict:
+        """What a character model's card shows beyond the perplexities: nothing more."""
+        return {}
+
     def mix(self, model: CharRNN, bigram: Bigram) -> CharRNN:
         """The model with its count models (the bigram, and the lexicon if any) mixed in at the shares that score
         the held-out text best, as the bigram's own weight is chosen (numbers fitted on that text, the same optimism
@@ -487,7 +491,7 @@ def final_metrics(model, task, run, text, baseline_ppls: dict) -> dict:
         "val_ppl": task.validate(model),
         "network_val_ppl": run["best_val"], "count_weight": getattr(model, "count_weight", 0.0),
         "lexicon_weight": getattr(model, "lexicon_weight", 0.0),
-        **baseline_ppls,
+        **baseline_ppls, **task.measures(model),
         "best_epoch": run["best_epoch"], "epochs": run["history"][-1]["epoch"] if run["history"] else 0,
         "train_seconds": round(run["seconds"], 2),
         "chars_per_second": round(run["chars"] / max(run["train_seconds"], 1e-9)),  # training steps only
