@@ -13,7 +13,7 @@ start of its line, and the last character (English: word) of a rhyming line swap
 import random
 from pathlib import Path
 
-from charrnn import CharRNN
+from charrnn import CharRNN, song
 from charrnn.decoding import Batch
 from charrnn.form import Options
 
@@ -61,8 +61,8 @@ def naturalness(model: CharRNN, texts: list[str]) -> float:
 def naive(model: CharRNN, free: str, form: dict, lines_count: int, seed: int) -> str:
     """Free text forced into the form (see the module's docstring)."""
     english = model.rhymes.scheme.language == "en"
-    pattern = [int(n) for n in form.get("line_lengths", "").split(",") if n] or [8 if english else 7] * lines_count
-    keywords = [k for k in form.get("keywords", "").split(",") if k]
+    pattern = song.line_lengths(form.get("line_lengths")) or [8 if english else 7] * lines_count
+    keywords = song.keywords(form.get("keywords"))
     lines = []
     if english:
         words = checks.words(free)
@@ -80,7 +80,7 @@ def naive(model: CharRNN, free: str, form: dict, lines_count: int, seed: int) ->
         lines[k] = keyword + (" " if english else "") + lines[k]
     for k, head in enumerate(form.get("acrostic") or ""):
         lines[k] = head + lines[k][1:]
-    letters, keys, pick = form.get("scheme", "").split(" ")[0], {}, random.Random(seed)
+    letters, keys, pick = scheme_letters(form), {}, random.Random(seed)
     for k, line in enumerate(lines):
         letter = letters[k % len(letters)] if letters else "X"
         if letter == "X" or not line:
@@ -94,17 +94,22 @@ def naive(model: CharRNN, free: str, form: dict, lines_count: int, seed: int) ->
     return "\n".join(lines) + "\n"
 
 
+def scheme_letters(form: dict) -> str:
+    parsed = song.scheme(form.get("scheme"))
+    return parsed.letters if parsed else ""
+
+
 def shares(texts: list[str], form: dict, english: bool) -> list:
     """Of the lines (or lyrics), the shares that keep each rule the form asks for ("" where it asks none)."""
-    pattern = [int(n) for n in form.get("line_lengths", "").split(",") if n]
+    pattern = song.line_lengths(form.get("line_lengths"))
     lines = [line for text in texts for line in checks.lines_of(text)]
     exact = "" if not pattern else sum(
         checks.length(line, english) == pattern[k % len(pattern)]
         for text in texts for k, line in enumerate(checks.lines_of(text))) / len(lines)
-    letters = form.get("scheme", "").split(" ")[0]
+    letters = scheme_letters(form)
     rhymed = "" if not letters else 1 - sum(len(checks.broken_rhymes(text, letters)) for text in texts) / sum(
         sum(c != "X" for c in (letters * 4)[:len(checks.lines_of(text))]) for text in texts)
-    keywords = [k for k in form.get("keywords", "").split(",") if k]
+    keywords = song.keywords(form.get("keywords"))
     held = "" if not keywords else sum(checks.times_held(text, k, english) >= 1 for text in texts
                                       for k in keywords) / (len(keywords) * len(texts))
     return [exact, rhymed, held]

@@ -67,7 +67,8 @@ def main() -> None:
 
     def tab(start=None, size="small", budget=minutes):
         start_variant = None if start is None else SimpleNamespace(source=str(start))  # as a Variant names it
-        return config_for(text, start_variant, "lstm", size, budget, 5e-3, 32, 48, 0.4, 0)
+        return config_for(text, start_variant, "lstm", size, budget, TrainConfig.lr, TrainConfig.batch_size,
+                          TrainConfig.num_steps, TrainConfig.dropout, TrainConfig.seed)
 
     speeds = {"tab": [], "python -m training": []}
     firsts = []

@@ -27,7 +27,7 @@ import numpy as np
 from . import limits
 from . import song
 from .errors import NoLineBreak, NoRhyme, BadValue, TooShort, UnknownCharacters
-from .rhyme import MAX_WORD, WELL_RHYMED, is_letter, is_sung, scheme_for, syllables, words_of
+from .rhyme import LETTERS, MAX_WORD, WELL_RHYMED, is_letter, is_sung, scheme_for, syllables, words_of
 
 
 class Rule(NamedTuple):
@@ -42,7 +42,6 @@ class Rule(NamedTuple):
 FREE = Rule()  # leaves the next character to the model
 REWINDS = 8  # redraws a line may have: past them, it keeps what it has (no form loops forever)
 REWIND_STEPS = 40  # how far back a rhyming line may redraw its last token (longer than any word offered)
-LETTERS = "".join(map(chr, range(65, 91))) + "".join(map(chr, range(97, 123))) + "'"  # what English words are made of
 WORD_UNITS = {"zh": 1, "en": 2}  # the units a word is taken to have, where a keyword is written before it is too late
 UNIT_CHARS = {"zh": 2, "en": 6}  # characters a sung character, or a syllable, is given room for
 TYPICAL_LINE = {"zh": 10, "en": 40}  # characters of a line where the lines have no lengths
@@ -665,9 +664,11 @@ class Sequence:
             if len(self.token_starts) >= held:  # never back: what was sent stays sent, after a rewind too
                 self.sent = max(self.sent, self.token_starts[-held])
         self.append(i, char, logprob, step, step_number)
-        if self.placed or self.keywords and len(self.keyword_pending()) < self.keywords_pending:  # one just written
-            self.kept_from = len(self.chars)
-        self.keywords_pending = len(self.keyword_pending()) if self.keywords else 0
+        if self.keywords:
+            pending = len(self.keyword_pending())
+            if self.placed or pending < self.keywords_pending:  # one just written: no redraw goes back into it
+                self.kept_from = len(self.chars)
+            self.keywords_pending = pending
         if char == "\n":
             self.end_line()
         elif self.line_length() == 1 and self.heads_left():
@@ -747,7 +748,7 @@ class Sequence:
         left, key = self.target() - units, self.key()
         fits = [k for k in (pending[:1] if self.options.keywords_in_order else pending) if self.need(k) < left or (
             self.need(k) == left and syllables(k) is not None and (key is None or self.language.key(k) == key))]
-        if not fits or self.step_count - self.step_numbers[self.token_start] >= REWIND_STEPS:
+        if not fits or not self.within_reach(self.token_start):
             return None
         keyword = max(fits, key=self.need)
         back = self.truncate(self.token_start)
@@ -773,13 +774,16 @@ class Sequence:
                 trie, final = self.rhymes.trie(None, units - shortest), False
             else:
                 trie = self.rhymes.trie(None, units)
-        too_far = self.step_count - self.step_numbers[start] >= REWIND_STEPS
         too_long = self.length - start - self.reserve_after_line() < trie.shortest + 1
-        if not trie.children or too_far or too_long:
+        if not trie.children or not self.within_reach(start) or too_long:
             return None
         self.ending, self.ending_root, self.ending_start = trie, trie, start
         self.ending_final, self.ending_units = final, units if final else None
         return self.truncate(start)
+
+    def within_reach(self, start: int) -> bool:
+        """Whether the batch still keeps the step at which the character at start was chosen (REWIND_STEPS back)."""
+        return self.step_count - self.step_numbers[start] < REWIND_STEPS
 
     def truncate(self, start: int) -> int:
         """Forget the characters from start on, as if they had never been written; returns the batch step

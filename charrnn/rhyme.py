@@ -7,6 +7,7 @@ A line's rhyme lives in its last *token*: a Chinese character, or an English wor
 token on the line (spaces, punctuation) belongs to it, so decoding can swap the whole tail at once.
 """
 import re
+import string
 import threading
 import unicodedata
 from collections import defaultdict
@@ -54,6 +55,9 @@ def chinese_group(char: str) -> str | None:
 def is_sung(char: str) -> bool:
     """A character a Chinese line's length counts: not punctuation, a space, a symbol or a control character."""
     return unicodedata.category(char)[0] not in "PZSC"
+
+
+LETTERS = string.ascii_letters + "'"  # what English words are made of: the characters is_letter accepts
 
 
 def is_letter(char: str) -> bool:

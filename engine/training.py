@@ -361,7 +361,8 @@ class Trained:
                     for name in list(self.models.get(session, {})):
                         self.forget(session, name)
                     self.models.pop(session, None)
-                    shutil.rmtree(self.folders.pop(session, self.root / "none"), ignore_errors=True)
+                    if folder := self.folders.pop(session, None):
+                        shutil.rmtree(folder, ignore_errors=True)
             for session, own in self.models.items():
                 for name, variant in list(own.items()):
                     if wall - self.made[variant.source] >= limits.KEEP_LONGEST:
@@ -436,13 +437,17 @@ def take_trained_files(archive: Path, folder: Path) -> None:
         raise ValueError(f"this is not a zip that can be read ({e})") from None
 
 
+def parameters_of(config: dict) -> int:
+    """The parameters of the model a config describes, counted on torch's meta device: no weight is made."""
+    with torch.device("meta"):
+        return CharRNN(**{**config, "count_weight": 0.0, "lexicon_weight": 0.0}).num_parameters()
+
+
 def check_size(folder: Path) -> None:
     """A model folder's config builds a model of at most limits.TRAINED_PARAMETERS: counted on torch's meta device,
     where no weight is made (a config can ask for any size, and is read before its weights)."""
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        with torch.device("meta"):
-            parameters = CharRNN(**{**config, "count_weight": 0.0, "lexicon_weight": 0.0}).num_parameters()
+        parameters = parameters_of(json.loads((folder / "config.json").read_text(encoding="utf-8")))
     except Exception as e:  # whatever a config can be wrong with
         raise ValueError(f"its config.json does not describe a charrnn model ({type(e).__name__}: {e})") from None
     if parameters > limits.TRAINED_PARAMETERS:

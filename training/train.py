@@ -388,8 +388,8 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
         return world.from_main(world.main and (clock.due(cfg, stop) if patient else "stop"))
 
     if start is not None and not run["history"]:  # where it starts: the best is never worse than the trained model
-        point(0.0)
-    if world.main:
+        point(0.0)  # which writes the progress file
+    elif world.main:
         write_progress(cfg, run)
     for epoch in range(run["epoch"] + 1, cfg.epochs + 1):
         if stopped or run["since_best"] >= cfg.patience:

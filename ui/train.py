@@ -11,13 +11,12 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pandas as pd
-import torch
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
 from charrnn import CELLS, CharRNN, ModelFileError, limits
 from charrnn.names import CELL_NAMES
-from engine.training import Refused, Trained
+from engine.training import Refused, Trained, parameters_of
 from hub_card.push import model_commit
 from hub_card.upload import HubCardError, check_repo_id
 from hub_card.wheel import build_wheel
@@ -108,9 +107,8 @@ def sizes_note(text: str, cell: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def parameters(chars: int, cell: str, size: str) -> int:
     """A model's parameter count, counted on torch's meta device (no weight is made)."""
-    with torch.device("meta"):
-        vocab = {"chars": [chr(0x4E00 + i) for i in range(chars)]}
-        return CharRNN(vocab, cell=cell, head_size=TrainConfig.head_size, **SIZES[size]).num_parameters()
+    vocab = {"chars": [chr(0x4E00 + i) for i in range(chars)]}
+    return parameters_of(dict(vocab=vocab, cell=cell, head_size=TrainConfig.head_size, **SIZES[size]))
 
 
 class Run:
@@ -226,9 +224,8 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
             (message).
         """
         text = the_text(text, None, None)
-        defaults = TrainConfig()
-        for run, event in begin(text, start, cell, size, minutes, name, defaults.lr, defaults.batch_size,
-                                defaults.num_steps, defaults.dropout, defaults.seed, request):
+        for run, event in begin(text, start, cell, size, minutes, name, TrainConfig.lr, TrainConfig.batch_size,
+                                TrainConfig.num_steps, TrainConfig.dropout, TrainConfig.seed, request):
             if event["event"] == "point":
                 event = {k: event[k] for k in ("seconds", "epoch", "step", "train_ppl", "val_ppl", "best")} | {
                     "event": "point", "sample": next(iter(event["samples"].values()), "")}
@@ -330,7 +327,7 @@ def build(variants: dict[str, Variant], trained: Trained, writer: gr.Dropdown, s
                                   minimum=limits.SEQUENCE_LENGTH.low, maximum=limits.SEQUENCE_LENGTH.high,
                                   min_width=120)
             dropout = gr.Slider(*limits.DROPOUT, value=TrainConfig.dropout, step=0.05, label="Dropout", min_width=160)
-            seed = gr.Number(0, label="Seed", precision=0, minimum=limits.SEED.low, maximum=limits.SEED.high,
+            seed = gr.Number(TrainConfig.seed, label="Seed", precision=0, minimum=limits.SEED.low, maximum=limits.SEED.high,
                              min_width=100)
         archive = gr.File(label="Continue a model you downloaded (.zip)", file_types=[".zip"], type="filepath",
                           height=90)
