@@ -30,8 +30,10 @@ browser:  # Debian's Chromium (with CJK fonts) for the browser tests
 models: setup $(VARIANTS:%=%/model.safetensors)
 .PRECIOUS: $(VARIANTS:%=%/model.safetensors)  # stopping `make demo` during a card must not delete the weights
 
-models/jaychou-next-line/model.safetensors:
-	$(PY) -m training --corpus $(DATA)/jaychou_lyrics.txt --out models/jaychou-next-line $(NEXT_LINE_FLAGS) $(TRAIN_FLAGS)
+# It is fused with the LSTM: primed with the line, and its states a cache over the line (charrnn/fusion.py).
+models/jaychou-next-line/model.safetensors: models/jaychou-lstm/model.safetensors
+	$(PY) -m training --corpus $(DATA)/jaychou_lyrics.txt --out models/jaychou-next-line $(NEXT_LINE_FLAGS) \
+	  --fuse-with models/jaychou-lstm $(TRAIN_FLAGS)
 	$(PY) -m hub_card card --model models/jaychou-next-line
 
 # Every lyrics model mixes in the words of Chinese as a count model too (charrnn/lexicon.py, from wordfreq's list):

@@ -30,9 +30,10 @@ def looks_local(model_id: str) -> bool:
     return model_id.startswith(("/", ".", "~")) or os.path.isdir(model_id) or (first != model_id and os.path.isdir(first))
 
 
-def check_source(model_id: str, **_) -> None:
+def check_source(model_id: str, subfolder: str | None = None, **_) -> None:
     if not looks_local(model_id):
         return
+    model_id = os.path.join(model_id, subfolder or "")
     if not os.path.isdir(model_id):
         raise ModelFileError(f"no model folder at {model_id}")
     missing = [name for name in REQUIRED_FILES if not os.path.isfile(os.path.join(model_id, name))]
@@ -41,9 +42,10 @@ def check_source(model_id: str, **_) -> None:
 
 
 def fetch(model_id: str, filename: str, **hub_kwargs) -> str:
-    """The local path of filename, from the folder model_id or downloaded through the Hub cache."""
+    """The local path of filename (in hub_kwargs' subfolder, if any), from the folder model_id or downloaded through
+    the Hub cache."""
     if os.path.isdir(model_id):
-        return os.path.join(model_id, filename)
+        return os.path.join(model_id, hub_kwargs.get("subfolder") or "", filename)
     try:
         return hf_hub_download(model_id, filename, **hub_kwargs)
     except HFValidationError as e:
@@ -103,7 +105,7 @@ def load_weights(model, path: str, device="cpu") -> None:
 
 def load_pretrained(model_class, source: str, map_location="cpu", **hub_kwargs):
     """model_class from a folder or Hub repo: config.json checked first, then the weights, strictly."""
-    check_source(source)
+    check_source(source, **hub_kwargs)
     config = read_config(source, fetch(source, CONFIG_NAME, **hub_kwargs), model_class)
     try:
         model = model_class(**config)

@@ -98,10 +98,14 @@ class CharRNN(
         models), and the state to carry on with: what scoring reads. count_rows [B, T, V]: the count models' rows
         where they are not those of the ids (after a character outside the vocabulary, read as <unk>)."""
         logits, state = self(ids, state)
+        return self.with_counts(logits, ids, count_rows), state
+
+    def with_counts(self, logits: torch.Tensor, ids: torch.Tensor, count_rows: torch.Tensor | None = None):
+        """The model's log-probabilities from the network's logits after ids (see log_probs)."""
         if not self.count_share:
-            return logits.log_softmax(-1), state
+            return logits.log_softmax(-1)
         rows = self.count_table(logits.device)[ids] if count_rows is None else count_rows
-        return ((1 - self.count_share) * logits.softmax(-1) + self.count_share * rows).log(), state
+        return ((1 - self.count_share) * logits.softmax(-1) + self.count_share * rows).log()
 
     @property
     def count_share(self) -> float:
@@ -304,13 +308,15 @@ class CharRNN(
 
     @classmethod
     def from_pretrained(cls, source: str, *, revision: str | None = None, cache_dir=None, force_download: bool = False,
-                        local_files_only: bool = False, token=None, map_location="cpu") -> "CharRNN":
-        """A local folder or a Hub repo id, loaded strictly and through safetensors only (never a pickle).
+                        local_files_only: bool = False, token=None, map_location="cpu",
+                        subfolder: str | None = None) -> "CharRNN":
+        """A local folder or a Hub repo id (its subfolder, if given), loaded strictly and through safetensors only
+        (never a pickle).
 
         Downloads go through huggingface_hub's cache (revision, cache_dir, local_files_only, HF_HUB_OFFLINE).
         """
         hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
-                   local_files_only=local_files_only, token=token)
+                   local_files_only=local_files_only, token=token, subfolder=subfolder)
         model = loading.load_pretrained(cls, str(source), map_location, **hub)
         if model.count_weight:
             model.counts = loading.load_counts(str(source), **hub)

@@ -7,9 +7,13 @@ and stops at its line break. How the encoder hands its context to the decoder is
   "attention"   ... and every step i gets its own c_i = sum_j a_ij h_j instead, the weights a_ij from the
                 decoder's previous state and encoder state j (additive attention, Bahdanau et al. 2015).
 The line break is both the decoder's start token and its end, so the vocabulary is CharRNN's own.
+A model fused with a character model (`fuse`, charrnn/fusion.py) mixes the character model primed with the line and a
+cache over that line into every next character's distribution, in scoring and in decoding alike.
 """
+import math
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
@@ -21,6 +25,8 @@ from .cells import dropout
 from .decoding import Sampler, Uniforms, backends, without_prior
 from .errors import BadValue
 from .form import Options, check, is_whole
+from .fusion import LANGUAGE_MODEL, Fusion, Shares
+from .model import CharRNN
 from .vocab import Vocab, normalize
 
 CONTEXTS = ("init", "every-step", "attention")
@@ -35,8 +41,13 @@ class NextLine(
     license="mit",
 ):
     def __init__(self, vocab: dict, context: str = "attention", embed_size: int = 128, hidden_size: int = 256,
-                 bidirectional: bool = True, dropout: float = 0.0, smoothing: float = 0.0):
+                 bidirectional: bool = True, dropout: float = 0.0, smoothing: float = 0.0, lm_share: float = 0.0,
+                 cache_share: float = 0.0, cache_sharpness: float = 1.0):
+        """lm_share, cache_share, cache_sharpness: the fusion's (see fuse); from_pretrained loads its character
+        model where a share is above 0."""
         super().__init__()
+        self.shares, self.cache_sharpness = check_fusion(lm_share, cache_share, cache_sharpness)
+        self.fusion = None
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {', '.join(CONTEXTS)}; got {context!r}")
         self.vocab = Vocab.from_dict(vocab)
@@ -57,6 +68,29 @@ class NextLine(
         self.head = nn.Linear(hidden_size + fed, vocab_size)
         # The distribution label smoothing spread `smoothing` of each target over; decoding removes it again.
         self.register_buffer("prior", torch.full((vocab_size,), 1 / vocab_size))
+
+    def fuse(self, language_model: CharRNN, lm_share: float, cache_share: float, sharpness: float) -> "NextLine":
+        """Mix language_model primed with the line (lm_share of every probability) and the cache over the line
+        (cache_share, its weights softmax(sharpness * key . query)) into the model's distributions; saved with the
+        model (config.json, and the character model in the subfolder language_model/)."""
+        if not isinstance(language_model, CharRNN) or language_model.vocab.to_dict() != self.vocab.to_dict():
+            raise ValueError("a next-line model is fused with a character model of the same vocabulary")
+        self.shares, self.cache_sharpness = check_fusion(lm_share, cache_share, sharpness)
+        self.fusion = Fusion(language_model, self.shares, sharpness) if any(self.shares) else None
+        self._hub_mixin_config = {**self._hub_mixin_config, "lm_share": lm_share, "cache_share": cache_share,
+                                  "cache_sharpness": sharpness}
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        """to(), cuda() and the like move the character model it is fused with too."""
+        if self.fusion:
+            self.fusion.language_model._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def _save_pretrained(self, save_directory) -> None:
+        super()._save_pretrained(save_directory)
+        if self.fusion:
+            self.fusion.language_model.save_pretrained(save_directory / LANGUAGE_MODEL)
 
     @property
     def device(self) -> torch.device:
@@ -125,12 +159,45 @@ class NextLine(
         self.eval()
         text = normalize(line) + "\n"
         targets = torch.tensor(self.vocab.encode(text), device=self.device)
-        previous = torch.cat([targets.new_tensor([self.newline]), targets[:-1]])
-        ids = self.source_ids(context)
-        logits, _ = self(torch.tensor([ids], device=self.device), torch.tensor([len(ids)]), previous[None])
-        judge = evaluate.Judge(len(targets), len(self.vocab), self.vocab.unk_id, details)
-        judge(logits[0], targets, 0)
+        log_probs, gain, _ = self.read(context, text)
+        judge = evaluate.Judge(len(targets), len(self.vocab), self.vocab.unk_id, details, gain)
+        judge(log_probs, targets, 0)
         return judge.score(text, self.vocab.itos)
+
+    @torch.inference_mode()
+    def read(self, context: str, text: str, fused: bool = True) -> tuple[torch.Tensor, np.ndarray | None,
+                                                                        torch.Tensor | None]:
+        """The model reading text (its line break included) as the line after context's last line: the
+        log-probabilities of each of its characters [T, V], what the count models add to each one outside the
+        vocabulary (see evaluate.Judge; None: nothing), and the attention over the line [T, S] (see next_line).
+        fused=False: the encoder-decoder alone, even where it is fused."""
+        self.eval()
+        targets = self.vocab.encode(text)
+        previous = torch.tensor([[self.newline] + targets[:-1]], device=self.device)
+        ids = self.source_ids(context)
+        logits, attention = self(torch.tensor([ids], device=self.device), torch.tensor([len(ids)]), previous)
+        if not (self.fusion and fused):
+            return logits[0].log_softmax(-1), None, (attention[0] if attention is not None else None)
+        primed, rows, seen, gain = self.fusion.read(self.source(context) or "\n"), [], [], np.zeros(len(text))
+        language_model = self.fusion.language_model
+        for t, (probs, char) in enumerate(zip(logits[0].softmax(-1), text)):
+            mixed, weights = self.fusion.mixed(probs, primed)
+            rows.append(mixed)
+            seen.append(self.seen(weights, len(ids)))
+            if char not in self.vocab:
+                gain[t] = self.fusion.shares.cache * primed.outside_gain(weights, char)
+                if language_model.count_share:
+                    gain[t] += self.fusion.shares.language_model * language_model.outside_gain([primed.last], char)[0]
+            primed.read(char)
+        return torch.stack(rows).clamp_min(1e-30).log(), gain, torch.stack(seen)
+
+    @staticmethod
+    def seen(weights: torch.Tensor, columns: int) -> torch.Tensor:
+        """A fused model's attention over the line answered: the cache's weights on the line's own characters
+        (each position's state), renormalised over them."""
+        on_line = weights[:columns]
+        total = on_line.sum()
+        return on_line / total if total > 0 else torch.full_like(on_line, 1 / columns)
 
     def written(self, line: str, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
                 seed: int | None = None, max_length: int = limits.NEXT_LINE_LENGTH) -> Iterator[tuple[str, list[float] | None]]:
@@ -150,31 +217,56 @@ class NextLine(
         state, previous = encoded[3], torch.tensor([self.newline], device=self.device)
         uniforms = Uniforms(options.seed)
         sampler, prior = Sampler(backends.TORCH, [options], None), self.smoothing * self.prior
+        primed = self.fusion.read(self.source(line) or "\n") if self.fusion else None
+        if self.fusion:
+            prior = self.fusion.prior(prior)
         for _ in range(max_length):
             logits, state, attention = self.step(previous, state, encoded)
-            weights = without_prior(backends.TORCH, logits.float().softmax(-1), prior, self.vocab.unk_id)
+            probs = logits.float().softmax(-1)
+            if primed:
+                mixed, weights = self.fusion.mixed(probs[0], primed)
+                probs, attention = mixed[None], self.seen(weights, encoded[0].shape[1])[None]
+            weights = without_prior(backends.TORCH, probs, prior, self.vocab.unk_id)
             i = sampler.draw(sampler.shaped(weights), [uniforms.next()])[0]
             if i == self.newline:
                 return
             yield self.vocab.itos[i], (attention[0].tolist() if attention is not None else None)
             previous = previous.new_tensor([i])
+            if primed:
+                primed.read(self.vocab.itos[i])
 
     def next_line(self, line: str, temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
                   seed: int | None = None, max_length: int = limits.NEXT_LINE_LENGTH, attention: bool = False):
         """The line that follows line (without its line break), at most max_length characters. line: a line of
         text (of several, the last non-empty one). With attention=True, also the attention weights
-        [len(text)][len(source line)] (every row sums to 1; "init" and "every-step" models have none)."""
+        [len(text)][len(source line)] (every row sums to 1; "init" and "every-step" models have none unless fused;
+        a fused model's are its cache's, on the line's characters)."""
         steps = list(self.written(line, temperature, top_k, top_p, seed, max_length))
         text = "".join(char for char, _ in steps)
         if not attention:
             return text
-        if self.context != "attention":
+        if self.context != "attention" and not self.fusion:
             raise BadValue("attention", attention, f"False: a model with context={self.context!r} has no attention")
         return text, [weights for _, weights in steps]
 
     @classmethod
     def from_pretrained(cls, source: str, *, revision: str | None = None, cache_dir=None, force_download: bool = False,
                         local_files_only: bool = False, token=None, map_location="cpu") -> "NextLine":
-        """A local folder or a Hub repo id, loaded strictly and through safetensors only (never a pickle)."""
-        return loading.load_pretrained(cls, str(source), map_location, revision=revision, cache_dir=cache_dir,
-                                       force_download=force_download, local_files_only=local_files_only, token=token)
+        """A local folder or a Hub repo id, loaded strictly and through safetensors only (never a pickle); with the
+        character model it is fused with, if any, from its subfolder."""
+        hub = dict(revision=revision, cache_dir=cache_dir, force_download=force_download,
+                   local_files_only=local_files_only, token=token)
+        model = loading.load_pretrained(cls, str(source), map_location, **hub)
+        if any(model.shares):
+            model.fuse(CharRNN.from_pretrained(source, map_location=map_location, subfolder=LANGUAGE_MODEL, **hub),
+                       *model.shares, model.cache_sharpness)
+        return model
+
+
+def check_fusion(lm_share, cache_share, sharpness) -> tuple[Shares, float]:
+    numbers = (lm_share, cache_share, sharpness)
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers) \
+            or min(numbers) < 0 or lm_share + cache_share > 1:
+        raise ValueError(f"lm_share and cache_share must each be at least 0 and together at most 1, and "
+                         f"cache_sharpness at least 0; got {lm_share!r}, {cache_share!r} and {sharpness!r}")
+    return Shares(float(lm_share), float(cache_share)), float(sharpness)

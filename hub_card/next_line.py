@@ -1,6 +1,6 @@
-"""The card of a next-line model: its held-out perplexity against the count baselines (and the other context modes and
-the primed character LSTM where bench.next_line measured them), how peaked its attention is, and the attention
-heatmap of a real sample as a PNG."""
+"""The card of a next-line model: its held-out perplexity against the count baselines and, fused, against the
+character model primed with the line (and the three context modes where bench.next_line measured them), how peaked
+its attention is, and the attention heatmap of a real sample as a PNG."""
 from pathlib import Path
 
 from huggingface_hub import ModelCard
@@ -42,14 +42,24 @@ def write_heatmap(source: str, text: str, attention: list[list[float]], path: Pa
 
 
 def comparison(metrics: dict, model: NextLine) -> list[dict]:
-    """The rows of the card's table: this model and the count baselines as training measured them, with
-    bench.next_line's rows where it has run (never a row measured elsewhere or not at all)."""
-    rows = metrics.get("context_modes") or [{"model": f"this model (context {model.context})",
-                                             "params": f"{model.num_parameters():,}", "perplexity": metrics["val_ppl"]}]
-    counted = [{"model": "bigram (interpolated, tuned on the held-out text)", "params": "",
-                "perplexity": metrics["bigram_ppl"]}, {"model": "unigram", "params": "",
-                                                       "perplexity": metrics["unigram_ppl"]}]
-    return rows + [row for row in counted if row["model"] not in {r["model"] for r in rows}]
+    """The rows of the card's table, each as training measured it on the held-out pairs: this model; fused, its
+    fusion fitted on the other half of the pairs, the encoder-decoder alone and the character model primed with the
+    line; the count baselines."""
+    fused = model.fusion is not None
+    size = f"{model.num_parameters():,}"
+    rows = [{"model": "this model: the encoder-decoder fused with the character model and its cache" if fused
+             else f"this model (context {model.context})",
+             "params": f"{size} + {model.fusion.language_model.num_parameters():,}" if fused else size,
+             "perplexity": metrics["val_ppl"]}]
+    if fused:
+        rows += [{"model": "the same, its shares and sharpness chosen on the other half of the pairs", "params": "",
+                  "perplexity": metrics["cross_fitted_ppl"]},
+                 {"model": "the encoder-decoder alone", "params": size, "perplexity": metrics["network_val_ppl"]},
+                 {"model": "the character model primed with the line",
+                  "params": f"{model.fusion.language_model.num_parameters():,}", "perplexity": metrics["primed_ppl"]}]
+    return rows + [{"model": "bigram (interpolated, tuned on the held-out text)", "params": "",
+                    "perplexity": metrics["bigram_ppl"]},
+                   {"model": "unigram", "params": "", "perplexity": metrics["unigram_ppl"]}]
 
 
 def attention_words(metrics: dict) -> dict:
@@ -58,8 +68,19 @@ def attention_words(metrics: dict) -> dict:
         return {}
     share = metrics["attention_entropy"] / metrics["uniform_entropy"]
     verdict = "it looks nearly everywhere alike" if share > 0.9 else "it looks at part of the line"
+    decoder = metrics.get("decoder_attention_entropy")
     return dict(entropy=f"{metrics['attention_entropy']:.2f}", uniform=f"{metrics['uniform_entropy']:.2f}",
-                peaked=f"{share:.0%}", verdict=verdict)
+                peaked=f"{share:.0%}", verdict=verdict,
+                decoder_entropy=f"{decoder:.2f}" if decoder is not None else None)
+
+
+def fusion_words(model: NextLine) -> dict | None:
+    """The fusion's shares and sharpness as the card words them (None: not fused)."""
+    if model.fusion is None:
+        return None
+    shares = model.fusion.shares
+    return dict(decoder=f"{shares.decoder:.0%}", language_model=f"{shares.language_model:.0%}",
+                cache=f"{shares.cache:.0%}", sharpness=f"{model.cache_sharpness:g}")
 
 
 def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None,
@@ -67,7 +88,7 @@ def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None
     model = NextLine.from_pretrained(folder)
     corpus = corpus_info(metrics, model)
     line = SAMPLE_LINE if not model.vocab.unknown(SAMPLE_LINE) else next(iter(metrics["samples"]), "")
-    attends = model.context == "attention"
+    attends = model.context == "attention" or model.fusion is not None
     written = model.next_line(line, temperature=0.8, seed=SEED, attention=attends)
     sample, attention = written if attends else (written, None)
     if attention and sample:
@@ -78,6 +99,7 @@ def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None
         title=f"charrnn · {corpus.title} · next line ({model.context})", corpus=corpus, context=model.context,
         context_about=CONTEXT_ABOUT[model.context], params=f"{model.num_parameters():,}",
         context_modes=metrics.get("context_modes"), rows=comparison(metrics, model), bigram=metrics["bigram_ppl"],
+        fusion=fusion_words(model),
         pairs=f"the {metrics['val_pairs']:,} line pairs" if "val_pairs" in metrics else "the line pairs",
         val_ppl=f"{metrics['val_ppl']:.1f}", **attention_words(metrics),
         train_ppl=f"{metrics['train_ppl']:.1f}", heatmap=HEATMAP_NAME, sample_line=line, sample=sample, seed=SEED,

@@ -4,6 +4,7 @@ from pathlib import Path
 from huggingface_hub import hf_hub_url
 
 from charrnn.counts import BIGRAM_NAME
+from charrnn.fusion import LANGUAGE_MODEL
 from charrnn.lexicon import LEXICON_NAME
 from charrnn.loading import REQUIRED_FILES, check_source
 
@@ -14,7 +15,10 @@ from .upload import Commit, check_repo_id
 from .wheel import place_wheel
 from .write import write_card
 
-MODEL_FILES = (*REQUIRED_FILES, BIGRAM_NAME, LEXICON_NAME, METRICS_NAME, CARD_NAME, CURVE_NAME, HEATMAP_NAME)
+COUNT_FILES = (*REQUIRED_FILES, BIGRAM_NAME, LEXICON_NAME)
+# a fused next-line model's character model is a model folder of its own, inside
+MODEL_FILES = (*COUNT_FILES, METRICS_NAME, CARD_NAME, CURVE_NAME, HEATMAP_NAME,
+               *(f"{LANGUAGE_MODEL}/{name}" for name in COUNT_FILES))
 
 
 def model_commit(folder: str | Path, repo_id: str, revision: str = "main", private: bool = False,
@@ -29,6 +33,6 @@ def model_commit(folder: str | Path, repo_id: str, revision: str = "main", priva
     write_card(folder, repo_id, hf_hub_url(repo_id, wheel_name, revision=revision))  # the card and its curve
     cell = metrics["train_config"]["cell"]
     message = f"Upload {folder.name}: {cell}, held-out perplexity {metrics['val_ppl']:.1f} on {metrics['corpus']}"
-    files = [name for name in MODEL_FILES if (folder / name).is_file()]  # the bigram and lexicon are newer, the heatmap next-line only
+    files = [name for name in MODEL_FILES if (folder / name).is_file()]  # the bigram and lexicon are newer; the heatmap and language_model/ next-line only
     files.append(wheel_name)
     return Commit(folder, files, repo_id, "model", message, revision, private)

@@ -111,6 +111,14 @@ def next_line_dir(tmp_path_factory, lyrics_file) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def fused_dir(tmp_path_factory, lyrics_file, tiny_model_dir) -> Path:
+    """A small attention next-line model fused with tiny_model_dir's LSTM (its vocabulary: the same min_count)."""
+    out = tmp_path_factory.mktemp("models") / "jaychou-next-line-fused"
+    train(next_line_config(lyrics_file, out, min_count=2, fuse_with=str(tiny_model_dir)))
+    return out
+
+
 def next_line_config(corpus: Path, out: Path, **overrides) -> TrainConfig:
     settings = dict(task="next-line", context="attention", epochs=5, lr=0.01, embed_size=32, hidden_size=64,
                     min_count=1)  # every character in the vocabulary: 6,000 characters leave many seen once

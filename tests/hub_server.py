@@ -65,6 +65,7 @@ class LocalHub:
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
         for name in files or [p.name for p in folder.iterdir() if p.is_file()]:
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)  # a fused next-line model's language_model/
             shutil.copy2(folder / name, repo / name)
         for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", f"upload {repo_id}"]):
             subprocess.run([*GIT, *args], cwd=repo, check=True)

@@ -18,7 +18,8 @@ from hub_server import LocalHub, free_port
 from huggingface_hub import SpaceCard
 from packaging.specifiers import SpecifierSet
 
-from charrnn import CharRNN, ModelFileError
+from charrnn import CharRNN, ModelFileError, NextLine
+from charrnn.fusion import LANGUAGE_MODEL
 from charrnn.names import base_name
 from engine.catalog import display_name
 from engine.settings import Settings, model_sources
@@ -30,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REPO_ID = "org/charrnn-jaychou-lstm"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 WHEEL = f"charrnn-{VERSION}-py3-none-any.whl"
-CHAR_MODEL_FILES = [name for name in MODEL_FILES if name != HEATMAP_NAME] + [WHEEL]  # the heatmap is a next-line model's
+CHAR_MODEL_FILES = [name for name in MODEL_FILES if name != HEATMAP_NAME and not name.startswith(LANGUAGE_MODEL)] + [
+    WHEEL]  # the heatmap and the character model it is fused with are a next-line model's
 # Loads a repo in a fresh process (HF_ENDPOINT is read when huggingface_hub is imported) and saves what it got.
 LOAD = """
 import json, sys
@@ -98,6 +100,25 @@ def test_a_pushed_model_downloads_over_http_then_loads_offline_from_the_cache(hu
     state, got = load_in_subprocess(hub_env(dead, hf_home, offline=True), tmp_path / "offline")
     assert_same_model(state, got["vocab"], local)
     assert "not in the local cache" in got["missing"]
+
+
+def test_a_fused_next_line_model_downloads_with_its_character_model(hub, fused_dir, tmp_path):
+    folder = tmp_path / "push" / "jaychou-next-line"
+    shutil.copytree(fused_dir, folder)
+    commit = model_commit(folder, "org/charrnn-jaychou-next-line")
+    hub.add_model("org/charrnn-jaychou-next-line", commit.folder, commit.files)
+    load = ("import sys; from charrnn import NextLine; m = NextLine.from_pretrained(sys.argv[1]); "
+            "print(m.score('在电线杆上多嘴', context='窗外的麻雀').nll, m.next_line('分开', seed=2), sep='|')")
+    hf_home = tmp_path / "hf_home"
+    done = subprocess.run([sys.executable, "-c", load, "org/charrnn-jaychou-next-line"], capture_output=True,
+                          text=True, timeout=120, env=hub_env(hub.endpoint, hf_home))
+    assert done.returncode == 0, done.stderr
+    local = NextLine.from_pretrained(folder)
+    nll, line = done.stdout.strip().split("|")
+    assert float(nll) == pytest.approx(local.score("在电线杆上多嘴", context="窗外的麻雀").nll, rel=1e-6)
+    assert line == local.next_line("分开", seed=2)
+    assert list((hf_home / "hub").glob("models--org--charrnn-jaychou-next-line/snapshots/*/language_model/"
+                                       "lexicon.safetensors"))
 
 
 def test_the_hub_serves_exactly_the_pushed_files(hub, pushed):

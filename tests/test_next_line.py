@@ -2,6 +2,7 @@
 resuming, odd input and the CLI. Small models really trained on the first 6,000 characters of the lyrics."""
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from charrnn import CharRNN, ModelFileError, NextLine, Vocab
 from charrnn.next_line import CONTEXTS
 from conftest import next_line_config
 from training.data import split
-from training.next_line import encode_pairs, line_pairs, pair_perplexity
+from training.next_line import SHARPNESS, encode_pairs, line_pairs, pair_perplexity, scored_perplexity
 from training.train import train
 
 
@@ -132,8 +133,6 @@ def test_the_cli_writes_the_next_line(next_line_dir, model):
 
 
 def test_the_card_shows_the_heatmap_and_the_context_modes(next_line_dir, tmp_path):
-    import shutil
-
     from hub_card.write import write_card
     from hub_card.next_line import HEATMAP_NAME
     from hub_card.push import model_commit
@@ -147,10 +146,112 @@ def test_the_card_shows_the_heatmap_and_the_context_modes(next_line_dir, tmp_pat
     assert f"the {metrics['val_pairs']:,} line pairs" in card and "| unigram |  |" in card  # training measured them
     share = metrics["attention_entropy"] / metrics["uniform_entropy"]
     assert 0 < share <= 1 and f"({share:.0%} of it)" in card
-    metrics |= {"val_pairs": 12, "context_modes": [{"model": f"next-line, context {m}", "params": "1", "perplexity": 9.5}
-                                                   for m in CONTEXTS]}
+    metrics |= {"val_pairs": 12, "context_modes": [{"context": m, "params": 1000, "alone": 9.5, "fused": 8.25,
+                                                    "cross_fitted": 8.5} for m in CONTEXTS]}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     card = write_card(folder, "org/charrnn-jaychou-next-line").text
-    assert "| next-line, context every-step | 1 | 9.5 |" in card and "12 line pairs" in card
+    assert "| `every-step` | 1,000 | 9.5 | 8.2 | 8.5 |" in card and "12 line pairs" in card
     assert (folder / HEATMAP_NAME).stat().st_size > 1000
     assert HEATMAP_NAME in model_commit(folder, "org/charrnn-jaychou-next-line").files
+
+
+@pytest.fixture(scope="module")
+def fused(fused_dir) -> NextLine:
+    return NextLine.from_pretrained(fused_dir)
+
+
+def first_break(language_model: CharRNN, line: str) -> float:
+    """The character model's probability of a line break right after the line and its break."""
+    return float(language_model.score("\n", context=line + "\n").probs[0])
+
+
+def test_fused_with_the_character_model_alone_it_is_the_primed_model_that_never_writes_an_empty_line(fused_dir):
+    model = NextLine.from_pretrained(fused_dir)
+    language_model = model.fusion.language_model
+    model.fuse(language_model, 1.0, 0.0, 1.0)
+    for line, after in [("窗外的麻雀", "在电线杆上多嘴"), ("你说这一句", "很有夏天的感觉"), ("", "手中的铅笔")]:
+        read = line or "\n"  # a song's start: the character model reads a blank line
+        primed = language_model.score(after + "\n", context=read + "\n", details=False).nll
+        expected = primed + math.log(1 - first_break(language_model, read))  # the first break's share taken out
+        assert model.score(after, context=line, details=False).nll == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_fused_distribution_is_the_parts_mixed(fused_dir):
+    """After the first character, each one's probability is the shares times the parts' probabilities."""
+    model = NextLine.from_pretrained(fused_dir)
+    language_model, line, after = model.fusion.language_model, "窗外的麻雀", "在电线杆上多嘴"
+    decoder = model.fuse(language_model, 0.0, 0.0, 1.0).score(after, context=line).probs  # not fused: the decoder
+    fused = model.fuse(language_model, 0.6, 0.0, 1.0).score(after, context=line).probs
+    primed = language_model.score(after + "\n", context=line + "\n").probs
+    assert len(fused) == len(after) + 1
+    assert fused[1:] == pytest.approx(0.4 * decoder[1:] + 0.6 * primed[1:], rel=1e-4)
+
+
+def test_the_cache_copies_from_the_line(fused_dir):
+    model = NextLine.from_pretrained(fused_dir)
+    language_model, line = model.fusion.language_model, "窗外的麻雀在电线杆上"
+    model.fuse(language_model, 0.0, 1.0, 1.0)  # the cache alone
+    log_probs, _, attention = model.read(line, line + "\n")
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(len(line) + 1), atol=1e-4)
+    never_seen = model.vocab.stoi["爱"]
+    assert log_probs[1:, never_seen].exp().max() < 1e-6, "the cache holds only what it has read"
+    assert model.score(line, context=line).perplexity < model.score("你说这一句很有夏天", context=line).perplexity
+    assert attention.shape == (len(line) + 1, len(line))
+    assert torch.allclose(attention.sum(-1), torch.ones(len(line) + 1), atol=1e-5)
+
+
+def test_a_fused_model_writes_seeded_lines_with_attention_on_the_line(fused):
+    text, attention = fused.next_line("窗外的麻雀", temperature=0.8, seed=3, attention=True)
+    assert text == fused.next_line("窗外的麻雀", temperature=0.8, seed=3)
+    assert all(len(row) == 5 and sum(row) == pytest.approx(1, abs=1e-5) for row in attention)
+    assert len({tuple(round(w, 3) for w in row) for row in attention}) > 1, "not one row repeated"
+    assert all(fused.next_line(line, seed=seed) for line in ("窗外的麻雀", "", "😀") for seed in range(8)),         "a next line is never empty"
+
+
+def test_fusion_saves_loads_and_moves_with_the_model(fused, fused_dir, tmp_path):
+    assert (fused_dir / "language_model" / "model.safetensors").is_file()
+    assert (fused_dir / "language_model" / "bigram.safetensors").is_file()
+    fused.save_pretrained(tmp_path / "again")
+    again = NextLine.from_pretrained(tmp_path / "again")
+    assert again.shares == fused.shares and again.cache_sharpness == fused.cache_sharpness
+    assert again.next_line("分开", seed=2) == fused.next_line("分开", seed=2)
+    assert again.score("在电线杆上多嘴", context="窗外的麻雀").nll == fused.score("在电线杆上多嘴", context="窗外的麻雀").nll
+    again.double()
+    assert next(again.fusion.language_model.parameters()).dtype == torch.float64, "to() moves the character model"
+    shutil.rmtree(tmp_path / "again" / "language_model")
+    with pytest.raises(ModelFileError, match="no model folder"):
+        NextLine.from_pretrained(tmp_path / "again")
+
+
+def test_fusion_refuses_what_does_not_fit(fused, english_model_dir):
+    language_model, before = fused.fusion.language_model, fused.shares
+    for shares in [(-0.1, 0.1, 1.0), (0.7, 0.4, 1.0), (0.5, 0.1, -1.0), (math.nan, 0.1, 1.0), (True, 0.0, 1.0),
+                   ("0.5", 0.1, 1.0)]:
+        with pytest.raises(ValueError, match="lm_share and cache_share"):
+            fused.fuse(language_model, *shares)
+    with pytest.raises(ValueError, match="same vocabulary"):
+        fused.fuse(CharRNN.from_pretrained(english_model_dir), 0.5, 0.1, 1.0)
+    assert fused.shares == before and fused.fusion.language_model is language_model, "a refusal changes nothing"
+
+
+def test_a_fused_model_is_trained_measured_and_carded(fused_dir, lyrics_file, tmp_path):
+    from hub_card.push import model_commit
+    from hub_card.write import write_card
+
+    metrics = json.loads((fused_dir / "metrics.json").read_text())
+    config = json.loads((fused_dir / "config.json").read_text())
+    assert config["lm_share"] + config["cache_share"] <= 1 and config["cache_sharpness"] in SHARPNESS
+    model = NextLine.from_pretrained(fused_dir)
+    pairs = line_pairs(split(lyrics_file.read_text(encoding="utf-8"))[1])
+    assert metrics["val_ppl"] == pytest.approx(scored_perplexity(model, pairs), rel=1e-6)
+    assert metrics["val_ppl"] <= metrics["primed_ppl"] * 1.001, "the fusion can always be the primed model"
+    assert metrics["network_val_ppl"] > 0 and metrics["cross_fitted_ppl"] > 0
+    assert 0 < metrics["attention_entropy"] < metrics["uniform_entropy"]
+    folder = tmp_path / "fused"
+    shutil.copytree(fused_dir, folder)
+    card = write_card(folder).text
+    assert "the character model primed with the line" in card and f"{metrics['primed_ppl']:.1f}" in card
+    assert f"{metrics['cross_fitted_ppl']:.1f}" in card and "language_model/" in card
+    files = model_commit(folder, "org/charrnn-jaychou-next-line").files
+    assert {"language_model/model.safetensors", "language_model/config.json", "language_model/bigram.safetensors"} \
+        <= set(files)

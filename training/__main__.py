@@ -46,6 +46,9 @@ HELP = {
     "teacher": "character models: a trained model folder (same corpus and vocabulary) whose network's distribution "
                "this one learns from as well (knowledge distillation)",
     "distill": "with --teacher: the teacher's share of the loss (the rest is the smoothed cross-entropy)",
+    "fuse_with": "next-line models: a trained character model folder (same corpus and vocabulary) to fuse with: "
+                 "primed with the line, and its states a cache over the line, at the shares and sharpness that score "
+                 "the held-out pairs best (saved with the model)",
     "epochs": "most passes over the training text",
     "patience": "stop after this many measurements (epochs; with --eval-seconds, points) without a better held-out "
                 "perplexity",

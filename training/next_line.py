@@ -2,8 +2,10 @@
 break) the target. Pairs come from each side of the split separately, so none crosses it."""
 import math
 
+import numpy as np
 import torch
 
+from charrnn import CharRNN
 from charrnn.counts import Bigram
 from charrnn.evaluate import Judge
 from charrnn.next_line import NextLine
@@ -11,10 +13,12 @@ from charrnn.vocab import Vocab, normalize
 
 from .data import rare_to_unk
 from .distributed import unwrapped
+from .mixture import best_shares, mixture_nll
 from .objective import smoothed_loss, unigram
 
 IGNORED = -100  # the target of a padding position
 EVAL_BATCH = 256
+SHARPNESS = (0.03, 0.1, 0.3, 1.0)  # the fusion's cache sharpness tried on the held-out pairs
 
 
 def line_pairs(text: str) -> list[tuple[str, str]]:
@@ -64,23 +68,64 @@ def pair_perplexity(model: NextLine, pairs: list[tuple[list[int], list[int]]]) -
     return math.exp(nll / count)
 
 
-@torch.inference_mode()
-def attention_entropy(model: NextLine, pairs: list[tuple[list[int], list[int]]]) -> tuple[float, float]:
-    """How peaked the attention is on these pairs: the mean entropy (nats) of its weights over the source line, one
-    row a written character, and the mean entropy of uniform weights over the same lines (looking everywhere)."""
-    model.eval()
+def scored_perplexity(model: NextLine, pairs: list[tuple[str, str]]) -> float:
+    """The fair per-character perplexity of each pair's second line given the first, from NextLine.score one pair at
+    a time: the figure pair_perplexity gives in batches, for a fused model too."""
+    scores = [model.score(b, context=a, details=False) for a, b in pairs]
+    return math.exp(sum(s.nll for s in scores) / sum(s.count for s in scores))
+
+
+def primed_perplexity(model: CharRNN, pairs: list[tuple[str, str]]) -> float:
+    """A character model primed with each pair's first line and a line break, on its second line (its break
+    counted): what a next-line model must beat, read from the same line."""
+    scores = [model.score(b + "\n", context=a + "\n", details=False) for a, b in pairs]
+    return math.exp(sum(s.nll for s in scores) / sum(s.count for s in scores))
+
+
+def cross_fitted_perplexity(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]]) -> float:
+    """The fusion's perplexity on the pairs with its shares and sharpness chosen on the other half of them (the
+    first half, then the second): the figure best_fusion's fitting on the measured pairs cannot flatter. The model
+    keeps its own fusion."""
+    kept, half = (*model.shares, model.cache_sharpness), len(pairs) // 2
+    nll = count = 0.0
+    for fitted, measured in ((pairs[:half], pairs[half:]), (pairs[half:], pairs[:half])):
+        model.fuse(language_model, *best_fusion(model, language_model, fitted))
+        scores = [model.score(b, context=a, details=False) for a, b in measured]
+        nll, count = nll + sum(s.nll for s in scores), count + sum(s.count for s in scores)
+    model.fuse(language_model, *kept)
+    return math.exp(nll / count)
+
+
+def attention_entropy(model: NextLine, pairs: list[tuple[str, str]], fused: bool = True) -> tuple[float, float]:
+    """How peaked the attention is on these pairs: the mean entropy (nats) of its weights over the line answered,
+    one row a written character, and the mean entropy of uniform weights over the same lines (looking everywhere).
+    fused: the attention next_line shows (a fused model's cache's); else the encoder-decoder's own."""
     entropy = uniform = 0.0
     rows = 0
-    for start in range(0, len(pairs), EVAL_BATCH):
-        source, lengths, previous, targets = (x.to(model.device) for x in batch_of(pairs[start:start + EVAL_BATCH],
-                                                                                      model.newline))
-        _, attention = model(source, lengths, previous)
-        real = targets != IGNORED
-        weights = attention[real]  # [rows, S]
+    for a, b in pairs:
+        weights = model.read(a, b + "\n", fused)[2]  # [T, S]
         entropy += float(-(weights * weights.clamp_min(1e-12).log()).sum())
-        uniform += float(lengths.to(model.device)[:, None].expand_as(targets)[real].float().log().sum())
-        rows += int(real.sum())
+        uniform += len(weights) * math.log(weights.shape[1])
+        rows += len(weights)
     return entropy / rows, uniform / rows
+
+
+def best_fusion(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]]) -> tuple[float, float, float]:
+    """The character model's share, the cache's share and its sharpness whose fusion scores the pairs best: each
+    part's probability of every character, read alone, mixed on best_shares' grid (numbers fitted on those pairs, as
+    a character model's count shares are)."""
+    def probs(lm_share: float, cache_share: float, sharpness: float) -> np.ndarray:
+        model.fuse(language_model, lm_share, cache_share, sharpness)
+        return np.concatenate([model.score(b, context=a).probs for a, b in pairs]).astype(np.float64)
+
+    decoder, alone = probs(0.0, 0.0, 1.0), probs(1.0, 0.0, 1.0)
+    found = []
+    for sharpness in SHARPNESS:
+        cache = probs(0.0, 1.0, sharpness)
+        decoder_share, cache_share = best_shares(alone, decoder, cache)
+        found.append((mixture_nll(alone, [decoder, cache], (decoder_share, cache_share)),
+                      round(1 - decoder_share - cache_share, 2), cache_share, sharpness))
+    return min(found)[1:]
 
 
 class NextLineTask:
@@ -127,26 +172,37 @@ class NextLineTask:
                 len(targets))
 
     def validate(self, model) -> float:
-        return pair_perplexity(model, self.val_encoded)
+        return scored_perplexity(model, self.val_pairs) if model.fusion else pair_perplexity(model, self.val_encoded)
 
     def train_perplexity(self, model) -> float:
-        return pair_perplexity(model, self.train_encoded)
+        return scored_perplexity(model, self.train_pairs) if model.fusion else pair_perplexity(model, self.train_encoded)
 
     def samples(self, model) -> dict[str, str]:
         lines = [b for _, b in self.val_pairs[:3]]
         return {line: model.next_line(line, temperature=0.8, seed=self.cfg.seed) for line in lines}
 
     def measures(self, model: NextLine) -> dict:
-        """The held-out pairs counted, and with attention, how peaked it is on them (its mean entropy against
-        looking everywhere alike): what the card shows beside the perplexities."""
+        """The held-out pairs counted; with attention, how peaked it is on them (its mean entropy against looking
+        everywhere alike); fused, the character model primed with the line and the fusion fitted on the other half of
+        the pairs on the same pairs: what the card shows beside the perplexities."""
         found = {"val_pairs": len(self.val_pairs)}
-        if model.context == "attention":
-            found["attention_entropy"], found["uniform_entropy"] = attention_entropy(model, self.val_encoded)
+        if model.context == "attention" or model.fusion:
+            found["attention_entropy"], found["uniform_entropy"] = attention_entropy(model, self.val_pairs)
+        if model.context == "attention" and model.fusion:
+            found["decoder_attention_entropy"] = attention_entropy(model, self.val_pairs, fused=False)[0]
+        if model.fusion:
+            language_model = model.fusion.language_model
+            found["primed_ppl"] = primed_perplexity(language_model, self.val_pairs)
+            found["cross_fitted_ppl"] = cross_fitted_perplexity(model, language_model, self.val_pairs)
         return found
 
     def mix(self, model: NextLine, bigram: Bigram) -> NextLine:
-        """The encoder-decoder is not mixed with a count model: it stays as trained."""
-        return model
+        """With --fuse-with, the model fused with that character model as best_fusion finds on the held-out pairs;
+        else the encoder-decoder as trained (it is not mixed with a count model)."""
+        if not self.cfg.fuse_with:
+            return model
+        language_model = CharRNN.from_pretrained(self.cfg.fuse_with, map_location=model.device)
+        return model.fuse(language_model, *best_fusion(model, language_model, self.val_pairs))
 
     def baselines(self):
         """The bigram counted on the training text, and the unigram and bigram perplexities of the held-out pairs'

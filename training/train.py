@@ -2,7 +2,6 @@
 import contextlib
 import copy
 import dataclasses
-import itertools
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from charrnn.vocab import normalize
 from . import checkpoint
 from .distributed import World, joined, unwrapped
 from .baselines import baselines
+from .mixture import best_shares, mixture_nll
 from .next_line import NextLineTask
 from .objective import distilled_loss, smoothed_loss, teacher_targets, unigram
 from .data import SAMPLERS, num_batches, rare_to_unk, read_corpus, split
@@ -36,8 +36,8 @@ from .progress import progress_file
 DATA_DIR = Path(os.environ.get("CHARRNN_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 DEFAULT_CORPUS = str(DATA_DIR / "jaychou_lyrics.txt")
 # Settings a resumed run may change; any other difference means a different run.
-RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts", "lexicon", "eval_seconds"}
-COUNT_WEIGHTS = [k / 20 for k in range(20)]  # each count model's shares tried on the held-out text
+RESUMABLE_CHANGES = {"epochs", "max_minutes", "patience", "resume", "progress", "mix_counts", "lexicon", "eval_seconds",
+                     "fuse_with"}
 # The training perplexity in the metrics is measured on at most this much of the training text: scoring the rest of a
 # large upload would keep its person waiting for a figure this many characters already say.
 TRAIN_PPL_CHARS = 200_000
@@ -82,6 +82,7 @@ class TrainConfig:
     lexicon: str | None = None
     teacher: str | None = None
     distill: float = 0.6
+    fuse_with: str | None = None
     epochs: int = 100
     patience: int = 8
     max_minutes: float | None = None
@@ -246,18 +247,6 @@ class CharTask:
         parts = [count_probs(c, self.vocab, self.val_text) for c in counts]
         shares = best_shares(score(model, self.val_text).probs.astype(np.float64), *parts)
         return model.mix_counts(bigram, shares[0], self.lexicon, shares[1] if self.lexicon else 0.0)
-
-
-def mixture_nll(network: np.ndarray, counts: list[np.ndarray], shares) -> float:
-    """The negative log-likelihood of a mixture, from each part's probability of every held-out character."""
-    return -np.log((1 - sum(shares)) * network + sum(w * c for w, c in zip(shares, counts))).sum()
-
-
-def best_shares(network: np.ndarray, *counts: np.ndarray) -> tuple[float, ...]:
-    """The count models' shares, each on COUNT_WEIGHTS and together below 1, whose mixture with the network scores
-    best, from each part's probability of every held-out character (what CharRNN.log_probs mixes)."""
-    grid = [s for s in itertools.product(COUNT_WEIGHTS, repeat=len(counts)) if sum(s) < 1 - 1e-9]
-    return min(grid, key=lambda shares: mixture_nll(network, list(counts), shares))
 
 
 def check_resumable(saved: dict, cfg: TrainConfig) -> None:
@@ -430,9 +419,10 @@ def train_in(world, device, cfg: TrainConfig, report: Callable[[dict], None] | N
     progress_file(cfg.out).unlink(missing_ok=True)
     if cfg.progress:
         lexicon = f", the lexicon at {metrics['lexicon_weight']:.0%}" if metrics["lexicon_weight"] else ""
+        mixed = (f", the bigram mixed in at {metrics['count_weight']:.0%}{lexicon}" if cfg.task == "chars" else
+                 f", fused with {cfg.fuse_with}" if cfg.fuse_with else "")
         tqdm.write(f"held-out ppl {metrics['val_ppl']:.2f} (the network alone {run['best_val']:.2f} at epoch "
-                   f"{run['best_epoch']}, the bigram mixed in at {metrics['count_weight']:.0%}{lexicon}); saved to "
-                   f"{cfg.out}")
+                   f"{run['best_epoch']}{mixed}); saved to {cfg.out}")
     return world.from_main(metrics)
 
 
