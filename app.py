@@ -67,7 +67,7 @@ def build_demo(variants: dict[str, Variant], next_lines: dict[str, Variant] | No
             gr.Markdown(NO_MODELS)
         banner = gr.Column()
         with gr.Tab("Write"):
-            writer = generate.build(variants, decoding)
+            writer = generate.build(variants, decoding, next_lines)
         with gr.Tab("Score"):
             shader = score.build(variants)
         with gr.Tab("Compare"):

@@ -265,13 +265,17 @@ class CharRNN(
         return sorted(found, key=lambda c: -c.mean_logprob)
 
     def rewrite(self, lyric: str, keep, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                seed: int | None = None, candidates: int = song.REWRITE_CANDIDATES, propose=None, **form) -> str:
+                seed: int | None = None, candidates: int = song.REWRITE_CANDIDATES, propose=None, next_line=None,
+                **form) -> str:
         """lyric with the lines keep names (line numbers, 1 for the first: [1, 3] or "1,3") as they are and the
         others written anew, so that the song reads as one: a line before a kept line is chosen among `candidates`
         by how likely the model finds the kept line after it, a line after it is written after it. form: acrostic,
         line_lengths, scheme (or rhyme), keywords, keywords_in_order, repetition_penalty, no_repeat_ngram, as in
         generate, over the whole lyric (line i of the lyric has the pattern's line i). propose: how the candidates
-        are decoded, called as self.candidates is (a server passes its decoding loop's)."""
+        are decoded, called as self.candidates is (a server passes its decoding loop's). next_line: a next-line
+        model (a NextLine, or a function of the line before and a seed that writes the line after it) whose lines join
+        each run's candidates, half as many, wherever the run has no form only this model's decoder keeps (line
+        lengths, a scheme or rhyme, keywords, an acrostic); all are weighed alike, by this model."""
         if not isinstance(lyric, str) or not lyric.strip():
             raise EmptyText("lyric")
         if lyric.count("\n") >= limits.LINES.high:
@@ -285,9 +289,19 @@ class CharRNN(
             raise BadValue("candidates", candidates, f"a whole number from {limits.CANDIDATES}")
 
         decode = propose or self.candidates
+        write_line = next_line
+        if hasattr(next_line, "next_line"):
+            def write_line(line: str, line_seed: int | None) -> str:
+                return next_line.next_line(line, temperature, top_k, top_p, line_seed)
 
         def run(context: str, run_options: dict, run_seed: int | None) -> list[Candidate]:
-            return decode(context, candidates, limits.LENGTH.high, seed=run_seed, **run_options)
+            found = decode(context, candidates, limits.LENGTH.high, seed=run_seed, **run_options)
+            if write_line is None:
+                return found
+            lines = song.chained(write_line, context, run_options["lines"], max(1, candidates // 2), run_seed,
+                                 run_options)
+            found += [Candidate(text, -self.score(text, context, details=False).nll) for text in lines]
+            return sorted(found, key=lambda c: -c.mean_logprob)
 
         def check_run(run_options: dict) -> None:
             Sequence(self, "", limits.LENGTH.high, Options(**run_options))

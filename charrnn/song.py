@@ -153,6 +153,7 @@ def packs(needs: list[int], bins: list[int], in_order: bool) -> bool:
 
 
 REWRITE_CANDIDATES = 8  # candidates for each run of lines between kept ones, weighed by the kept line after them
+FORM_OF_LINES = ("acrostic", "line_lengths", "scheme", "keywords")  # what only the character model's decoder keeps
 
 
 def rewrite(lyric: str, kept: frozenset[int], options: dict, seed: int | None, language: str, propose, score_after,
@@ -185,6 +186,31 @@ def rewrite(lyric: str, kept: frozenset[int], options: dict, seed: int | None, l
         written = best.text.split("\n")[:j - i]
         out.update({i + k: text for k, text in enumerate(written + ["…"] * (j - i - len(written)))})
     return "\n".join(out[k] for k in range(len(lines)))
+
+
+def chained(write_line, context: str, lines: int, count: int, seed: int | None, options: dict) -> list[str]:
+    """count runs of `lines` lines, each line write_line(line before, seed) after the one before it, the first after
+    the context's last line: a next-line model's proposals for a run. None where the run's options ask for a form
+    such a model cannot keep (lengths, a scheme, keywords, an acrostic); a run repeating an n-gram where the options
+    forbid it is left out."""
+    if any(options.get(name) for name in FORM_OF_LINES):
+        return []
+    runs = []
+    for k in range(count):
+        line, written = (context.rstrip("\n").split("\n") or [""])[-1], []
+        for n in range(lines):
+            line = write_line(line, None if seed is None else (seed + k * lines + n) % 2**32)
+            written.append(line)
+        runs.append("\n".join(written) + "\n")
+    return [run for run in runs if not repeats_ngram(run, options.get("no_repeat_ngram") or 0)]
+
+
+def repeats_ngram(text: str, n: int) -> bool:
+    """Whether text holds an n-gram twice (line breaks are not part of any), as no_repeat_ngram forbids."""
+    if n < 1:
+        return False
+    grams = [text[k:k + n] for k in range(len(text) - n + 1) if "\n" not in text[k:k + n]]
+    return len(grams) != len(set(grams))
 
 
 def run_seed(seed: int | None, run: int) -> int | None:

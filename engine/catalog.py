@@ -58,13 +58,22 @@ class Variant:
             return self.loop.candidates(prefix, n, length, **options)
         return ranked(self.source, prefix, n, length, options)
 
-    def rewrite(self, lyric: str, keep, options: dict) -> str:
-        """CharRNN.rewrite, its candidates written as this variant writes them (its loop, or per request); the kept
-        lines' likelihood is scored here, as the Score tab scores."""
+    def rewrite(self, lyric: str, keep, options: dict, next_line: "Variant | None" = None) -> str:
+        """CharRNN.rewrite, its candidates written as this variant writes them (its loop, or per request), with
+        next_line's lines among them where given; the kept lines' likelihood is scored here, as the Score tab
+        scores."""
         def propose(prefix: str, n: int, length: int, **run) -> list[Candidate]:
             return self.candidates(prefix, n, length, run)
 
-        return self.model.rewrite(lyric, keep, propose=propose, **options)
+        def write_line(line: str, seed: int | None) -> str:
+            return "".join(char for char, _ in next_line.next_line(line, options.get("temperature", 1.0), seed))
+
+        return self.model.rewrite(lyric, keep, propose=propose, next_line=write_line if next_line else None,
+                                  **options)
+
+    def partner(self, next_lines: dict[str, "Variant"]) -> "Variant | None":
+        """The first next-line model of this model's vocabulary (trained on the same text), or None."""
+        return next((v for v in next_lines.values() if v.model.vocab.chars == self.model.vocab.chars), None)
 
 
 class Writing:

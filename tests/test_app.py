@@ -32,6 +32,7 @@ LSTM = "Jay Chou lyrics · LSTM"
 GRU = "The Time Machine · GRU"
 SLOW = "Jay Chou lyrics · LSTM (slowed down)"
 NEXT_LINE = "Jay Chou lyrics · next line (encoder-decoder)"
+FUSED = "jaychou-next-line-fused"  # of the LSTM's vocabulary: the one its rewrites draw on
 SLOW_DELAY = 0.01  # seconds per character: 1,000 characters would take 10 s
 
 
@@ -79,10 +80,11 @@ def warnings_of(job) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, english_model_dir, next_line_dir):
-    variants, next_lines = load_models([str(tiny_model_dir), str(english_model_dir), str(next_line_dir)], Settings())
+def server(tiny_model_dir, english_model_dir, next_line_dir, fused_dir):
+    variants, next_lines = load_models([str(tiny_model_dir), str(english_model_dir), str(next_line_dir),
+                                        str(fused_dir)], Settings())
     variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, SLOW_DELAY), {})
-    assert list(next_lines) == [NEXT_LINE] and NEXT_LINE not in variants, "each kind of model in its own list"
+    assert list(next_lines) == [NEXT_LINE, FUSED] and NEXT_LINE not in variants, "each kind of model in its own list"
     demo = app.build_demo(variants, next_lines)
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield SimpleNamespace(url=url, variants=variants, next_lines=next_lines, demo=demo)
@@ -514,6 +516,22 @@ def test_rewrite_keeps_the_kept_lines_and_matches_the_library(client, server):
         lines = text.split("\n")
         assert len(lines) == 4 and lines[0] == "窗外的麻雀" and lines[2] == "你说这一句"
     assert new[0] != new[1]
+
+
+def test_rewrites_draw_on_the_next_line_model_of_the_same_lyrics(client, server):
+    lyric = "窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏天的感觉"
+    args = (LSTM, lyric, "1,3", 2, 0.8, 0, 1.0, 9, "", "off", 1.0, 4, "", "", "", False)
+    drawn = client.predict(*args, True, api_name="/rewrite")
+    model, writer = server.variants[LSTM].model, server.next_lines[FUSED].model
+    assert drawn == [model.rewrite(lyric, "1,3", 0.8, seed=9 + i, no_repeat_ngram=4, next_line=writer) for i in (0, 1)]
+    assert client.predict(*args, False, api_name="/rewrite") == [
+        model.rewrite(lyric, "1,3", 0.8, seed=9 + i, no_repeat_ngram=4) for i in (0, 1)]
+    english = client.predict(GRU, "The time\nmachine", "1", 1, 0.8, 0, 1.0, 9, "", "off", 1.0, 4, "", "", "",
+                             False, True, api_name="/rewrite")
+    assert english == [server.variants[GRU].model.rewrite("The time\nmachine", "1", 0.8, seed=9, no_repeat_ngram=4)], \
+        "no next-line model of its text: the model's own candidates alone"
+    job = finish(client.submit(*args, "yes", api_name="/rewrite"))
+    assert "Next line must be true or false" in str(job.exception())
 
 
 @pytest.mark.parametrize("args, message", [

@@ -36,10 +36,10 @@ WATCH_CARDS = """() => {
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, english_model_dir, next_line_dir):
+def server(tiny_model_dir, english_model_dir, next_line_dir, fused_dir):
     variants = load_models([str(tiny_model_dir), str(english_model_dir)], Settings())[0]
     variants[SLOW] = Variant("test", CountingModel(variants[LSTM].model, delay=0.005), {}, variants[LSTM].bigram)
-    demo = app.build_demo(variants, load_models([str(next_line_dir)], Settings())[1])
+    demo = app.build_demo(variants, load_models([str(next_line_dir), str(fused_dir)], Settings())[1])
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)
     yield url, variants
     demo.close()
@@ -226,6 +226,8 @@ def test_co_writing_a_pattern_a_scheme_and_keywords_then_rewriting_around_locked
     assert_song(written_lines, keyword)
     locks = page.locator("#locks label")
     sync_api.expect(locks).to_have_count(4)
+    sync_api.expect(page.locator("#from-next-line input")).not_to_be_checked()  # shown: the LSTM's has a next-line
+    page.locator("#from-next-line input").check()  # model; a scheme asks for lines it cannot keep: it proposes none
     assert locks.nth(0).inner_text().startswith("1 · " + written_lines[0])
     locks.nth(0).click()
     locks.nth(2).click()
@@ -360,8 +362,12 @@ def test_the_next_line_tab_writes_a_song_line_by_line_with_its_attention(page):
     last = [line for line in lyric.inner_text().split("\n") if line.strip()][-1]
     wait_until(lambda: box.input_value() == last, 10, "the Write tab's last line was not taken")
 
+    picker = page.locator("#next-line-model input")
+    picker.click()  # the one fused with the LSTM, as `make models` ships it
+    page.get_by_role("option", name="jaychou-next-line-fused", exact=True).click()
+    sync_api.expect(picker).to_have_value("jaychou-next-line-fused")
     box.fill("窗外的麻雀")
-    page.locator("#next-line-seed").get_by_role("textbox").fill("2")  # a line that is not empty, every run
+    page.locator("#next-line-seed").get_by_role("textbox").fill("2")
     page.get_by_role("button", name="Write the next line").click()
     lines = page.locator("#song .song > div")
     wait_until(lambda: lines.count() == 2 and page.locator("#attention td").count() > 0, 20, "no line, no heatmap")
@@ -371,6 +377,10 @@ def test_the_next_line_tab_writes_a_song_line_by_line_with_its_attention(page):
     header = page.locator("#attention tr").first.locator("th").all_inner_texts()
     assert header[1:] == list("窗外的麻雀"), "one column per character of the line answered"
     assert page.locator("#attention tr").count() == 1 + len(written), "one row per written character"
+    shades = page.locator("#attention tr").nth(1).locator("td").evaluate_all("cells => cells.map(c => c.style.cssText)")
+    later = page.locator("#attention tr").nth(len(written)).locator("td").evaluate_all(
+        "cells => cells.map(c => c.style.cssText)")
+    assert len(written) == 1 or shades != later, "its cache looks somewhere else for another character"
     page.get_by_role("button", name="Continue").click()
     wait_until(lambda: lines.count() == 3, 20, "Continue did not add a line")
     page.wait_for_timeout(500)

@@ -218,6 +218,43 @@ def test_a_line_before_a_kept_one_is_chosen_by_how_well_the_kept_one_follows(mod
     assert joint(chosen) == pytest.approx(scores[-1], abs=0.05)
 
 
+def test_a_next_line_model_proposes_lines_where_no_line_form_is_asked(model, fused_dir):
+    """Its runs join the candidates, weighed alike by the model (the kept lines stay); where the run has a form only
+    the character model's decoder keeps, it is not asked at all."""
+    from charrnn import NextLine
+
+    writer, asked = NextLine.from_pretrained(fused_dir), []
+
+    def write_line(line: str, seed: int | None) -> str:
+        asked.append((line, seed))
+        return writer.next_line(line, 0.8, seed=seed)
+
+    lyric = "窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏天的感觉"
+    new = model.rewrite(lyric, [1, 3], 0.8, seed=5, next_line=write_line).split("\n")
+    assert new[0] == "窗外的麻雀" and new[2] == "你说这一句" and len(new) == 4
+    assert [line for line, _ in asked[:2]] == ["窗外的麻雀"] * 2, "each run's lines answer the line before it"
+    assert len(asked) == 2 * (song.REWRITE_CANDIDATES // 2), "half as many runs as candidates, a line each"
+    assert model.rewrite(lyric, [1, 3], 0.8, seed=5, next_line=writer).split("\n") == new, "a NextLine or a function"
+    asked.clear()
+    model.rewrite(lyric, [1, 3], 0.8, seed=5, next_line=write_line, scheme="ABAB")
+    assert asked == [], "a scheme is kept by the character model's decoder alone"
+    three = "窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏天的感觉"
+    model.rewrite(three, [1], 0.8, seed=5, next_line=write_line)
+    chained = asked[:3]
+    assert chained[0][0] == "窗外的麻雀" and chained[1][0] != "窗外的麻雀", "a run's second line answers its first"
+
+
+def test_proposed_runs_that_repeat_a_phrase_are_left_out():
+    def echo(line: str, seed) -> str:
+        return "我爱你我爱你"
+
+    assert song.chained(echo, "窗外\n", 1, 2, 1, {}) == ["我爱你我爱你\n"] * 2
+    assert song.chained(echo, "窗外\n", 1, 2, 1, {"no_repeat_ngram": 3}) == []
+    assert song.chained(echo, "窗外\n", 1, 2, 1, {"keywords": ("雨",)}) == []
+    assert song.repeats_ngram("我爱\n我爱", 2) and not song.repeats_ngram("我爱\n爱我", 3)
+    assert not song.repeats_ngram("爱\n爱", 2), "a line break is part of no n-gram"
+
+
 def test_blank_lines_are_kept_and_bad_keeps_refused(model):
     new = model.rewrite("我\n\n你", "", seed=1)
     assert new.split("\n")[1] == "" and len(new.split("\n")) == 3

@@ -107,9 +107,11 @@ def form_options(variant: Variant, length, temperature, top_k, top_p, seed, line
     return number("Length", length, limits.LENGTH, whole=True), options
 
 
-def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
-    """The writer's controls and events, inside the caller's Blocks (decoding: engine.settings); returns its model
-    list."""
+def build(variants: dict[str, Variant], decoding: str = "loop",
+          next_lines: dict[str, Variant] | None = None) -> gr.Dropdown:
+    """The writer's controls and events, inside the caller's Blocks (decoding: engine.settings; next_lines: the
+    next-line models, whose lines rewrites may draw on); returns its model list."""
+    next_lines = {} if next_lines is None else next_lines
 
     def decode(request, name, prefix, details, length, *options) -> Iterator[list]:
         variant = variant_of(variants, name, request)
@@ -231,7 +233,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
     def rewrite(variant: str, lyric: str, keep: str = "", n: int = 1, temperature: float = 0.8, top_k: int = 0,
                 top_p: float = 1.0, seed: int | None = None, acrostic: str = "", rhyme: str = "off",
                 repetition_penalty: float = 1.0, no_repeat_ngram: int = LOOP_NGRAM, line_lengths: str = "",
-                scheme: str = "", keywords: str = "", keywords_in_order: bool = False,
+                scheme: str = "", keywords: str = "", keywords_in_order: bool = False, next_line: bool = False,
                 request: gr.Request = None) -> list[str]:
         """Rewrite a lyric around the lines you keep: the kept lines stay exactly as they are, the others are written
         anew so that the song reads as one (a line before a kept line is chosen among $REWRITE_CANDIDATES candidates
@@ -256,6 +258,9 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
                 letter's rhyme is given ("A=江阳"), else that of its first line in the lyric, kept or written.
             keywords: up to $KEYWORDS words the lyric holds, each once (those the kept lines lack are written).
             keywords_in_order: the keywords in the order given.
+            next_line: the next-line model of the same lyrics, where one is loaded, proposes lines too (half as many
+                runs as the model's candidates), wherever no line form (lengths, scheme or rhyme, keywords,
+                acrostic) is asked; the model weighs them all alike.
 
         Returns:
             the rewritten lyrics, one per rewrite.
@@ -269,14 +274,17 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
                                   keywords_in_order)
         options.pop("lines")
         first = options.pop("seed")
+        if not isinstance(next_line, bool):
+            raise refusal(f"Next line must be true or false, got {quoted(next_line)}.")
+        partner = variant_.partner(next_lines) if next_line else None
         try:
-            return [variant_.rewrite(lyric, keep, dict(options, seed=None if first is None else first + i))
+            return [variant_.rewrite(lyric, keep, dict(options, seed=None if first is None else first + i), partner)
                     for i in range(n)]
         except (ValueError, Busy) as e:
             raise refused(e) from None
 
     def rewrite_page(name, text, locked, n, temperature, top_k, top_p, seed, acrostic, rhyme, avoid_loops,
-                     loop_length, repetition_penalty, line_lengths, scheme, keywords, in_order,
+                     loop_length, repetition_penalty, line_lengths, scheme, keywords, in_order, from_next_line,
                      request: gr.Request):
         """Rewrite's view on the page: the lyric with its locked lines kept, or four rewrites to choose from."""
         if not (text or "").strip():
@@ -284,21 +292,22 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
         kept = sorted(locked or [])
         found = rewrite(name, text, ",".join(str(k) for k in kept), n, temperature, top_k, top_p, page_seed(seed),
                         acrostic, rhyme, repetition_penalty, loop_length if avoid_loops else 0, line_lengths, scheme,
-                        keywords, in_order, request)
+                        keywords, in_order, from_next_line, request)
         return found, kept
 
     def rewritten(name, text, locked, temperature, top_k, top_p, seed, acrostic, rhyme, avoid_loops, loop_length,
-                  repetition_penalty, line_lengths, scheme, keywords, in_order, request: gr.Request):
+                  repetition_penalty, line_lengths, scheme, keywords, in_order, from_next_line, request: gr.Request):
         [new], kept = rewrite_page(name, text, locked, 1, temperature, top_k, top_p, seed, acrostic, rhyme,
                                    avoid_loops, loop_length, repetition_penalty, line_lengths, scheme, keywords,
-                                   in_order, request)
+                                   in_order, from_next_line, request)
         return kept_html(new, kept), new, locks_for(new, kept)
 
     def rewritten_four(name, text, locked, temperature, top_k, top_p, seed, acrostic, rhyme, avoid_loops, loop_length,
-                       repetition_penalty, line_lengths, scheme, keywords, in_order, request: gr.Request):
+                       repetition_penalty, line_lengths, scheme, keywords, in_order, from_next_line,
+                       request: gr.Request):
         found, kept = rewrite_page(name, text, locked, PAGE_CANDIDATES, temperature, top_k, top_p, seed, acrostic,
                                    rhyme, avoid_loops, loop_length, repetition_penalty, line_lengths, scheme,
-                                   keywords, in_order, request)
+                                   keywords, in_order, from_next_line, request)
         return *[rewrite_card(k, new, kept) for k, new in enumerate(found, 1)], found, gr.Column(visible=True)
 
     def chose_rewrite(texts, k, locked):
@@ -363,6 +372,9 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
         with gr.Row():
             again = gr.Button("Rewrite the others", variant="primary", min_width=160, elem_id="rewrite")
             again_many = gr.Button(f"Rewrite {PAGE_CANDIDATES}", min_width=160, elem_id="rewrite-4")
+            from_next_line = gr.Checkbox(value=False, label="Draw on the next-line model", elem_id="from-next-line",
+                                         visible=first is not None and first.partner(next_lines) is not None,
+                                         info="its lines join the candidates where no line form is set")
     picks = gr.State([])
     choices, cards, follow = card_grid("**Candidates**, best first by the model's own mean log-probability (lower "
                                        "perplexity: the model found it more natural). Continue from the one you like.",
@@ -381,14 +393,14 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
 
     def chosen(name, request: gr.Request):
         variant = models_for(variants, request).get(name)
-        return (describe(variant) if variant else "",
-                gr.Dropdown(choices=rhyme_choices(variant), value="off"))
+        return (describe(variant) if variant else "", gr.Dropdown(choices=rhyme_choices(variant), value="off"),
+                gr.Checkbox(visible=variant is not None and variant.partner(next_lines) is not None))
 
     def prefix_notice(name, text_, request: gr.Request):
         variant = models_for(variants, request).get(name)
         return "\n\n".join(f"⚠️ {html.escape(n)}" for n in prefix_notices(variant, text_ or ""))
 
-    picker.change(chosen, picker, [info, rhyme], queue=False, api_visibility="private")
+    picker.change(chosen, picker, [info, rhyme, from_next_line], queue=False, api_visibility="private")
     gr.on([picker.change, prefix.change], prefix_notice, [picker, prefix], notice, queue=False,
           show_progress="hidden", api_visibility="private")
     form = [temperature, top_k, top_p, seed]
@@ -410,7 +422,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop") -> gr.Dropdown:
             lambda text: (locks_for(text, []), gr.Column(visible=True)), song, [locks, cowrite], queue=False,
             api_visibility="private")
         button.click(None, js=SHOW_LYRIC)  # the chosen candidate is continued up there, above the candidates
-    rewriting = [picker, song, locks, *form, *shape]
+    rewriting = [picker, song, locks, *form, *shape, from_next_line]
     again.click(rewritten, rewriting, [lyric, song, locks], trigger_mode="once", **private)
     again_many.click(rewritten_four, rewriting, [*rewrite_cards, rewrites, rewrite_choices], trigger_mode="once",
                      **private)

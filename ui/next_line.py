@@ -21,7 +21,7 @@ CSS = """
 .attention th { font-weight: normal; min-width: 1.5em; text-align: center; padding: 0; background: none; }
 .attention td { width: 1.5em; height: 1.5em; border-radius: 3px;
                 background: color-mix(in srgb, #f43f5e calc(var(--w) * 100%), transparent); }
-.attention caption { caption-side: bottom; text-align: left; color: var(--body-text-color-subdued); font-size: .85rem; }
+.attention .caption { color: var(--body-text-color-subdued); font-size: .85rem; margin: .3em 0 0; }
 """
 TAKE_LAST_LINE = """() => {
     const lines = (document.querySelector('#lyric .lyric')?.innerText || '').split('\\n').filter(l => l.trim());
@@ -38,8 +38,9 @@ def attention_html(source: str, steps: list[tuple[str, list[float] | None]]) -> 
     rows = "".join(f"<tr><th>{escape(visible(char))}</th>" + "".join(
         f'<td style="--w:{w:.3f}" title="{escape(visible(char))} → {escape(visible(c))}: {w:.0%}"></td>'
         for c, w in zip(columns, weights)) + "</tr>" for char, weights in steps)
-    return (f'<div class="attention"><table><caption>Attention: each written character (row) against the line it '
-            f'answers (columns); darker is where the model looked.</caption>{head}{rows}</table></div>')
+    return (f'<div class="attention"><table>{head}{rows}</table><p class="caption">Attention: each written '
+            f'character (row) against the line it answers (columns); darker is where the model looked (a fused '
+            f'model: its cache, which copies from the line).</p></div>')
 
 
 def build(models: dict[str, Variant]) -> gr.Dropdown:
@@ -63,7 +64,8 @@ def build(models: dict[str, Variant]) -> gr.Dropdown:
         return writer.model.source(line), writer.next_line(line, temperature, seed)
 
     def next_line(line: str, temperature: float = 0.8, seed: int | None = None, variant: str = "") -> Iterator[str]:
-        """Write the line that follows a line of lyrics (an encoder-decoder with attention); streams the line so far.
+        """Write the line that follows a line of lyrics (an encoder-decoder with attention, fused with a character
+        model); streams the line so far.
 
         Args:
             line: the line to answer, up to $LINE characters (of several lines, the last non-empty one); empty means
@@ -107,7 +109,8 @@ def build(models: dict[str, Variant]) -> gr.Dropdown:
         line = gr.Textbox(label="A line", value="窗外的麻雀", max_lines=3, scale=3, elem_id="next-line-input",
                           placeholder="a line of lyrics; the model writes the one after it")
         with gr.Column(scale=2, min_width=240):
-            picker = gr.Dropdown(names, value=names[0] if names else None, label="Next-line model")
+            picker = gr.Dropdown(names, value=names[0] if names else None, label="Next-line model",
+                                 elem_id="next-line-model")
             with gr.Row():
                 temperature = gr.Slider(*limits.TEMPERATURE, value=0.8, step=0.05, label="Temperature", min_width=140)
                 seed = seed_box(min_width=100, elem_id="next-line-seed")
