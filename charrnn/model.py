@@ -290,6 +290,9 @@ class CharRNN(
 
         decode = propose or self.candidates
         write_line = next_line
+        if not hasattr(next_line, "next_line") and (isinstance(next_line, nn.Module) or not (
+                next_line is None or callable(next_line))):
+            raise BadValue("next_line", next_line, "a NextLine, a function (line, seed) -> line, or None")
         if hasattr(next_line, "next_line"):
             def write_line(line: str, line_seed: int | None) -> str:
                 return next_line.next_line(line, temperature, top_k, top_p, line_seed)

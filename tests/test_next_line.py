@@ -205,7 +205,10 @@ def test_a_fused_model_writes_seeded_lines_with_attention_on_the_line(fused):
     assert text == fused.next_line("窗外的麻雀", temperature=0.8, seed=3)
     assert all(len(row) == 5 and sum(row) == pytest.approx(1, abs=1e-5) for row in attention)
     assert len({tuple(round(w, 3) for w in row) for row in attention}) > 1, "not one row repeated"
-    assert all(fused.next_line(line, seed=seed) for line in ("窗外的麻雀", "", "😀") for seed in range(8)),         "a next line is never empty"
+    lines = ("窗外的麻雀", "", "😀", "你" * 10_000)
+    assert all(fused.next_line(line, seed=seed) for line in lines for seed in range(8)), "a next line is never empty"
+    text, attention = fused.next_line("😀🎸 zz\n\n", seed=1, attention=True)
+    assert all(len(row) == 6 and sum(row) == pytest.approx(1, abs=1e-5) for row in attention)
 
 
 def test_fusion_saves_loads_and_moves_with_the_model(fused, fused_dir, tmp_path):
@@ -255,3 +258,17 @@ def test_a_fused_model_is_trained_measured_and_carded(fused_dir, lyrics_file, tm
     files = model_commit(folder, "org/charrnn-jaychou-next-line").files
     assert {"language_model/model.safetensors", "language_model/config.json", "language_model/bigram.safetensors"} \
         <= set(files)
+
+
+def test_fusing_refuses_what_cannot_be_fused_before_training(lyrics_file, english_model_dir, tmp_path, fused_dir):
+    with pytest.raises(ValueError, match="another vocabulary"):
+        train(next_line_config(lyrics_file, tmp_path / "a", fuse_with=str(english_model_dir)))
+    with pytest.raises(ModelFileError, match="no model folder"):
+        train(next_line_config(lyrics_file, tmp_path / "b", fuse_with=str(tmp_path / "nothing")))
+    with pytest.raises(ValueError, match="--fuse-with is for next-line models"):
+        train(next_line_config(lyrics_file, tmp_path / "c", task="chars", fuse_with=str(english_model_dir)))
+    assert not any((tmp_path / name).exists() for name in "abc"), "refused before anything was trained or written"
+    model = CharRNN.from_pretrained(fused_dir / "language_model")
+    for bad in ("models/jaychou-next-line", 42, model):
+        with pytest.raises(ValueError, match="next_line"):
+            model.rewrite("我\n你", "1", next_line=bad)

@@ -141,6 +141,14 @@ class NextLineTask:
             raise ValueError("the text needs consecutive non-empty lines on both sides of the split")
         self.train_encoded = encode_pairs(self.train_pairs, vocab)
         self.val_encoded = encode_pairs(self.val_pairs, vocab)
+        self.language_model = self.fused_with() if cfg.fuse_with else None  # checked before any training
+
+    def fused_with(self) -> CharRNN:
+        language_model = CharRNN.from_pretrained(self.cfg.fuse_with)
+        if language_model.vocab.to_dict() != self.vocab.to_dict():
+            raise ValueError(f"--fuse-with {self.cfg.fuse_with} has another vocabulary: fuse with a character model "
+                             "trained on the same corpus with the same --min-count and --newlines")
+        return language_model
 
     def build(self, start=None) -> NextLine:
         cfg = self.cfg
@@ -172,10 +180,15 @@ class NextLineTask:
                 len(targets))
 
     def validate(self, model) -> float:
-        return scored_perplexity(model, self.val_pairs) if model.fusion else pair_perplexity(model, self.val_encoded)
+        return self.perplexity(model, self.val_pairs, self.val_encoded)
 
     def train_perplexity(self, model) -> float:
-        return scored_perplexity(model, self.train_pairs) if model.fusion else pair_perplexity(model, self.train_encoded)
+        return self.perplexity(model, self.train_pairs, self.train_encoded)
+
+    @staticmethod
+    def perplexity(model: NextLine, pairs: list[tuple[str, str]], encoded) -> float:
+        """Batched for the encoder-decoder alone; pair by pair, as NextLine.score reads them, fused."""
+        return scored_perplexity(model, pairs) if model.fusion else pair_perplexity(model, encoded)
 
     def samples(self, model) -> dict[str, str]:
         lines = [b for _, b in self.val_pairs[:3]]
@@ -199,9 +212,9 @@ class NextLineTask:
     def mix(self, model: NextLine, bigram: Bigram) -> NextLine:
         """With --fuse-with, the model fused with that character model as best_fusion finds on the held-out pairs;
         else the encoder-decoder as trained (it is not mixed with a count model)."""
-        if not self.cfg.fuse_with:
+        if self.language_model is None:
             return model
-        language_model = CharRNN.from_pretrained(self.cfg.fuse_with, map_location=model.device)
+        language_model = self.language_model.to(model.device)
         return model.fuse(language_model, *best_fusion(model, language_model, self.val_pairs))
 
     def baselines(self):

@@ -161,6 +161,8 @@ class CharTask:
         self.state = None
         if not 0 <= cfg.distill <= 1:
             raise ValueError(f"--distill is the teacher's share of the loss, from 0 to 1; got {cfg.distill}")
+        if cfg.fuse_with:
+            raise ValueError("--fuse-with is for next-line models (--task next-line)")
         self.taught = teacher_targets(self.teacher(), self.ids) if cfg.teacher else None  # [N, V]
         if cfg.lexicon and not cfg.mix_counts:
             raise ValueError("--lexicon is a count model mixed into the model's probabilities: it needs --mix-counts")
