@@ -11,13 +11,11 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from charrnn import NextLine
 from charrnn.next_line import CONTEXTS
 from training.data import read_corpus, split
 from training.mixture import best_shares
-from training.next_line import line_pairs, scored_perplexity
+from training.next_line import line_pairs, part_probs, scored_perplexity
 from training.train import DATA_DIR, TrainConfig, train
 
 from .common import table
@@ -32,14 +30,11 @@ def parts(metrics: dict) -> None:
     language_model, shipped = model.fusion.language_model, (*model.shares, model.cache_sharpness)
     pairs = line_pairs(split(read_corpus(DATA_DIR / metrics["corpus"]), metrics["val_fraction"])[1])
 
-    def probs(lm_share: float, cache_share: float) -> np.ndarray:
-        model.fuse(language_model, lm_share, cache_share, model.cache_sharpness)
-        return np.concatenate([model.score(b, context=a).probs for a, b in pairs]).astype(np.float64)
-
-    alone, decoder, cache = probs(1.0, 0.0), probs(0.0, 0.0), probs(0.0, 1.0)
+    alone, decoder, cache = (part_probs(model, language_model, pairs, *fusion, shipped[2])
+                             for fusion in ((1.0, 0.0), (0.0, 0.0), (0.0, 1.0)))
     (to_decoder,), (to_cache,) = best_shares(alone, decoder), best_shares(alone, cache)
     rows = []
-    for name, fusion in [("the primed LSTM, never an empty line", (1.0, 0.0)),
+    for name, fusion in [("the primed LSTM", (1.0, 0.0)),
                          (f"+ the encoder-decoder ({to_decoder:.0%})", (1 - to_decoder, 0.0)),
                          (f"+ the cache ({to_cache:.0%}), no encoder-decoder", (1 - to_cache, to_cache)),
                          ("all three (the shipped fusion)", shipped[:2])]:

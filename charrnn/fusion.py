@@ -28,12 +28,7 @@ class Shares(NamedTuple):
 
     @property
     def decoder(self) -> float:
-        return 1 - self.language_model - self.cache
-
-    def without_cache(self) -> "Shares":
-        """The shares before the cache has a position to look at: its share goes to the other two alike."""
-        left = 1 - self.cache
-        return Shares(self.language_model / left, 0.0) if left else Shares(1.0, 0.0)
+        return max(0.0, 1 - self.language_model - self.cache)  # not -1e-17 where the two fill it
 
 
 class Fusion:
@@ -47,36 +42,29 @@ class Fusion:
 
     def mixed(self, decoder_probs: torch.Tensor, primed: "Primed") -> tuple[torch.Tensor, torch.Tensor]:
         """The fused distribution of the next character [V], from the encoder-decoder's decoder_probs [V] and the
-        primed character model, never the line break first; and the cache's weights over the positions read before
-        the last."""
+        primed character model; and the cache's weights over the positions read before the last."""
         probs, weights = primed.next()
-        shares = self.shares if len(weights) else self.shares.without_cache()
-        mixed = shares.decoder * decoder_probs + shares.language_model * probs
-        if shares.cache:
-            mixed = mixed + shares.cache * primed.cache(weights)
-        if not primed.written:  # the character model would end a verse here too: a next line is never empty
-            mixed = mixed.index_fill(0, primed.ids("\n"), 0)
-            mixed = mixed / mixed.sum()
-        return mixed, weights
+        shares = self.shares
+        return (shares.decoder * decoder_probs + shares.language_model * probs
+                + shares.cache * primed.cache(weights)), weights
 
     def prior(self, decoder_prior: torch.Tensor) -> torch.Tensor:
         """The label-smoothing mass the fused distribution holds (decoder_prior: the encoder-decoder's), which
         decoding takes back out, as each part's own decoding does."""
-        model = self.language_model
-        own = model.prior * model.smoothing * (1 - model.count_share)
-        return self.shares.decoder * decoder_prior + self.shares.language_model * own
+        return self.shares.decoder * decoder_prior + self.shares.language_model * self.language_model.smoothing_mass
 
 
 class Primed:
-    """The character model reading a line, a line break, then the characters after it one at a time: its
-    probabilities of the next character and the cache over every position read."""
+    """The character model reading a line between line breaks (as it read lines in training), then the characters
+    after it one at a time: its probabilities of the next character and the cache over every position read. Key j is
+    the state before the line's character j, so its value is that character: the cache's weights on the line's keys
+    are weights on its characters."""
 
     def __init__(self, model: CharRNN, line: str, sharpness: float):
         self.model, self.sharpness = model, sharpness
-        text = line + "\n"
+        text = "\n" + line + "\n"
         features, self.state = model.features(self.ids(text)[None])
         self.keys, self.values, self.last = features[0], list(text[1:]), text[-1]
-        self.written = 0  # characters read after the line break
 
     def ids(self, chars) -> torch.Tensor:
         vocab = self.model.vocab
@@ -98,12 +86,12 @@ class Primed:
     def outside_gain(self, weights: torch.Tensor, char: str) -> float:
         """What the cache adds to the fair probability of char outside the vocabulary: its own weight on that
         character, where its <unk> column gives a 10,000th of its weight on every such character."""
-        own = sum(float(w) for w, value in zip(weights, self.values) if value == char)
-        outside = sum(float(w) for w, value in zip(weights, self.values) if value not in self.model.vocab)
-        return own - outside * math.exp(-OOV_PENALTY)
+        own = weights.new_tensor([value == char for value in self.values])
+        outside = weights.new_tensor([value not in self.model.vocab for value in self.values])
+        return float(weights @ (own - outside * math.exp(-OOV_PENALTY)))
 
     def read(self, char: str) -> None:
         features, self.state = self.model.features(self.ids(char)[None], self.state)
         self.keys = torch.cat([self.keys, features[0]])
         self.values.append(char)
-        self.last, self.written = char, self.written + 1
+        self.last = char

@@ -46,6 +46,7 @@ def fetch(model_id: str, filename: str, **hub_kwargs) -> str:
     the Hub cache."""
     if os.path.isdir(model_id):
         return os.path.join(model_id, hub_kwargs.get("subfolder") or "", filename)
+    filename_shown = "/".join(filter(None, [hub_kwargs.get("subfolder"), filename]))
     try:
         return hf_hub_download(model_id, filename, **hub_kwargs)
     except HFValidationError as e:
@@ -56,12 +57,12 @@ def fetch(model_id: str, filename: str, **hub_kwargs) -> str:
     except RevisionNotFoundError:
         raise ModelFileError(f"{model_id!r} has no revision {hub_kwargs.get('revision')!r}") from None
     except LocalEntryNotFoundError:
-        raise ModelFileError(f"{filename} of {model_id!r} is not in the local cache and the Hub cannot be "
+        raise ModelFileError(f"{filename_shown} of {model_id!r} is not in the local cache and the Hub cannot be "
                              "reached (offline?)") from None
     except EntryNotFoundError:
-        raise ModelFileError(f"{model_id!r} has no {filename}: it is not a complete charrnn model") from None
+        raise ModelFileError(f"{model_id!r} has no {filename_shown}: it is not a complete charrnn model") from None
     except HfHubHTTPError as e:
-        raise ModelFileError(f"downloading {filename} of {model_id!r} failed: {e}") from None
+        raise ModelFileError(f"downloading {filename_shown} of {model_id!r} failed: {e}") from None
 
 
 def read_json(source: str, path: str):
@@ -106,11 +107,12 @@ def load_weights(model, path: str, device="cpu") -> None:
 def load_pretrained(model_class, source: str, map_location="cpu", **hub_kwargs):
     """model_class from a folder or Hub repo: config.json checked first, then the weights, strictly."""
     check_source(source, **hub_kwargs)
-    config = read_config(source, fetch(source, CONFIG_NAME, **hub_kwargs), model_class)
+    where = "/".join(filter(None, [source, hub_kwargs.get("subfolder")]))  # what messages name
+    config = read_config(where, fetch(source, CONFIG_NAME, **hub_kwargs), model_class)
     try:
         model = model_class(**config)
     except (TypeError, ValueError) as e:
-        raise ModelFileError(f"{source}: {CONFIG_NAME} does not describe a {model_class.__name__}: {e}") from None
+        raise ModelFileError(f"{where}: {CONFIG_NAME} does not describe a {model_class.__name__}: {e}") from None
     load_weights(model, fetch(source, WEIGHTS_NAME, **hub_kwargs), map_location)
     return model.eval()
 

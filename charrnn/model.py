@@ -108,6 +108,11 @@ class CharRNN(
         return ((1 - self.count_share) * logits.softmax(-1) + self.count_share * rows).log()
 
     @property
+    def smoothing_mass(self) -> torch.Tensor:
+        """The label-smoothing mass in the model's distribution [V], which decoding takes back out (see prior)."""
+        return self.prior * self.smoothing * (1 - self.count_share)
+
+    @property
     def count_share(self) -> float:
         """The count models' share of every probability, the bigram's and the lexicon's together."""
         return self.count_weight + self.lexicon_weight
@@ -289,13 +294,14 @@ class CharRNN(
             raise BadValue("candidates", candidates, f"a whole number from {limits.CANDIDATES}")
 
         decode = propose or self.candidates
+        from .next_line import NextLine  # it reads character models: a circular import at the top
+
         write_line = next_line
-        if not hasattr(next_line, "next_line") and (isinstance(next_line, nn.Module) or not (
-                next_line is None or callable(next_line))):
-            raise BadValue("next_line", next_line, "a NextLine, a function (line, seed) -> line, or None")
-        if hasattr(next_line, "next_line"):
+        if isinstance(next_line, NextLine):
             def write_line(line: str, line_seed: int | None) -> str:
                 return next_line.next_line(line, temperature, top_k, top_p, line_seed)
+        elif isinstance(next_line, nn.Module) or not (next_line is None or callable(next_line)):
+            raise BadValue("next_line", next_line, "a NextLine, a function (line, seed) -> line, or None")
 
         def run(context: str, run_options: dict, run_seed: int | None) -> list[Candidate]:
             found = decode(context, candidates, limits.LENGTH.high, seed=run_seed, **run_options)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -23,7 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from . import evaluate, limits, loading
 from .cells import dropout
 from .decoding import Sampler, Uniforms, backends, without_prior
-from .errors import BadValue
+from .errors import BadValue, ModelFileError
 from .form import Options, check, is_whole
 from .fusion import LANGUAGE_MODEL, Fusion, Shares
 from .model import CharRNN
@@ -73,13 +72,23 @@ class NextLine(
         """Mix language_model primed with the line (lm_share of every probability) and the cache over the line
         (cache_share, its weights softmax(sharpness * key . query)) into the model's distributions; saved with the
         model (config.json, and the character model in the subfolder language_model/)."""
-        if not isinstance(language_model, CharRNN) or language_model.vocab.to_dict() != self.vocab.to_dict():
-            raise ValueError("a next-line model is fused with a character model of the same vocabulary")
+        self.check_fusable(self.vocab, language_model)
         self.shares, self.cache_sharpness = check_fusion(lm_share, cache_share, sharpness)
         self.fusion = Fusion(language_model, self.shares, sharpness) if any(self.shares) else None
         self._hub_mixin_config = {**self._hub_mixin_config, "lm_share": lm_share, "cache_share": cache_share,
                                   "cache_sharpness": sharpness}
         return self
+
+    @staticmethod
+    def check_fusable(vocab: Vocab, language_model) -> None:
+        if not isinstance(language_model, CharRNN) or language_model.vocab.to_dict() != vocab.to_dict():
+            raise ValueError("a next-line model is fused with a character model of the same vocabulary: one "
+                             "trained on the same corpus with the same min_count and newlines")
+
+    @property
+    def attends(self) -> bool:
+        """Whether it shows where it looked: its own attention, or fused, its cache's."""
+        return self.context == "attention" or self.fusion is not None
 
     def _apply(self, fn, *args, **kwargs):
         """to(), cuda() and the like move the character model it is fused with too."""
@@ -178,7 +187,7 @@ class NextLine(
         logits, attention = self(torch.tensor([ids], device=self.device), torch.tensor([len(ids)]), previous)
         if not (self.fusion and fused):
             return logits[0].log_softmax(-1), None, (attention[0] if attention is not None else None)
-        primed, rows, seen, gain = self.fusion.read(self.source(context) or "\n"), [], [], np.zeros(len(text))
+        primed, rows, seen, gain = self.fusion.read(self.source(context)), [], [], np.zeros(len(text))
         language_model = self.fusion.language_model
         for t, (probs, char) in enumerate(zip(logits[0].softmax(-1), text)):
             mixed, weights = self.fusion.mixed(probs, primed)
@@ -217,16 +226,18 @@ class NextLine(
         state, previous = encoded[3], torch.tensor([self.newline], device=self.device)
         uniforms = Uniforms(options.seed)
         sampler, prior = Sampler(backends.TORCH, [options], None), self.smoothing * self.prior
-        primed = self.fusion.read(self.source(line) or "\n") if self.fusion else None
+        primed = self.fusion.read(self.source(line)) if self.fusion else None
         if self.fusion:
             prior = self.fusion.prior(prior)
-        for _ in range(max_length):
+        for step in range(max_length):
             logits, state, attention = self.step(previous, state, encoded)
             probs = logits.float().softmax(-1)
             if primed:
                 mixed, weights = self.fusion.mixed(probs[0], primed)
                 probs, attention = mixed[None], self.seen(weights, encoded[0].shape[1])[None]
             weights = without_prior(backends.TORCH, probs, prior, self.vocab.unk_id)
+            if not step:
+                weights[:, self.newline] = 0  # a next line is never empty: a verse's end is no line
             i = sampler.draw(sampler.shaped(weights), [uniforms.next()])[0]
             if i == self.newline:
                 return
@@ -245,7 +256,7 @@ class NextLine(
         text = "".join(char for char, _ in steps)
         if not attention:
             return text
-        if self.context != "attention" and not self.fusion:
+        if not self.attends:
             raise BadValue("attention", attention, f"False: a model with context={self.context!r} has no attention")
         return text, [weights for _, weights in steps]
 
@@ -258,8 +269,11 @@ class NextLine(
                    local_files_only=local_files_only, token=token)
         model = loading.load_pretrained(cls, str(source), map_location, **hub)
         if any(model.shares):
-            model.fuse(CharRNN.from_pretrained(source, map_location=map_location, subfolder=LANGUAGE_MODEL, **hub),
-                       *model.shares, model.cache_sharpness)
+            language_model = CharRNN.from_pretrained(source, map_location=map_location, subfolder=LANGUAGE_MODEL, **hub)
+            try:
+                model.fuse(language_model, *model.shares, model.cache_sharpness)
+            except ValueError as e:
+                raise ModelFileError(f"{source}: its {LANGUAGE_MODEL}/ does not fit it: {e}") from None
         return model
 
 

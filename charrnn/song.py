@@ -189,27 +189,28 @@ def rewrite(lyric: str, kept: frozenset[int], options: dict, seed: int | None, l
 
 
 def chained(write_line, context: str, lines: int, count: int, seed: int | None, options: dict) -> list[str]:
-    """count runs of `lines` lines, each line write_line(line before, seed) after the one before it, the first after
-    the context's last line: a next-line model's proposals for a run. None where the run's options ask for a form
-    such a model cannot keep (lengths, a scheme, keywords, an acrostic); a run repeating an n-gram where the options
-    forbid it is left out."""
+    """Up to count runs of `lines` lines, each line write_line(line before, seed) after the one before it, the first
+    after the context's last line: a next-line model's proposals for a run, each once. None where the run's options
+    ask for a form such a model cannot keep (lengths, a scheme, keywords, an acrostic); a run repeating a phrase where
+    the options forbid it is left out."""
     if any(options.get(name) for name in FORM_OF_LINES):
         return []
     runs = []
     for k in range(count):
-        line, written = (context.rstrip("\n").split("\n") or [""])[-1], []
+        line, written = context.rstrip("\n").split("\n")[-1], []
         for n in range(lines):
             line = write_line(line, None if seed is None else (seed + k * lines + n) % 2**32)
             written.append(line)
         runs.append("\n".join(written) + "\n")
-    return [run for run in runs if not repeats_ngram(run, options.get("no_repeat_ngram") or 0)]
+    return [run for run in dict.fromkeys(runs) if not repeats_ngram(run, options.get("no_repeat_ngram") or 0)]
 
 
 def repeats_ngram(text: str, n: int) -> bool:
-    """Whether text holds an n-gram twice (line breaks are not part of any), as no_repeat_ngram forbids."""
+    """Whether text writes an n-gram a second time as no_repeat_ngram forbids it (form.Sequence.repeats): one ending
+    in a line break may come again."""
     if n < 1:
         return False
-    grams = [text[k:k + n] for k in range(len(text) - n + 1) if "\n" not in text[k:k + n]]
+    grams = [text[k:k + n] for k in range(len(text) - n + 1) if text[k + n - 1] != "\n"]
     return len(grams) != len(set(grams))
 
 

@@ -47,10 +47,11 @@ class Variant:
             return request
         return Writing(alone(self.source, prefix, length, options, details, scored))
 
-    def next_line(self, line: str, temperature: float, seed: int | None) -> Iterator[tuple[str, list[float] | None]]:
+    def next_line(self, line: str, temperature: float, seed: int | None, top_k: int | None = None,
+                  top_p: float | None = None) -> Iterator[tuple[str, list[float] | None]]:
         """A next-line model's line after line: each character written, with where it looked in line (its
         attention weights, or None), decoded for the request alone (on ZeroGPU, in a GPU worker)."""
-        return line_alone(self.source, line, temperature, seed)
+        return line_alone(self.source, line, temperature, seed, top_k, top_p)
 
     def candidates(self, prefix: str, n: int, length: int, options: dict) -> list[Candidate]:
         """n continuations written together, row i seeded with seed + i, best first."""
@@ -65,8 +66,9 @@ class Variant:
         def propose(prefix: str, n: int, length: int, **run) -> list[Candidate]:
             return self.candidates(prefix, n, length, run)
 
-        def write_line(line: str, seed: int | None) -> str:
-            return "".join(char for char, _ in next_line.next_line(line, options.get("temperature", 1.0), seed))
+        def write_line(line: str, seed: int | None) -> str:  # as CharRNN.rewrite writes a NextLine's, on ZeroGPU too
+            steps = next_line.next_line(line, options["temperature"], seed, options.get("top_k"), options.get("top_p"))
+            return "".join(char for char, _ in steps)
 
         return self.model.rewrite(lyric, keep, propose=propose, next_line=write_line if next_line else None,
                                   **options)
@@ -116,8 +118,9 @@ def alone(source: str, prefix: str, length: int, options: dict, details: bool, s
 
 
 @spaces.GPU
-def line_alone(source: str, line: str, temperature: float, seed: int | None) -> Iterator:
-    yield from ALONE[source].written(line, temperature, seed=seed)
+def line_alone(source: str, line: str, temperature: float, seed: int | None, top_k: int | None,
+               top_p: float | None) -> Iterator:
+    yield from ALONE[source].written(line, temperature, top_k, top_p, seed)
 
 
 def side_by_side(variants: dict[str, "Variant"], prefix: str, length: int, options: dict,

@@ -80,7 +80,8 @@ def fusion_words(model: NextLine) -> dict | None:
         return None
     shares = model.fusion.shares
     return dict(decoder=f"{shares.decoder:.0%}", language_model=f"{shares.language_model:.0%}",
-                cache=f"{shares.cache:.0%}", sharpness=f"{model.cache_sharpness:g}")
+                cache=f"{shares.cache:.0%}", sharpness=f"{model.cache_sharpness:g}",
+                language_model_params=f"{model.fusion.language_model.num_parameters():,}")
 
 
 def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None,
@@ -88,7 +89,7 @@ def build_next_line_card(folder: Path, metrics: dict, repo_id: str | None = None
     model = NextLine.from_pretrained(folder)
     corpus = corpus_info(metrics, model)
     line = SAMPLE_LINE if not model.vocab.unknown(SAMPLE_LINE) else next(iter(metrics["samples"]), "")
-    attends = model.context == "attention" or model.fusion is not None
+    attends = model.attends
     written = model.next_line(line, temperature=0.8, seed=SEED, attention=attends)
     sample, attention = written if attends else (written, None)
     if attention and sample:

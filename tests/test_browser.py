@@ -72,9 +72,9 @@ def written(page) -> int:
 
 
 def choose(page, variant: str) -> None:
-    page.get_by_label("Model").click()
+    page.get_by_label("Model", exact=True).click()
     page.get_by_role("option", name=variant, exact=True).click()
-    sync_api.expect(page.get_by_label("Model")).to_have_value(variant)
+    sync_api.expect(page.get_by_label("Model", exact=True)).to_have_value(variant)
 
 
 def set_form(page, length="200", lines="0", acrostic="", rhyme="off") -> None:

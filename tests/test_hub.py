@@ -119,6 +119,13 @@ def test_a_fused_next_line_model_downloads_with_its_character_model(hub, fused_d
     assert line == local.next_line("分开", seed=2)
     assert list((hf_home / "hub").glob("models--org--charrnn-jaychou-next-line/snapshots/*/language_model/"
                                        "lexicon.safetensors"))
+    hub.add_model("org/charrnn-half-next-line", commit.folder,
+                  [name for name in commit.files if not name.startswith(LANGUAGE_MODEL)])
+    done = subprocess.run([sys.executable, "-c", load, "org/charrnn-half-next-line"], capture_output=True,
+                          text=True, timeout=120, env=hub_env(hub.endpoint, hf_home))
+    # A clear error, not a half-loaded model; the local Hub (olah) answers a missing file as a missing repo, where
+    # huggingface.co says the file is missing ("has no language_model/config.json").
+    assert done.returncode == 1 and "charrnn.errors.ModelFileError" in done.stderr, done.stderr
 
 
 def test_the_hub_serves_exactly_the_pushed_files(hub, pushed):

@@ -238,21 +238,21 @@ def test_a_next_line_model_proposes_lines_where_no_line_form_is_asked(model, fus
     asked.clear()
     model.rewrite(lyric, [1, 3], 0.8, seed=5, next_line=write_line, scheme="ABAB")
     assert asked == [], "a scheme is kept by the character model's decoder alone"
-    three = "窗外的麻雀\n在电线杆上多嘴\n你说这一句\n很有夏天的感觉"
-    model.rewrite(three, [1], 0.8, seed=5, next_line=write_line)
-    chained = asked[:3]
-    assert chained[0][0] == "窗外的麻雀" and chained[1][0] != "窗外的麻雀", "a run's second line answers its first"
+    model.rewrite(lyric, [1], 0.8, seed=5, next_line=write_line)  # one run of three lines
+    first_run = asked[:3]
+    assert first_run[0][0] == "窗外的麻雀" and first_run[1][0] != "窗外的麻雀", "a run's second line answers its first"
 
 
 def test_proposed_runs_that_repeat_a_phrase_are_left_out():
     def echo(line: str, seed) -> str:
         return "我爱你我爱你"
 
-    assert song.chained(echo, "窗外\n", 1, 2, 1, {}) == ["我爱你我爱你\n"] * 2
+    assert song.chained(echo, "窗外\n", 1, 2, 1, {}) == ["我爱你我爱你\n"]
     assert song.chained(echo, "窗外\n", 1, 2, 1, {"no_repeat_ngram": 3}) == []
     assert song.chained(echo, "窗外\n", 1, 2, 1, {"keywords": ("雨",)}) == []
-    assert song.repeats_ngram("我爱\n我爱", 2) and not song.repeats_ngram("我爱\n爱我", 3)
-    assert not song.repeats_ngram("爱\n爱", 2), "a line break is part of no n-gram"
+    assert song.repeats_ngram("我爱\n我爱", 2) and song.repeats_ngram("爱\n我爱\n我", 3), "across a line break too"
+    assert not song.repeats_ngram("我爱\n我爱\n", 3), "as the decoder never bans a line break, one may end it"
+    assert song.chained(lambda line, seed: "同一行", "窗外\n", 1, 4, 1, {}) == ["同一行\n"], "each proposal once"
 
 
 def test_blank_lines_are_kept_and_bad_keeps_refused(model):

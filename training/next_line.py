@@ -19,6 +19,9 @@ from .objective import smoothed_loss, unigram
 IGNORED = -100  # the target of a padding position
 EVAL_BATCH = 256
 SHARPNESS = (0.03, 0.1, 0.3, 1.0)  # the fusion's cache sharpness tried on the held-out pairs
+# The training perplexity in the metrics is measured on at most this many training pairs: a fused model reads them one
+# at a time, and on a large upload the rest would keep its person waiting for a figure these already say.
+TRAIN_PAIRS = 2_000
 
 
 def line_pairs(text: str) -> list[tuple[str, str]]:
@@ -76,9 +79,9 @@ def scored_perplexity(model: NextLine, pairs: list[tuple[str, str]]) -> float:
 
 
 def primed_perplexity(model: CharRNN, pairs: list[tuple[str, str]]) -> float:
-    """A character model primed with each pair's first line and a line break, on its second line (its break
-    counted): what a next-line model must beat, read from the same line."""
-    scores = [model.score(b + "\n", context=a + "\n", details=False) for a, b in pairs]
+    """A character model primed with each pair's first line between line breaks (as it reads a line in a lyric), on
+    its second line (its break counted): what a next-line model must beat, read from the same line."""
+    scores = [model.score(b + "\n", context="\n" + a + "\n", details=False) for a, b in pairs]
     return math.exp(sum(s.nll for s in scores) / sum(s.count for s in scores))
 
 
@@ -110,18 +113,22 @@ def attention_entropy(model: NextLine, pairs: list[tuple[str, str]], fused: bool
     return entropy / rows, uniform / rows
 
 
+def part_probs(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]], lm_share: float,
+               cache_share: float, sharpness: float) -> np.ndarray:
+    """Each character's fair probability, every pair's second line after its first, with the model fused so (it stays
+    fused so): with a share of 1, that part's alone."""
+    model.fuse(language_model, lm_share, cache_share, sharpness)
+    return np.concatenate([model.score(b, context=a).probs for a, b in pairs]).astype(np.float64)
+
+
 def best_fusion(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]]) -> tuple[float, float, float]:
     """The character model's share, the cache's share and its sharpness whose fusion scores the pairs best: each
     part's probability of every character, read alone, mixed on best_shares' grid (numbers fitted on those pairs, as
-    a character model's count shares are)."""
-    def probs(lm_share: float, cache_share: float, sharpness: float) -> np.ndarray:
-        model.fuse(language_model, lm_share, cache_share, sharpness)
-        return np.concatenate([model.score(b, context=a).probs for a, b in pairs]).astype(np.float64)
-
-    decoder, alone = probs(0.0, 0.0, 1.0), probs(1.0, 0.0, 1.0)
+    a character model's count shares are; a fused distribution is the parts' mixture, so the fit is exact)."""
+    decoder, alone = (part_probs(model, language_model, pairs, lm, 0.0, 1.0) for lm in (0.0, 1.0))
     found = []
     for sharpness in SHARPNESS:
-        cache = probs(0.0, 1.0, sharpness)
+        cache = part_probs(model, language_model, pairs, 0.0, 1.0, sharpness)
         decoder_share, cache_share = best_shares(alone, decoder, cache)
         found.append((mixture_nll(alone, [decoder, cache], (decoder_share, cache_share)),
                       round(1 - decoder_share - cache_share, 2), cache_share, sharpness))
@@ -144,10 +151,14 @@ class NextLineTask:
         self.language_model = self.fused_with() if cfg.fuse_with else None  # checked before any training
 
     def fused_with(self) -> CharRNN:
+        if len(self.val_pairs) < 2:
+            raise ValueError("--fuse-with fits the fusion on the held-out pairs and checks it on each half: the "
+                             "held-out text needs at least 2 line pairs (a longer text, or a larger --val-fraction)")
         language_model = CharRNN.from_pretrained(self.cfg.fuse_with)
-        if language_model.vocab.to_dict() != self.vocab.to_dict():
-            raise ValueError(f"--fuse-with {self.cfg.fuse_with} has another vocabulary: fuse with a character model "
-                             "trained on the same corpus with the same --min-count and --newlines")
+        try:
+            NextLine.check_fusable(self.vocab, language_model)
+        except ValueError as e:
+            raise ValueError(f"--fuse-with {self.cfg.fuse_with}: {e}") from None
         return language_model
 
     def build(self, start=None) -> NextLine:
@@ -183,7 +194,7 @@ class NextLineTask:
         return self.perplexity(model, self.val_pairs, self.val_encoded)
 
     def train_perplexity(self, model) -> float:
-        return self.perplexity(model, self.train_pairs, self.train_encoded)
+        return self.perplexity(model, self.train_pairs[:TRAIN_PAIRS], self.train_encoded[:TRAIN_PAIRS])
 
     @staticmethod
     def perplexity(model: NextLine, pairs: list[tuple[str, str]], encoded) -> float:
@@ -199,7 +210,7 @@ class NextLineTask:
         everywhere alike); fused, the character model primed with the line and the fusion fitted on the other half of
         the pairs on the same pairs: what the card shows beside the perplexities."""
         found = {"val_pairs": len(self.val_pairs)}
-        if model.context == "attention" or model.fusion:
+        if model.attends:
             found["attention_entropy"], found["uniform_entropy"] = attention_entropy(model, self.val_pairs)
         if model.context == "attention" and model.fusion:
             found["decoder_attention_entropy"] = attention_entropy(model, self.val_pairs, fused=False)[0]

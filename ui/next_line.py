@@ -40,7 +40,7 @@ def attention_html(source: str, steps: list[tuple[str, list[float] | None]]) -> 
         for c, w in zip(columns, weights)) + "</tr>" for char, weights in steps)
     return (f'<div class="attention"><table>{head}{rows}</table><p class="caption">Attention: each written '
             f'character (row) against the line it answers (columns); darker is where the model looked (a fused '
-            f'model: its cache, which copies from the line).</p></div>')
+            f'model: its cache, at the character it would copy).</p></div>')
 
 
 def build(models: dict[str, Variant]) -> gr.Dropdown:
@@ -65,7 +65,7 @@ def build(models: dict[str, Variant]) -> gr.Dropdown:
 
     def next_line(line: str, temperature: float = 0.8, seed: int | None = None, variant: str = "") -> Iterator[str]:
         """Write the line that follows a line of lyrics (an encoder-decoder with attention, fused with a character
-        model); streams the line so far.
+        model where it ships one); streams the line so far.
 
         Args:
             line: the line to answer, up to $LINE characters (of several lines, the last non-empty one); empty means

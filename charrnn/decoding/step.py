@@ -48,7 +48,7 @@ class Stepper:
         self.count_share = model.count_share
         self.counts = self.array(model.count_part(model.device)) if model.count_share else None
         # A network trained with label smoothing predicts (1 - e) p + e * prior: decoding takes e * prior back out.
-        self.prior = self.array(model.prior * model.smoothing * (1 - self.count_share)) if model.smoothing else None
+        self.prior = self.array(model.smoothing_mass) if model.smoothing else None
         self.proj_w = self.weight(model.proj.weight.detach().t()) if model.proj else None
         self.head_w, self.head_b = self.weight(model.head.weight.detach().t()), self.array(model.head.bias.detach())
 
