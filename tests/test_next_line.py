@@ -8,8 +8,11 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charrnn import CharRNN, ModelFileError, NextLine, Vocab
+from charrnn.vocab import normalize
 from charrnn.next_line import CONTEXTS
 from conftest import next_line_config
 from training.data import split
@@ -278,3 +281,23 @@ def test_fusing_refuses_what_cannot_be_fused_before_training(lyrics_file, englis
     for bad in ("models/jaychou-next-line", 42, model):
         with pytest.raises(ValueError, match="next_line"):
             model.rewrite("我\n你", "1", next_line=bad)
+
+
+def test_any_line_gets_a_fused_next_line_and_a_finite_score(fused):
+    """Any text as the line answered (unknown characters, spaces, line breaks, nothing) and any line scored after it:
+    a line that is never empty nor holds a break, attention rows over the line answered, a finite fair score."""
+    pieces = st.sampled_from(["窗", "外", "的", "麻雀", " ", "\n", "😀", "zz", "龘", "\t", "，"])
+    texts = st.lists(pieces, max_size=12).map("".join)
+
+    @settings(max_examples=40, deadline=None, derandomize=True)
+    @given(texts, texts.filter(lambda t: "\n" not in t), st.integers(0, 2**32 - 1),
+           st.sampled_from([0.0, 0.8, 1.5]))
+    def check(line, after, seed, temperature):
+        text, attention = fused.next_line(line, temperature, seed=seed, attention=True)
+        assert text and "\n" not in text and len(text) <= 40
+        columns = len(fused.source_ids(line))
+        assert all(len(row) == columns and sum(row) == pytest.approx(1, abs=1e-4) for row in attention)
+        score = fused.score(after, context=line, details=False)
+        assert math.isfinite(score.nll) and score.count == len(normalize(after)) + 1
+
+    check()
