@@ -333,7 +333,11 @@ def test_the_compare_tab_streams_every_model_side_by_side(page, server):
     cards = page.locator(".compare-card .cand")
     # Each model writes at its own pace; its mean log-probability shows once it has finished.
     wait_until(lambda: all("mean log-probability" in t for t in cards.all_inner_texts()), 30, "not every model wrote")
-    assert all(len(t) > 1000 for t in cards.locator(".lyric").all_inner_texts())
+    # Every model wrote its 1,000 characters after the prefix: its text and its line breaks (innerText would trim a
+    # last line break or space).
+    written = cards.locator(".lyric").evaluate_all(
+        "ls => ls.map(l => l.textContent.length + l.querySelectorAll('br').length)")
+    assert written == [len("分开") + 1000] * 3, written
     seen = page.evaluate("window.cardLengths")
     # Each model writes at its own pace through the engine (the slow one alone, the others in their loops), side by
     # side: two updates midway at least, with a model part-written.
