@@ -11,6 +11,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from charrnn import NextLine
 from charrnn.next_line import CONTEXTS
 from training.data import read_corpus, split
@@ -30,7 +32,7 @@ def parts(metrics: dict) -> None:
     language_model, shipped = model.fusion.language_model, (*model.shares, model.cache_sharpness)
     pairs = line_pairs(split(read_corpus(DATA_DIR / metrics["corpus"]), metrics["val_fraction"])[1])
 
-    alone, decoder, cache = (part_probs(model, language_model, pairs, *fusion, shipped[2])
+    alone, decoder, cache = (np.concatenate(part_probs(model, language_model, pairs, *fusion, shipped[2]))
                              for fusion in ((1.0, 0.0), (0.0, 0.0), (0.0, 1.0)))
     (to_decoder,), (to_cache,) = best_shares(alone, decoder), best_shares(alone, cache)
     rows = []

@@ -65,6 +65,7 @@ class Primed:
         text = "\n" + line + "\n"
         features, self.state = model.features(self.ids(text)[None])
         self.keys, self.values, self.last = features[0], list(text[1:]), text[-1]
+        self.value_ids = self.ids(self.values)  # grown as it reads: a step's cache needs them all
 
     def ids(self, chars) -> torch.Tensor:
         vocab = self.model.vocab
@@ -81,7 +82,7 @@ class Primed:
     def cache(self, weights: torch.Tensor) -> torch.Tensor:
         """The cache's probabilities [V]: each position's weight on the character that followed it (<unk> for one
         outside the vocabulary, which decoding never draws)."""
-        return weights.new_zeros(len(self.model.vocab)).index_add_(0, self.ids(self.values), weights)
+        return weights.new_zeros(len(self.model.vocab)).index_add_(0, self.value_ids, weights)
 
     def outside_gain(self, weights: torch.Tensor, char: str) -> float:
         """What the cache adds to the fair probability of char outside the vocabulary: its own weight on that
@@ -94,4 +95,5 @@ class Primed:
         features, self.state = self.model.features(self.ids(char)[None], self.state)
         self.keys = torch.cat([self.keys, features[0]])
         self.values.append(char)
+        self.value_ids = torch.cat([self.value_ids, self.ids(char)])
         self.last = char

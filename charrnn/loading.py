@@ -41,12 +41,17 @@ def check_source(model_id: str, subfolder: str | None = None, **_) -> None:
         raise ModelFileError(f"{model_id} is not a complete model folder: {', '.join(missing)} missing")
 
 
+def in_subfolder(*parts: str | None) -> str:
+    """The path of parts joined as the Hub writes it, the missing ones left out."""
+    return "/".join(filter(None, parts))
+
+
 def fetch(model_id: str, filename: str, **hub_kwargs) -> str:
     """The local path of filename (in hub_kwargs' subfolder, if any), from the folder model_id or downloaded through
     the Hub cache."""
     if os.path.isdir(model_id):
         return os.path.join(model_id, hub_kwargs.get("subfolder") or "", filename)
-    filename_shown = "/".join(filter(None, [hub_kwargs.get("subfolder"), filename]))
+    filename_shown = in_subfolder(hub_kwargs.get("subfolder"), filename)
     try:
         return hf_hub_download(model_id, filename, **hub_kwargs)
     except HFValidationError as e:
@@ -107,7 +112,7 @@ def load_weights(model, path: str, device="cpu") -> None:
 def load_pretrained(model_class, source: str, map_location="cpu", **hub_kwargs):
     """model_class from a folder or Hub repo: config.json checked first, then the weights, strictly."""
     check_source(source, **hub_kwargs)
-    where = "/".join(filter(None, [source, hub_kwargs.get("subfolder")]))  # what messages name
+    where = in_subfolder(source, hub_kwargs.get("subfolder"))  # what messages name
     config = read_config(where, fetch(source, CONFIG_NAME, **hub_kwargs), model_class)
     try:
         model = model_class(**config)

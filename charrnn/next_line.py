@@ -81,7 +81,7 @@ class NextLine(
 
     @staticmethod
     def check_fusable(vocab: Vocab, language_model) -> None:
-        if not isinstance(language_model, CharRNN) or language_model.vocab.to_dict() != vocab.to_dict():
+        if not isinstance(language_model, CharRNN) or language_model.vocab != vocab:
             raise ValueError("a next-line model is fused with a character model of the same vocabulary: one "
                              "trained on the same corpus with the same min_count and newlines")
 

@@ -75,7 +75,7 @@ class Variant:
 
     def partner(self, next_lines: dict[str, "Variant"]) -> "Variant | None":
         """The first next-line model of this model's vocabulary (trained on the same text), or None."""
-        return next((v for v in next_lines.values() if v.model.vocab.chars == self.model.vocab.chars), None)
+        return next((v for v in next_lines.values() if v.model.vocab == self.model.vocab), None)
 
 
 class Writing:

@@ -47,16 +47,17 @@ def comparison(metrics: dict, model: NextLine) -> list[dict]:
     line; the count baselines."""
     fused = model.fusion is not None
     size = f"{model.num_parameters():,}"
+    language_size = f"{model.fusion.language_model.num_parameters():,}" if fused else ""
     rows = [{"model": "this model: the encoder-decoder fused with the character model and its cache" if fused
              else f"this model (context {model.context})",
-             "params": f"{size} + {model.fusion.language_model.num_parameters():,}" if fused else size,
+             "params": f"{size} + {language_size}" if fused else size,
              "perplexity": metrics["val_ppl"]}]
     if fused:
         rows += [{"model": "the same, its shares and sharpness chosen on the other half of the pairs", "params": "",
                   "perplexity": metrics["cross_fitted_ppl"]},
                  {"model": "the encoder-decoder alone", "params": size, "perplexity": metrics["network_val_ppl"]},
-                 {"model": "the character model primed with the line",
-                  "params": f"{model.fusion.language_model.num_parameters():,}", "perplexity": metrics["primed_ppl"]}]
+                 {"model": "the character model primed with the line", "params": language_size,
+                  "perplexity": metrics["primed_ppl"]}]
     return rows + [{"model": "bigram (interpolated, tuned on the held-out text)", "params": "",
                     "perplexity": metrics["bigram_ppl"]},
                    {"model": "unigram", "params": "", "perplexity": metrics["unigram_ppl"]}]

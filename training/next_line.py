@@ -1,6 +1,7 @@
 """The next-line task: consecutive line pairs of the text, the first line the source, the second (with its line
 break) the target. Pairs come from each side of the split separately, so none crosses it."""
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -74,29 +75,33 @@ def pair_perplexity(model: NextLine, pairs: list[tuple[list[int], list[int]]]) -
 def scored_perplexity(model: NextLine, pairs: list[tuple[str, str]]) -> float:
     """The fair per-character perplexity of each pair's second line given the first, from NextLine.score one pair at
     a time: the figure pair_perplexity gives in batches, for a fused model too."""
-    scores = [model.score(b, context=a, details=False) for a, b in pairs]
+    return pooled([model.score(b, context=a, details=False) for a, b in pairs])
+
+
+def pooled(scores) -> float:
+    """The perplexity of scored texts taken together."""
     return math.exp(sum(s.nll for s in scores) / sum(s.count for s in scores))
 
 
 def primed_perplexity(model: CharRNN, pairs: list[tuple[str, str]]) -> float:
     """A character model primed with each pair's first line between line breaks (as it reads a line in a lyric), on
     its second line (its break counted): what a next-line model must beat, read from the same line."""
-    scores = [model.score(b + "\n", context="\n" + a + "\n", details=False) for a, b in pairs]
-    return math.exp(sum(s.nll for s in scores) / sum(s.count for s in scores))
+    return pooled([model.score(b + "\n", context="\n" + a + "\n", details=False) for a, b in pairs])
 
 
-def cross_fitted_perplexity(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]]) -> float:
+def cross_fitted_perplexity(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]],
+                            parts: "Parts | None" = None) -> float:
     """The fusion's perplexity on the pairs with its shares and sharpness chosen on the other half of them (the
-    first half, then the second): the figure best_fusion's fitting on the measured pairs cannot flatter. The model
-    keeps its own fusion."""
+    first half, then the second): the figure best_fusion's fitting on the measured pairs cannot flatter. parts: the
+    pairs' fusion_parts where already read. The model keeps its own fusion."""
     kept, half = (*model.shares, model.cache_sharpness), len(pairs) // 2
-    nll = count = 0.0
-    for fitted, measured in ((pairs[:half], pairs[half:]), (pairs[half:], pairs[:half])):
-        model.fuse(language_model, *best_fusion(model, language_model, fitted))
-        scores = [model.score(b, context=a, details=False) for a, b in measured]
-        nll, count = nll + sum(s.nll for s in scores), count + sum(s.count for s in scores)
+    parts = parts or fusion_parts(model, language_model, pairs)
+    scores = []
+    for fitted, measured in ((slice(None, half), slice(half, None)), (slice(half, None), slice(None, half))):
+        model.fuse(language_model, *best_fusion(parts.of(fitted)))
+        scores += [model.score(b, context=a, details=False) for a, b in pairs[measured]]
     model.fuse(language_model, *kept)
-    return math.exp(nll / count)
+    return pooled(scores)
 
 
 def attention_entropy(model: NextLine, pairs: list[tuple[str, str]], fused: bool = True) -> tuple[float, float]:
@@ -114,21 +119,37 @@ def attention_entropy(model: NextLine, pairs: list[tuple[str, str]], fused: bool
 
 
 def part_probs(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]], lm_share: float,
-               cache_share: float, sharpness: float) -> np.ndarray:
-    """Each character's fair probability, every pair's second line after its first, with the model fused so (it stays
-    fused so): with a share of 1, that part's alone."""
+               cache_share: float, sharpness: float) -> list[np.ndarray]:
+    """Each character's fair probability, pair by pair (every pair's second line after its first), with the model
+    fused so (it stays fused so): with a share of 1, that part's alone."""
     model.fuse(language_model, lm_share, cache_share, sharpness)
-    return np.concatenate([model.score(b, context=a).probs for a, b in pairs]).astype(np.float64)
+    return [model.score(b, context=a).probs.astype(np.float64) for a, b in pairs]
 
 
-def best_fusion(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]]) -> tuple[float, float, float]:
-    """The character model's share, the cache's share and its sharpness whose fusion scores the pairs best: each
-    part's probability of every character, read alone, mixed on best_shares' grid (numbers fitted on those pairs, as
-    a character model's count shares are; a fused distribution is the parts' mixture, so the fit is exact)."""
-    decoder, alone = (part_probs(model, language_model, pairs, lm, 0.0, 1.0) for lm in (0.0, 1.0))
+class Parts(NamedTuple):
+    """Each part of a fusion read alone on some pairs, pair by pair: the encoder-decoder, the primed character model,
+    and the cache at each sharpness tried. A pair is read on its own, so the parts of some of the pairs are theirs."""
+    decoder: list[np.ndarray]
+    alone: list[np.ndarray]
+    cache: dict[float, list[np.ndarray]]
+
+    def of(self, pairs: slice) -> "Parts":
+        return Parts(self.decoder[pairs], self.alone[pairs], {s: c[pairs] for s, c in self.cache.items()})
+
+
+def fusion_parts(model: NextLine, language_model: CharRNN, pairs: list[tuple[str, str]]) -> Parts:
+    return Parts(*(part_probs(model, language_model, pairs, lm, 0.0, 1.0) for lm in (0.0, 1.0)),
+                 {sharpness: part_probs(model, language_model, pairs, 0.0, 1.0, sharpness) for sharpness in SHARPNESS})
+
+
+def best_fusion(parts: Parts) -> tuple[float, float, float]:
+    """The character model's share, the cache's share and its sharpness whose fusion scores the pairs best: the
+    parts' probabilities of every character mixed on best_shares' grid (numbers fitted on those pairs, as a
+    character model's count shares are; a fused distribution is the parts' mixture, so the fit is exact)."""
+    decoder, alone = np.concatenate(parts.decoder), np.concatenate(parts.alone)
     found = []
-    for sharpness in SHARPNESS:
-        cache = part_probs(model, language_model, pairs, 0.0, 1.0, sharpness)
+    for sharpness, cache in parts.cache.items():
+        cache = np.concatenate(cache)
         decoder_share, cache_share = best_shares(alone, decoder, cache)
         found.append((mixture_nll(alone, [decoder, cache], (decoder_share, cache_share)),
                       round(1 - decoder_share - cache_share, 2), cache_share, sharpness))
@@ -149,6 +170,7 @@ class NextLineTask:
         self.train_encoded = encode_pairs(self.train_pairs, vocab)
         self.val_encoded = encode_pairs(self.val_pairs, vocab)
         self.language_model = self.fused_with() if cfg.fuse_with else None  # checked before any training
+        self.fitted_on = None  # the held-out pairs' fusion_parts, read once by mix, again of use to measures
 
     def fused_with(self) -> CharRNN:
         if len(self.val_pairs) < 2:
@@ -217,7 +239,7 @@ class NextLineTask:
         if model.fusion:
             language_model = model.fusion.language_model
             found["primed_ppl"] = primed_perplexity(language_model, self.val_pairs)
-            found["cross_fitted_ppl"] = cross_fitted_perplexity(model, language_model, self.val_pairs)
+            found["cross_fitted_ppl"] = cross_fitted_perplexity(model, language_model, self.val_pairs, self.fitted_on)
         return found
 
     def mix(self, model: NextLine, bigram: Bigram) -> NextLine:
@@ -226,7 +248,8 @@ class NextLineTask:
         if self.language_model is None:
             return model
         language_model = self.language_model.to(model.device)
-        return model.fuse(language_model, *best_fusion(model, language_model, self.val_pairs))
+        self.fitted_on = fusion_parts(model, language_model, self.val_pairs)
+        return model.fuse(language_model, *best_fusion(self.fitted_on))
 
     def baselines(self):
         """The bigram counted on the training text, and the unigram and bigram perplexities of the held-out pairs'

@@ -159,6 +159,12 @@ def number(label: str, value, allowed: limits.Range, whole: bool = False, option
     return int(value) if whole else float(value)
 
 
+def flag(label: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise refusal(f"{label} must be true or false, got {quoted(value)}.")
+    return value
+
+
 def string(label: str, value, most: int) -> str:
     if value is None:
         return ""

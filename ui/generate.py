@@ -14,7 +14,7 @@ from charrnn import song as song_form
 from charrnn.names import CORPUS_NAMES
 from charrnn.rhyme import GROUPS
 
-from .common import (Busy, Variant, describe, documented, models_for, number, page_seed, prefix_notices, quoted, refusal,
+from .common import (Busy, Variant, describe, documented, flag, models_for, number, page_seed, prefix_notices, refusal,
                      refused, seed_box, string, variant_of, warn_about_prefix, writing)
 from .lyric import LEGEND, candidate_html, plain, prefix_html, step_html
 
@@ -86,8 +86,7 @@ def form_options(variant: Variant, length, temperature, top_k, top_p, seed, line
     """The length and the library's options from what a page or a client sent, or a clear refusal (the library
     reads line lengths, schemes and keywords, and refuses them in its own words)."""
     rhyme = string("Rhyme", rhyme, limits.RHYME).strip()
-    if not isinstance(keywords_in_order, bool):
-        raise refusal(f"Keywords in order must be true or false, got {quoted(keywords_in_order)}.")
+    flag("Keywords in order", keywords_in_order)
     options = dict(
         temperature=number("Temperature", temperature, limits.TEMPERATURE),
         top_k=number("Top-k", top_k, limits.Range(0, len(variant.model.vocab)), whole=True) or None,
@@ -274,9 +273,7 @@ def build(variants: dict[str, Variant], decoding: str = "loop",
                                   keywords_in_order)
         options.pop("lines")
         first = options.pop("seed")
-        if not isinstance(next_line, bool):
-            raise refusal(f"Next line must be true or false, got {quoted(next_line)}.")
-        partner = variant_.partner(next_lines) if next_line else None
+        partner = variant_.partner(next_lines) if flag("Next line", next_line) else None
         try:
             return [variant_.rewrite(lyric, keep, dict(options, seed=None if first is None else first + i), partner)
                     for i in range(n)]

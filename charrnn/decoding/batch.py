@@ -231,9 +231,7 @@ class Batch:
         beams, found = [((), s.ending, 0.0)], []
         after = s.newline if s.ending_final else s.space
         budget = s.length - len(s.chars) - s.reserve_after_line()
-        row_probs, rows = probs[row:row + 1], [tuple(self.ops.rows_of(x, row, 1) for x in layer)
-                                                if isinstance(layer, tuple) else self.ops.rows_of(layer, row, 1)
-                                                for layer in state]
+        row_probs, rows = probs[row:row + 1], per_array(lambda x: self.ops.rows_of(x, row, 1), state)
         while beams:
             p = row_probs.tolist()
             grown = sorted(((logp + math.log(max(p[b][i], 1e-45)), b, i, child) for b, (_, node, logp) in
